@@ -1,0 +1,8 @@
+"""Item vector indexes for maximum inner product search (numpy in, numpy out)."""
+
+from index.base import ItemIndex, SearchResult
+from index.exact import ExactIndex
+from index.factory import load_index, make_index
+from index.hnsw import HNSWIndex
+
+__all__ = ["ExactIndex", "HNSWIndex", "ItemIndex", "SearchResult", "load_index", "make_index"]

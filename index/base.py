@@ -1,0 +1,91 @@
+"""The item index protocol: numpy in, numpy out; ids are int64 item ids."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+Exclude = Sequence[Collection[int]] | None
+
+
+class SearchResult(NamedTuple):
+    """Top-k per query, best first; rows padded with score ``-inf`` and id ``-1``."""
+
+    scores: np.ndarray  # (n_queries, k) float32
+    ids: np.ndarray  # (n_queries, k) int64
+
+
+class ItemIndex(Protocol):
+    """Maximum inner product search over item vectors, keyed by item id."""
+
+    dim: int
+
+    def __len__(self) -> int: ...
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Insert or replace the vectors of ``ids``."""
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Forget ``ids`` (unknown ids are ignored)."""
+
+    def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> SearchResult:
+        """The ``k`` items of largest inner product per query, skipping ``exclude[q]``."""
+
+    def save(self, path: Path) -> None:
+        """Write the index so that :func:`index.factory.load_index` restores it."""
+
+
+def as_ids(ids: np.ndarray | Sequence[int]) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
+
+
+def as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
+    m = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    if m.ndim == 1:
+        m = m.reshape(1, -1)
+    if m.shape[1] != dim:
+        raise ValueError(f"vectors have dimension {m.shape[1]}, the index {dim}")
+    if not np.isfinite(m).all():
+        raise ValueError("vectors hold non-finite values")
+    return m
+
+
+def empty_result(n: int, k: int) -> SearchResult:
+    return SearchResult(np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64))
+
+
+def filter_top(
+    scores: np.ndarray, ids: np.ndarray, k: int, exclude: Exclude, drop: Collection[int] = ()
+) -> SearchResult:
+    """Keep per row the best ``k`` ids that are valid, not excluded and not in ``drop``.
+
+    >>> s = np.array([[3.0, 2.0, 1.0, 0.5]], np.float32)
+    >>> i = np.array([[7, 8, -1, 9]])
+    >>> filter_top(s, i, 2, [{8}]).ids.tolist()
+    [[7, 9]]
+    """
+    out = empty_result(len(ids), k)
+    for row in range(len(ids)):
+        skip = exclude[row] if exclude is not None else ()
+        n = 0
+        for score, item in zip(scores[row], ids[row], strict=True):
+            if item < 0 or item in skip or item in drop:
+                continue
+            out.scores[row, n], out.ids[row, n] = score, item
+            n += 1
+            if n == k:
+                break
+    return out
+
+
+def merge_results(a: SearchResult, b: SearchResult, k: int) -> SearchResult:
+    """Merge two result sets row by row (ids must be disjoint), best ``k`` first."""
+    scores = np.concatenate([a.scores, b.scores], axis=1)
+    ids = np.concatenate([a.ids, b.ids], axis=1)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return SearchResult(
+        np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+    )

@@ -1,0 +1,85 @@
+"""Exact maximum inner product search: FAISS ``IndexIDMap2`` over ``IndexFlatIP``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.base import Exclude, SearchResult, as_ids, as_matrix, empty_result, filter_top
+
+
+class ExactIndex:
+    """Brute-force inner product over all item vectors; exact, best for small catalogues.
+
+    Examples
+    --------
+    >>> idx = ExactIndex(dim=2)
+    >>> idx.upsert(np.array([10, 11, 12]), np.array([[1, 0], [0, 1], [1, 1]]))
+    >>> idx.search(np.array([[1.0, 0.2]]), k=2).ids.tolist()
+    [[12, 10]]
+    >>> idx.search(np.array([[1.0, 0.2]]), k=2, exclude=[{12}]).ids.tolist()
+    [[10, 11]]
+    >>> idx.upsert(np.array([11]), np.array([[5, 0]])); len(idx)
+    3
+    >>> idx.search(np.array([[1.0, 0.2]]), k=1).ids.tolist()
+    [[11]]
+    """
+
+    kind = "exact"
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._ids: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, item: int) -> bool:
+        return item in self._ids
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = as_ids(ids)
+        vectors = as_matrix(vectors, self.dim)
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        # Last write wins for an id given twice in one call.
+        _, last = np.unique(ids[::-1], return_index=True)
+        keep = np.sort(len(ids) - 1 - last)
+        ids, vectors = ids[keep], vectors[keep]
+        self.remove(ids)
+        self._index.add_with_ids(vectors, ids)
+        self._ids.update(ids.tolist())
+
+    def remove(self, ids: np.ndarray) -> None:
+        present = [i for i in as_ids(ids).tolist() if i in self._ids]
+        if present:
+            self._index.remove_ids(np.asarray(present, dtype=np.int64))
+            self._ids.difference_update(present)
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids`` (all must be present)."""
+        return np.vstack([self._index.reconstruct(int(i)) for i in as_ids(ids)])
+
+    def all_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """All ids and their vectors, in storage order."""
+        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        flat = faiss.downcast_index(self._index.index)
+        return ids, flat.reconstruct_n(0, flat.ntotal).reshape(-1, self.dim)
+
+    def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> SearchResult:
+        queries = as_matrix(queries, self.dim)
+        if not self._ids or k <= 0:
+            return empty_result(len(queries), max(k, 0))
+        longest = max((len(e) for e in exclude), default=0) if exclude is not None else 0
+        fetch = min(k + longest, len(self._ids))
+        scores, ids = self._index.search(queries, fetch)
+        if exclude is None and fetch == k:
+            return SearchResult(scores, ids)
+        return filter_top(scores, ids, k, exclude)
+
+    def save(self, path: Path) -> None:
+        ids, vectors = self.all_items()
+        np.savez(path, kind=self.kind, dim=self.dim, ids=ids, vectors=vectors)

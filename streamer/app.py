@@ -1,0 +1,68 @@
+"""The Faust app: one agent over the three input topics, feeding batches to the pipeline."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import faust
+
+from streamer.pipeline import Message, Pipeline
+from streamer.publisher import RedisSink
+from streamer.settings import Settings
+
+log = logging.getLogger("streamrec")
+
+
+def create_app(settings: Settings, pipeline: Pipeline | None = None) -> faust.App:
+    """A Faust app wired to ``settings``; ``pipeline`` may be given (tests)."""
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.broker}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
+        consumer_auto_offset_reset="earliest",
+        web_enabled=settings.web_enabled,
+        web_port=settings.web_port,
+        web_bind="127.0.0.1",
+        producer_acks=1,
+    )
+    inputs = app.topic(
+        settings.topic_clicks,
+        settings.topic_contexts,
+        settings.topic_items,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    dead_letters = app.topic(settings.topic_dead_letters, key_type=bytes, value_type=bytes)
+
+    async def send_dead_letter(key: bytes | None, value: bytes) -> Any:
+        return await dead_letters.send(key=key, value=value)
+
+    sink = RedisSink.from_url(settings.redis_url, settings.redis_prefix, settings.rec_ttl_s)
+    work = pipeline or Pipeline(settings, sink, send_dead_letter)
+
+    @app.agent(inputs)
+    async def process(stream: faust.StreamT) -> None:
+        """Decode, learn, refresh, publish: one micro-batch at a time."""
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            await work.handle([_message(event) for event in events])
+
+    @app.timer(settings.log_interval_s)
+    async def report() -> None:
+        figures = work.report()
+        log.info("streamrec %s", json.dumps(figures))
+        work.sink.write([], [], extra={"worker": figures})
+
+    app.pipeline = work  # type: ignore[attr-defined]
+    return app
+
+
+def _message(event: Any) -> Message:
+    m = event.message
+    return Message(m.topic, m.partition, m.offset, m.key, event.value, m.timestamp or 0.0)

@@ -1,0 +1,139 @@
+"""``streamrec``: the local stack, the worker, replay, reading lists, the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from streamer.settings import Settings
+
+DEFAULT_DATASET = Path("../shared/datasets/movielens-100k")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        parser.error(str(exc))
+    return int(args.run(settings, args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamrec", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    stack = commands.add_parser("stack", help="start/stop the local broker and Redis")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.set_defaults(run=cmd_stack)
+
+    worker = commands.add_parser("worker", help="run the Faust worker")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(run=cmd_worker)
+
+    replay = commands.add_parser("replay", help="publish an event log to Kafka")
+    add_replay_arguments(replay)
+    replay.set_defaults(run=cmd_replay)
+
+    rec = commands.add_parser("recommend", help="print a user's recommendations from Redis")
+    rec.add_argument("user")
+    rec.add_argument("-k", type=int, default=10)
+    rec.add_argument("--context", default="", help="e.g. device=tv,location=home")
+    rec.set_defaults(run=cmd_recommend)
+
+    demo = commands.add_parser("demo", help="stack + worker + MovieLens replay + lists")
+    demo.add_argument("--dataset", type=Path, default=None)
+    demo.add_argument("--limit", type=int, default=20_000)
+    demo.add_argument("--keep", action="store_true", help="leave the stack and worker running")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("log", type=Path, help="MovieLens-100K dir, .jsonl or .csv")
+    parser.add_argument("--speed", type=float, default=0.0,
+                        help="1 = the log's own pace, N = N times faster, 0 = as fast as possible")
+    parser.add_argument("--rate", type=float, default=0.0, help="cap in events/s (0 = none)")
+    parser.add_argument("--limit", type=int, default=None, help="send at most this many")
+    parser.add_argument("--columns", default="",
+                        help="CSV column mapping, e.g. user=userId,item=movieId,value=rating")
+    parser.add_argument("--type", default="rating", help="CSV event type when no column says")
+    parser.add_argument("--no-progress", action="store_true")  # fmt: skip
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """``a=1,b=2`` as a dict.
+
+    >>> parse_pairs("device=tv, location=home")
+    {'device': 'tv', 'location': 'home'}
+    """
+    pairs = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise SystemExit(f"expected key=value, got {part!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
+    from streamer.stack import LocalStack
+
+    stack = LocalStack(settings)
+    if args.action == "up":
+        stack.up()
+    elif args.action == "down":
+        stack.down()
+    print(json.dumps(stack.status(), indent=2))
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streamer.worker import run_worker
+
+    run_worker(settings, args.loglevel)
+    return 0
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from streamer.replay import open_log
+    from streamer.replay.producer import replay
+    from streamer.replay.sources import LogError
+
+    try:
+        records = open_log(args.log, parse_pairs(args.columns), args.type)
+        summary = replay(
+            records, settings, args.speed, args.rate, args.limit, progress=not args.no_progress
+        )
+    except LogError as exc:
+        print(f"streamrec replay: {exc}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 0
+
+
+def cmd_recommend(settings: Settings, args: argparse.Namespace) -> int:
+    import redis
+
+    from streamer.client import get_recommendations
+
+    client = redis.Redis.from_url(settings.redis_url)
+    result = get_recommendations(
+        client, args.user, args.k, parse_pairs(args.context), settings.redis_prefix,
+        settings.pop_context_keys,
+    )  # fmt: skip
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from streamer.demo import run_demo
+
+    return run_demo(settings, args.dataset, args.limit, args.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Feature dicts for the factorization machine, split into a user+context side and an item side.
+
+Each side's values depend only on that side (ids valued 1, metadata by a weight fixed per item),
+which is what lets the model's ranking be read as an inner product (see :mod:`streamer.model`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+
+Features = dict[str, float]
+
+#: Context keys that describe the moment rather than the user's taste stay out of the model
+#: only when listed here; everything else in the context is a feature.
+IGNORED_CONTEXT_KEYS = frozenset({"daypart"})
+_WORD = re.compile(r"[a-z0-9]+")
+_STOPWORDS = frozenset("the a an and of in on to for with from at by is it la le el de".split())
+
+
+def user_features(user: str, context: Mapping[str, str]) -> Features:
+    """The query side: the user id and each context value, all valued 1.
+
+    >>> user_features("42", {"device": "tv", "hour": "21", "daypart": "evening"})
+    {'user=42': 1.0, 'device=tv': 1.0, 'hour=21': 1.0}
+    """
+    x = {f"user={user}": 1.0}
+    for key, value in context.items():
+        if key not in IGNORED_CONTEXT_KEYS:
+            x[f"{key}={value}"] = 1.0
+    return x
+
+
+def item_features(
+    item: str, tags: Iterable[str] = (), text: str = "", max_words: int = 8
+) -> Features:
+    """The item side: the item id, its tags and the words of its text (content features).
+
+    Tags share a unit of weight (1/sqrt(n) each), words half a unit, so a heavily tagged
+    item does not outweigh its own id.
+
+    >>> x = item_features("1", ["Animation", "Comedy"], "Toy Story (1995)")
+    >>> {k: round(v, 3) for k, v in x.items()}
+    {'item=1': 1.0, 'tag=animation': 0.707, 'tag=comedy': 0.707, 'word=toy': 0.289, \
+'word=story': 0.289, 'word=1995': 0.289}
+    """
+    x = {f"item={item}": 1.0}
+    tag_names = sorted({t.strip().lower() for t in tags if t.strip()})
+    for tag in tag_names:
+        x[f"tag={tag}"] = 1.0 / math.sqrt(len(tag_names))
+    words = list(dict.fromkeys(content_words(text)))[:max_words]
+    for word in words:
+        x[f"word={word}"] = 0.5 / math.sqrt(len(words))
+    return x
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-case words of two or more letters, without stop words.
+
+    >>> content_words("The Good, the Bad and the Ugly (1966)")
+    ['good', 'bad', 'ugly', '1966']
+    """
+    return [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in _STOPWORDS]

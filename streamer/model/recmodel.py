@@ -1,0 +1,158 @@
+"""Two factorization machines over the same features: a rating regressor and a ranker.
+
+Ratings train the regressor (RMSE); every interaction trains the ranker, a classifier of
+"the user interacts with this item in this context", with sampled negatives. The ranker's
+score splits into a query (user + context) and an item vector, so top-K is an inner product
+search (DESIGN.md):
+
+    logit(u, c, i) = const(u, c) + b_i + q(u, c) . e_i
+    q = sum_{f in user side} x_f v_f,   e_i = sum_{f in item side} x_f v_f,
+    b_i = sum_{f in item side} x_f w_f + pairwise terms inside the item side.
+
+The index holds ``[b_i, e_i]`` and is searched with ``[1, q]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from river import optim
+
+from streamer.features import Features
+from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor
+from streamer.settings import Settings
+
+#: How much each interaction type says about a user's taste, for the ranker.
+POSITIVE_WEIGHTS = {"click": 1.0, "view": 0.5, "purchase": 2.0, "rating": 1.0}
+
+
+class RecModel:
+    """The recommender's model; learns one event at a time (``learn_one``).
+
+    Examples
+    --------
+    >>> m = RecModel(Settings(n_factors=4, negatives=0))
+    >>> u, i = {"user=1": 1.0, "hour=9": 1.0}, {"item=7": 1.0, "tag=drama": 1.0}
+    >>> for _ in range(50):
+    ...     m.learn_one(u, i, "rating", 5.0, negatives=[])
+    >>> m.predict_rating(u, i) > 4.0
+    True
+    >>> q, e = m.query_vectors([u]), m.item_vectors([i])
+    >>> q.shape, e.shape
+    ((1, 5), (1, 5))
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        lr, l2, k = settings.learning_rate, settings.l2, settings.n_factors
+        self.rater = FastFMRegressor(
+            n_factors=k,
+            weight_optimizer=optim.SGD(lr),
+            latent_optimizer=optim.SGD(lr),
+            l2_weight=l2,
+            l2_latent=l2,
+            intercept=(settings.rating_min + settings.rating_max) / 2,
+            clip_gradient=5.0,
+            seed=settings.seed,
+        )
+        self.ranker = FastFMClassifier(
+            n_factors=k,
+            weight_optimizer=optim.SGD(lr),
+            latent_optimizer=optim.SGD(lr),
+            l2_weight=l2,
+            l2_latent=l2,
+            clip_gradient=5.0,
+            seed=settings.seed + 1,
+        )
+        self.dim = k + 1
+        self.version = 0
+        self.resets = 0
+
+    # -- learning -------------------------------------------------------------------------
+
+    def learn_one(
+        self,
+        user_x: Features,
+        item_x: Features,
+        kind: str,
+        value: float | None,
+        negatives: Sequence[Features],
+    ) -> None:
+        """Learn one interaction; ``negatives`` are item sides the user did not choose."""
+        x = user_x | item_x
+        if kind == "rating" and value is not None:
+            self._guarded(self.rater, x, value)
+        if kind == "skip":
+            self._guarded(self.ranker, x, False)
+        else:
+            weight = POSITIVE_WEIGHTS.get(kind, 1.0)
+            if kind == "rating" and value is not None and value < self.settings.positive_rating:
+                weight = 0.5
+            self._guarded(self.ranker, x, True, weight)
+            for negative in negatives:
+                self._guarded(self.ranker, user_x | negative, False)
+        self.version += 1
+
+    def _guarded(
+        self, fm: FastFMRegressor | FastFMClassifier, x: Features, y: float | bool, w: float = 1.0
+    ) -> None:
+        fm.learn_one(x, y, w=w)
+        if not fm.finite or not all(math.isfinite(fm.weights[f]) for f in x):
+            # A diverging update: forget the parameters of these features (they re-initialise).
+            for feature in x:
+                fm.weights.pop(feature, None)
+                fm.latents.pop(feature, None)
+            if not math.isfinite(fm.intercept):
+                fm.intercept = 0.0
+            fm.finite = True
+            self.resets += 1
+
+    # -- predicting -----------------------------------------------------------------------
+
+    def predict_rating(self, user_x: Features, item_x: Features) -> float:
+        """The rating the user would give, clipped to the rating range."""
+        y = self.rater._raw_dot(user_x | item_x)
+        if not math.isfinite(y):
+            y = self.rater.intercept if math.isfinite(self.rater.intercept) else 0.0
+        return float(min(max(y, self.settings.rating_min), self.settings.rating_max))
+
+    def score(self, user_x: Features, item_x: Features) -> float:
+        """The ranker's logit (does not create parameters for unseen features)."""
+        return float(self.ranker._raw_dot(user_x | item_x))
+
+    def knows(self, feature: str) -> bool:
+        return feature in self.ranker.latents
+
+    def query_vectors(self, users: Sequence[Features]) -> np.ndarray:
+        """``[1, q]`` per user side; unseen features contribute nothing."""
+        out = np.zeros((len(users), self.dim), np.float32)
+        out[:, 0] = 1.0
+        for row, x in enumerate(users):
+            out[row, 1:] = self._latent_sum(x)[0]
+        return out
+
+    def item_vectors(self, items: Sequence[Features]) -> np.ndarray:
+        """``[b_i, e_i]`` per item side; unseen features contribute nothing."""
+        out = np.zeros((len(items), self.dim), np.float32)
+        weights = self.ranker.weights
+        for row, x in enumerate(items):
+            total, squares = self._latent_sum(x)
+            linear = sum(weights.get(f, 0.0) * xf for f, xf in x.items())
+            out[row, 0] = linear + 0.5 * (float(total @ total) - squares)
+            out[row, 1:] = total
+        if not np.isfinite(out).all():
+            out[~np.isfinite(out)] = 0.0
+        return out
+
+    def _latent_sum(self, x: Features) -> tuple[np.ndarray, float]:
+        latents = self.ranker.latents
+        total = np.zeros(self.dim - 1)
+        squares = 0.0
+        for f, xf in x.items():
+            v = latents.get(f)
+            if v is not None:
+                total += xf * v
+                squares += xf * xf * float(v @ v)
+        return total, squares

@@ -1,0 +1,138 @@
+"""From a batch of Kafka messages to Redis: decode, dead-letter, learn, recommend, publish."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streamer.engine import BatchOutput, Engine, Event
+from streamer.events import InvalidEvent, Validator
+from streamer.publisher import RedisSink
+from streamer.settings import Settings
+from streamer.stats import Stats
+
+log = logging.getLogger(__name__)
+
+DeadLetterSend = Callable[[bytes | None, bytes], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the pipeline needs of a Kafka message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp: float  # seconds, when it was produced
+
+
+def dead_letter(message: Message, reason: str) -> bytes:
+    """The dead-letters payload: why, where from, and the raw bytes (base64 and as text).
+
+    >>> m = Message("clicks", 2, 17, b"u1", b"\\xff{", 0.0)
+    >>> d = json.loads(dead_letter(m, "not JSON"))
+    >>> d["reason"], d["topic"], d["offset"], base64.b64decode(d["raw_base64"])
+    ('not JSON', 'clicks', 17, b'\\xff{')
+    """
+    raw = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
+    record = {
+        "reason": reason,
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "key": message.key.decode("utf-8", "replace") if message.key else None,
+        "raw_base64": base64.b64encode(raw).decode(),
+        "raw_text": raw[:2000].decode("utf-8", "replace"),
+        "failed_ts": time.time(),
+    }
+    return json.dumps(record).encode()
+
+
+class Pipeline:
+    """The worker's per-batch work; Faust only feeds it batches of messages."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: RedisSink,
+        send_dead_letter: DeadLetterSend,
+        engine: Engine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.send_dead_letter = send_dead_letter
+        self.engine = engine or Engine(settings)
+        self.stats = Stats()
+        validator = Validator(settings)
+        self._decoders: dict[str, Callable[[bytes], Event]] = {
+            settings.topic_clicks: validator.click,
+            settings.topic_contexts: validator.context,
+            settings.topic_items: validator.item,
+        }
+        self._popular_due = 0.0
+
+    async def handle(self, messages: Sequence[Message]) -> None:
+        events: list[Event] = []
+        produced: list[float] = []
+        rejected = 0
+        for message in messages:
+            try:
+                events.append(self.decode(message))
+                produced.append(message.timestamp)
+            except InvalidEvent as exc:
+                rejected += 1
+                await self.send_dead_letter(message.key, dead_letter(message, str(exc)))
+        now = time.time()
+        with_popular = now >= self._popular_due
+        if with_popular:
+            self._popular_due = now + self.settings.pop_publish_s
+        try:
+            out = self.engine.process(events, with_popular=with_popular)
+        except Exception:  # a bug must not stop the stream: isolate the event that causes it
+            log.exception("batch failed; retrying its events one by one")
+            out = await self._one_by_one(messages, with_popular)
+        published = self.sink.write(out.lists, out.popular)
+        self.stats.observe(
+            events=len(messages),
+            rejected=rejected,
+            lists=len(out.lists),
+            freshness_s=[published - ts for ts in produced if ts],
+        )
+
+    def decode(self, message: Message) -> Event:
+        decoder = self._decoders.get(message.topic)
+        if decoder is None:
+            raise InvalidEvent(f"no decoder for topic {message.topic!r}")
+        return decoder(message.value)
+
+    async def _one_by_one(self, messages: Sequence[Message], with_popular: bool) -> BatchOutput:
+        lists: dict[str, Any] = {}
+        popular: list[Any] = []
+        for message in messages:
+            try:
+                out = self.engine.process([self.decode(message)], with_popular=with_popular)
+            except InvalidEvent:
+                continue  # already dead-lettered
+            except Exception as exc:
+                self.stats.errors += 1
+                reason = f"processing error: {type(exc).__name__}: {exc}"
+                await self.send_dead_letter(message.key, dead_letter(message, reason))
+                continue
+            lists.update({rec.user: rec for rec in out.lists})
+            popular = out.popular or popular
+        return BatchOutput(list(lists.values()), popular)
+
+    def report(self) -> dict[str, Any]:
+        figures = self.stats.report()
+        figures["model_version"] = self.engine.model.version
+        figures["catalogue"] = len(self.engine.catalogue)
+        figures["users"] = len(self.engine.users)
+        return figures
+

@@ -1,0 +1,66 @@
+"""Popular items overall and per context, with exponential forgetting."""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
+
+
+def context_key(context: Mapping[str, str], keys: Iterable[str]) -> str:
+    """The popularity bucket of a context: the chosen keys it has, sorted.
+
+    >>> context_key({"device": "tv", "hour": "9", "daypart": "morning"}, ["device", "daypart"])
+    'daypart=morning|device=tv'
+    >>> context_key({"hour": "9"}, ["device"])
+    ''
+    """
+    return "|".join(f"{k}={context[k]}" for k in sorted(keys) if k in context)
+
+
+class Popularity:
+    """Decayed interaction counts per context bucket ('' is everyone, everywhere).
+
+    Counts halve every ``half_life`` interactions, so the lists follow what is popular now.
+
+    Examples
+    --------
+    >>> p = Popularity(half_life=1000)
+    >>> for item in (1, 1, 2):
+    ...     p.add(item, "device=tv")
+    >>> p.add(3, "device=phone")
+    >>> p.top("device=tv", 5), p.top("", 1), p.top("device=tv", 5, exclude={1})
+    ([(1, 2.0), (2, 1.0)], [(1, 2.0)], [(2, 1.0)])
+    >>> p.top("device=radio", 1)  # a bucket never seen falls back to everyone's
+    [(1, 2.0)]
+    """
+
+    def __init__(self, half_life: int = 20_000) -> None:
+        self.half_life = half_life
+        self._counts: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        self._since_halving = 0
+
+    def add(self, item: int, key: str, weight: float = 1.0) -> None:
+        self._counts[""][item] += weight
+        if key:
+            self._counts[key][item] += weight
+        self._since_halving += 1
+        if self._since_halving >= self.half_life:
+            self._halve()
+
+    def keys(self) -> list[str]:
+        return list(self._counts)
+
+    def top(self, key: str, k: int, exclude: Collection[int] = ()) -> list[tuple[int, float]]:
+        """The ``k`` most popular (item, count) of bucket ``key``, or of everyone's."""
+        counts = self._counts.get(key) or self._counts.get("") or {}
+        best = heapq.nlargest(k + len(exclude), counts.items(), key=lambda kv: kv[1])
+        return [(item, count) for item, count in best if item not in exclude][:k]
+
+    def _halve(self) -> None:
+        self._since_halving = 0
+        for counts in self._counts.values():
+            for item in list(counts):
+                counts[item] *= 0.5
+                if counts[item] < 0.01:
+                    del counts[item]

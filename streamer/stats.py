@@ -1,0 +1,61 @@
+"""Running figures of the worker: throughput, rejections, freshness."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+
+class Stats:
+    """Counters since start, and freshness over the last ``window`` events.
+
+    Freshness is the time from an event's production (its Kafka timestamp) to the moment the
+    list it changed was written to Redis.
+
+    Examples
+    --------
+    >>> s = Stats(clock=lambda: 10.0)
+    >>> s.observe(events=4, rejected=1, freshness_s=[0.010, 0.020, 0.030])
+    >>> r = s.report()
+    >>> r["events"], r["rejected"], r["freshness_p50_ms"]
+    (4, 1, 20.0)
+    """
+
+    def __init__(self, window: int = 10_000, clock: Any = time.monotonic) -> None:
+        self.clock = clock
+        self.started = clock()
+        self.events = 0
+        self.rejected = 0
+        self.lists = 0
+        self.errors = 0
+        self._freshness: deque[float] = deque(maxlen=window)
+        self._last = (self.started, 0)
+
+    def observe(
+        self, events: int, rejected: int = 0, lists: int = 0, freshness_s: Any = ()
+    ) -> None:
+        self.events += events
+        self.rejected += rejected
+        self.lists += lists
+        self._freshness.extend(freshness_s)
+
+    def report(self) -> dict[str, Any]:
+        """Figures since the previous report (rate) and over the window (freshness)."""
+        now = self.clock()
+        last_time, last_events = self._last
+        self._last = (now, self.events)
+        fresh = np.asarray(self._freshness) * 1000.0
+        rate = (self.events - last_events) / (now - last_time) if now > last_time else 0.0
+        return {
+            "events": self.events,
+            "rejected": self.rejected,
+            "lists_published": self.lists,
+            "processing_errors": self.errors,
+            "events_per_s": round(rate, 1),
+            "freshness_p50_ms": round(float(np.percentile(fresh, 50)), 1) if len(fresh) else None,
+            "freshness_p99_ms": round(float(np.percentile(fresh, 99)), 1) if len(fresh) else None,
+            "uptime_s": round(now - self.started, 1),
+        }

@@ -1,0 +1,47 @@
+"""What the worker remembers per user: recent items (to exclude) and the latest context."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class UserState:
+    """Bounded per-user history and latest context.
+
+    Examples
+    --------
+    >>> s = UserState(history_size=2)
+    >>> for item in (1, 2, 3):
+    ...     s.add("u", item)
+    >>> sorted(s.history("u")), s.history("nobody")
+    ([2, 3], set())
+    >>> s.set_context("u", {"device": "tv"}); s.context("u")
+    {'device': 'tv'}
+    """
+
+    def __init__(self, history_size: int = 500) -> None:
+        self.history_size = history_size
+        self._history: dict[str, OrderedDict[int, None]] = {}
+        self._context: dict[str, dict[str, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._history)
+
+    def add(self, user: str, item: int) -> None:
+        items = self._history.get(user)
+        if items is None:
+            items = self._history[user] = OrderedDict()
+        items[item] = None
+        items.move_to_end(item)
+        if len(items) > self.history_size:
+            items.popitem(last=False)
+
+    def history(self, user: str) -> set[int] | OrderedDict[int, None]:
+        """The user's recent items (supports ``in`` and ``len``)."""
+        return self._history.get(user) or set()
+
+    def set_context(self, user: str, context: dict[str, str]) -> None:
+        self._context[user] = context
+
+    def context(self, user: str) -> dict[str, str]:
+        return self._context.get(user, {})

@@ -1,0 +1,43 @@
+"""Run the Faust worker; on SIGTERM/SIGINT it stops cleanly, and within seconds whatever hangs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+import faust
+
+from streamer.app import create_app
+from streamer.settings import Settings
+
+#: A stop that has not finished after this long ends the process (a hung Faust shutdown).
+SHUTDOWN_GRACE_S = 15.0
+
+
+class Worker(faust.Worker):
+    """``faust.Worker`` with a watchdog on the shutdown it starts on a signal."""
+
+    def _schedule_shutdown(self, signum: signal.Signals) -> None:
+        if not self._signal_stop_time:
+            watchdog = threading.Timer(SHUTDOWN_GRACE_S, _force_exit, args=(signum,))
+            watchdog.daemon = True
+            watchdog.start()
+        super()._schedule_shutdown(signum)
+
+
+def _force_exit(signum: signal.Signals) -> None:
+    print(f"streamrec: shutdown after {signum.name} took over {SHUTDOWN_GRACE_S:.0f} s; exiting",
+          file=sys.stderr, flush=True)  # fmt: skip
+    os._exit(0)
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> Any:
+    app = create_app(settings)
+    app.pipeline.sink.setup()  # a clear error now rather than at the first batch
+    logging.getLogger("streamrec").setLevel(loglevel.upper())
+    worker = Worker(app, loglevel=loglevel, quiet=True)
+    return worker.execute_from_commandline()
