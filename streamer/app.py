@@ -1,4 +1,4 @@
-"""The Faust app: one agent over the three input topics, feeding batches to the pipeline."""
+"""The Faust app: one thin agent per input topic, feeding micro-batches to the pipeline."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> faust.Ap
     """A Faust app wired to ``settings``; ``pipeline`` may be given (tests)."""
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.broker}",
+        broker=f"streamrec://{settings.broker}",
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
@@ -32,13 +32,12 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> faust.Ap
         web_bind="127.0.0.1",
         producer_acks=1,
     )
-    inputs = app.topic(
-        settings.topic_clicks,
-        settings.topic_contexts,
-        settings.topic_items,
-        key_type=bytes,
-        value_type=bytes,
-    )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # type: ignore[attr-defined]
+    topics = {
+        "clicks": settings.topic_clicks,
+        "contexts": settings.topic_contexts,
+        "items": settings.topic_items,
+    }
     dead_letters = app.topic(settings.topic_dead_letters, key_type=bytes, value_type=bytes)
 
     async def send_dead_letter(key: bytes | None, value: bytes) -> Any:
@@ -47,11 +46,9 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> faust.Ap
     sink = RedisSink.from_url(settings.redis_url, settings.redis_prefix, settings.rec_ttl_s)
     work = pipeline or Pipeline(settings, sink, send_dead_letter)
 
-    @app.agent(inputs)
-    async def process(stream: faust.StreamT) -> None:
-        """Decode, learn, refresh, publish: one micro-batch at a time."""
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            await work.handle([_message(event) for event in events])
+    for kind, name in topics.items():
+        topic = app.topic(name, key_type=bytes, value_type=bytes)
+        app.agent(topic, name=f"streamrec.{kind}")(_agent(kind, work, settings))
 
     @app.timer(settings.log_interval_s)
     async def report() -> None:
@@ -61,6 +58,15 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> faust.Ap
 
     app.pipeline = work  # type: ignore[attr-defined]
     return app
+
+
+def _agent(kind: str, work: Pipeline, settings: Settings) -> Any:
+    async def process(stream: faust.StreamT) -> None:
+        """Decode, learn, refresh, publish: one micro-batch at a time."""
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            await work.handle(kind, [_message(event) for event in events])
+
+    return process
 
 
 def _message(event: Any) -> Message:

@@ -72,19 +72,21 @@ class Pipeline:
         self.stats = Stats()
         validator = Validator(settings)
         self._decoders: dict[str, Callable[[bytes], Event]] = {
-            settings.topic_clicks: validator.click,
-            settings.topic_contexts: validator.context,
-            settings.topic_items: validator.item,
+            "clicks": validator.click,
+            "contexts": validator.context,
+            "items": validator.item,
         }
         self._popular_due = 0.0
 
-    async def handle(self, messages: Sequence[Message]) -> None:
+    async def handle(self, kind: str, messages: Sequence[Message]) -> None:
+        """Process messages of one topic kind (``clicks``, ``contexts`` or ``items``)."""
+        decode = self._decoders[kind]
         events: list[Event] = []
         produced: list[float] = []
         rejected = 0
         for message in messages:
             try:
-                events.append(self.decode(message))
+                events.append(decode(message.value))
                 produced.append(message.timestamp)
             except InvalidEvent as exc:
                 rejected += 1
@@ -97,8 +99,13 @@ class Pipeline:
             out = self.engine.process(events, with_popular=with_popular)
         except Exception:  # a bug must not stop the stream: isolate the event that causes it
             log.exception("batch failed; retrying its events one by one")
-            out = await self._one_by_one(messages, with_popular)
-        published = self.sink.write(out.lists, out.popular)
+            out = await self._one_by_one(decode, messages, with_popular)
+        progress = {
+            "events": self.stats.events + len(messages),
+            "rejected": self.stats.rejected + rejected,
+            "model_version": self.engine.model.version,
+        }
+        published = self.sink.write(out.lists, out.popular, extra={"progress": progress})
         self.stats.observe(
             events=len(messages),
             rejected=rejected,
@@ -106,18 +113,14 @@ class Pipeline:
             freshness_s=[published - ts for ts in produced if ts],
         )
 
-    def decode(self, message: Message) -> Event:
-        decoder = self._decoders.get(message.topic)
-        if decoder is None:
-            raise InvalidEvent(f"no decoder for topic {message.topic!r}")
-        return decoder(message.value)
-
-    async def _one_by_one(self, messages: Sequence[Message], with_popular: bool) -> BatchOutput:
+    async def _one_by_one(
+        self, decode: Callable[[bytes], Event], messages: Sequence[Message], with_popular: bool
+    ) -> BatchOutput:
         lists: dict[str, Any] = {}
         popular: list[Any] = []
         for message in messages:
             try:
-                out = self.engine.process([self.decode(message)], with_popular=with_popular)
+                out = self.engine.process([decode(message.value)], with_popular=with_popular)
             except InvalidEvent:
                 continue  # already dead-lettered
             except Exception as exc:

@@ -43,6 +43,7 @@ class Settings:
     batch_size: int = 1000
     batch_within_s: float = 0.05
     session_timeout_s: float = 10.0
+    fetch_max_wait_ms: int = 20
     log_interval_s: float = 10.0
     web_enabled: bool = False
     web_port: int = 6066

@@ -54,6 +54,10 @@ class _FastPairwise:
         if not sgd or self.l1_latent or not x:
             super()._learn_one(x, y, w=w)  # type: ignore[misc]
             return
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._sgd_step(x, y, w)
+
+    def _sgd_step(self, x: dict[str, float], y: Any, w: float) -> None:
         keys = list(x)
         xs = np.fromiter(x.values(), float, len(x))
         latents, weights = self.latents, self.weights

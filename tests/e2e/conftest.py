@@ -1,0 +1,101 @@
+"""The real stack (Tansu + Redis on loopback) and a real `streamrec worker` process."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from streamer.settings import Settings
+from streamer.stack import LocalStack, create_topics
+
+DATASET = Path(
+    os.environ.get(
+        "STREAMREC_TEST_DATASET",
+        Path(__file__).resolve().parents[2].parent / "shared/datasets/movielens-100k",
+    )
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not true within {timeout} s: {predicate}")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    settings = Settings(
+        broker=f"127.0.0.1:{free_port()}",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        state_dir=str(tmp_path_factory.mktemp("state")),
+    )
+    local = LocalStack(settings)
+    local.up()
+    yield settings
+    local.down()
+
+
+@pytest.fixture(scope="module")
+def worker(stack):
+    """A worker on fresh topics and a fresh consumer group, stopped with SIGTERM afterwards."""
+    uid = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        stack,
+        app_id=f"streamrec-test-{uid}",
+        topic_clicks=f"clicks-{uid}",
+        topic_contexts=f"contexts-{uid}",
+        topic_items=f"items-{uid}",
+        topic_dead_letters=f"dead-letters-{uid}",
+        redis_prefix=f"test-{uid}:",
+        log_interval_s=2.0,
+    )
+    create_topics(settings.broker, settings.topics, settings.partitions)
+    log = Path(settings.state_dir) / f"worker-{uid}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "worker"],
+        env={**os.environ, **settings.as_env()},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        yield settings, client, process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail(f"worker ignored SIGTERM for 30 s; see {log}")
+        assert code == 0, f"worker exited with {code}; see {log}"
+
+
+def progress(client, settings) -> dict:
+    raw = client.get(f"{settings.redis_prefix}progress")
+    return json.loads(raw) if raw else {"events": 0, "rejected": 0}
+
+
+def rec_list(client, settings, user) -> dict | None:
+    raw = client.get(f"{settings.redis_prefix}rec:{user}")
+    return json.loads(raw) if raw else None

@@ -1,0 +1,127 @@
+"""End to end: kafka-python producers -> Tansu -> `streamrec worker` -> Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streamer.client import get_recommendations
+from streamer.replay import open_log
+from streamer.replay.producer import replay
+from streamer.stack import LocalStack
+
+from .conftest import DATASET, progress, rec_list, wait_for
+
+pytestmark = pytest.mark.e2e
+N_RATINGS = 6000
+CATALOGUE = 1682
+
+
+@pytest.fixture(scope="module")
+def replayed(worker):
+    """MovieLens-100K: the catalogue and the first ratings in time order."""
+    if not DATASET.exists():
+        pytest.skip(f"MovieLens-100K not found at {DATASET}")
+    settings, client, _ = worker
+    records = list(open_log(DATASET))[: CATALOGUE + N_RATINGS]
+    summary = replay(records, settings, progress=False)
+    assert summary.sent["clicks"] == N_RATINGS and summary.sent["items"] == CATALOGUE
+    wait_for(lambda: progress(client, settings)["events"] >= summary.total, timeout=240)
+    rated = defaultdict(set)
+    for record in records:
+        if record.kind == "clicks":
+            rated[record.key].add(record.value["item"])
+    catalogue = {r.key for r in records if r.kind == "items"}
+    return settings, client, rated, catalogue
+
+
+def send(settings, topic, key, value):
+    producer = KafkaProducer(bootstrap_servers=settings.broker)
+    payload = value if isinstance(value, bytes) else json.dumps(value).encode()
+    producer.send(topic, key=key.encode(), value=payload)
+    producer.flush()
+    producer.close()
+
+
+def test_stack_up_is_idempotent(stack):
+    local = LocalStack(stack)
+    local.up()  # already running: starts nothing, fails nothing
+    status = local.status()
+    assert status["broker"]["reachable"] and status["redis"]["reachable"]
+
+
+def test_every_replayed_user_has_a_list_of_unseen_catalogue_items(replayed):
+    settings, client, rated, catalogue = replayed
+    assert progress(client, settings)["rejected"] == 0
+    for user, items in rated.items():
+        rec = rec_list(client, settings, user)
+        assert rec is not None, f"no list for user {user}"
+        listed = [entry["item"] for entry in rec["items"]]
+        assert len(listed) == settings.top_k and len(set(listed)) == len(listed)
+        assert set(listed) <= catalogue
+        assert not set(listed) & items, f"user {user} was recommended items already rated"
+        assert rec["source"] == "model" and rec["model_version"] > 0
+        assert rec["published_ts"] >= rec["event_ts"] or rec["event_ts"] < 1e9
+
+
+def test_a_context_event_changes_the_users_list(replayed):
+    settings, client, rated, _ = replayed
+    user = max(rated, key=lambda u: len(rated[u]))
+    lists = []
+    for context in ({"device": "tv", "hour": 21}, {"device": "mobile", "hour": 7}):
+        before = rec_list(client, settings, user)["published_ts"]
+        send(settings, settings.topic_contexts, user, {"user": user, "context": context})
+        rec = wait_for(lambda: (r := rec_list(client, settings, user))["published_ts"] > before
+                       and r)  # fmt: skip
+        assert rec["context"]["device"] == context["device"]
+        lists.append([entry["item"] for entry in rec["items"]])
+    assert lists[0] != lists[1]
+
+
+def test_a_new_users_click_produces_a_list_within_seconds(replayed):
+    settings, client, _, catalogue = replayed
+    send(settings, settings.topic_clicks, "newcomer",
+         {"user": "newcomer", "item": "50", "type": "click", "context": {"device": "tv"}})  # fmt: skip
+    rec = wait_for(lambda: rec_list(client, settings, "newcomer"), timeout=15)
+    listed = {entry["item"] for entry in rec["items"]}
+    assert listed and listed <= catalogue and "50" not in listed
+    result = get_recommendations(client, "newcomer", k=3, prefix=settings.redis_prefix)
+    assert len(result["items"]) == 3
+
+
+def test_an_unseen_user_reads_the_popular_list(replayed):
+    settings, client, _, catalogue = replayed
+    wait_for(lambda: client.get(f"{settings.redis_prefix}pop"))
+    result = get_recommendations(client, "nobody-yet", k=5, prefix=settings.redis_prefix,
+                                 context={"device": "smartwatch"})  # fmt: skip
+    assert result["source"] in {"popular-context", "popular-overall"}
+    assert len(result["items"]) == 5 and {e["item"] for e in result["items"]} <= catalogue
+
+
+def test_malformed_events_are_dead_lettered_and_the_worker_goes_on(replayed):
+    settings, client, _, _ = replayed
+    rejected = progress(client, settings)["rejected"]
+    send(settings, settings.topic_clicks, "x", b"\x00 this is not json")
+    send(settings, settings.topic_clicks, "x", {"user": "x", "item": "1", "type": "teleport"})
+    send(settings, settings.topic_clicks, "after-garbage", {"user": "after-garbage", "item": "1"})
+    wait_for(lambda: rec_list(client, settings, "after-garbage"), timeout=15)
+    wait_for(lambda: progress(client, settings)["rejected"] >= rejected + 2, timeout=15)
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.broker, consumer_timeout_ms=2000,
+                             auto_offset_reset="earliest")  # fmt: skip
+    partitions = [TopicPartition(settings.topic_dead_letters, p) for p in range(settings.partitions)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    letters = []
+    deadline = time.monotonic() + 20
+    while len(letters) < 2 and time.monotonic() < deadline:
+        letters += [json.loads(m.value) for m in consumer]
+    consumer.close()
+    reasons = sorted(letter["reason"] for letter in letters)
+    assert len(letters) == 2, letters
+    assert reasons[0].startswith("not JSON") and "unknown event type 'teleport'" in reasons[1]
+    assert all(letter["topic"] == settings.topic_clicks for letter in letters)

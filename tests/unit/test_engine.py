@@ -1,0 +1,66 @@
+from streamer.engine import Engine
+from streamer.events import Click, ContextEvent, ItemEvent
+from streamer.settings import Settings
+
+from .conftest import catalogue_events
+
+
+def engine(**overrides):
+    return Engine(Settings(**{"n_factors": 8, "top_k": 4, "seed": 3, **overrides}))
+
+
+def test_lists_hold_catalogue_items_and_exclude_history():
+    e = engine()
+    e.process(catalogue_events())
+    out = e.process([Click(user="u", item="h0", type="click", ts=1.0),
+                     Click(user="u", item="c1", type="rating", value=4.0, ts=2.0)])
+    (rec,) = out.lists
+    items = [item for item, _ in rec.items]
+    assert rec.source == "model" and len(items) == 4
+    assert not {"h0", "c1"} & set(items)
+    assert set(items) <= {ev.item for ev in catalogue_events()}
+    assert [s for _, s in rec.items] == sorted((s for _, s in rec.items), reverse=True)
+
+
+def test_history_is_bounded():
+    e = engine(history_size=2)
+    e.process(catalogue_events())
+    e.process([Click(user="u", item=i, type="click", ts=1.0) for i in ("h0", "h1", "h2")])
+    assert set(e.users.history("u")) == {e.catalogue.id_of("h1"), e.catalogue.id_of("h2")}
+
+
+def test_unknown_user_gets_popular_in_context():
+    e = engine(pop_context_keys=("device",))
+    e.process(catalogue_events())
+    clicks = [Click(user=f"u{n}", item="c2", type="click", ts=1.0, context={"device": "tv"})
+              for n in range(3)]
+    clicks += [Click(user="x", item="h1", type="click", ts=1.0, context={"device": "phone"})]
+    e.process(clicks)
+    out = e.process([ContextEvent(user="stranger", ts=2.0, context={"device": "tv"})],
+                    with_popular=True)
+    (rec,) = out.lists
+    assert rec.source == "popular" and rec.items[0][0] == "c2"
+    buckets = {p.key: p for p in out.popular}
+    assert buckets["device=phone"].items[0][0] == "h1" and "" in buckets
+
+
+def test_context_event_reranks_without_learning():
+    e = engine()
+    e.process(catalogue_events())
+    for t in range(30):
+        e.process([Click(user="u", item="h0", type="click", ts=t, context={"device": "tv"}),
+                   Click(user="v", item="c0", type="click", ts=t, context={"device": "phone"})])
+    version = e.model.version
+    out = e.process([ContextEvent(user="u", ts=99.0, context={"device": "phone"})])
+    assert e.model.version == version
+    assert out.lists[0].context["device"] == "phone"
+    assert e.users.context("u")["device"] == "phone"
+
+
+def test_new_item_from_items_topic_is_recommendable():
+    e = engine(top_k=10)
+    e.process(catalogue_events())
+    e.process([Click(user="u", item="h0", type="click", ts=1.0)])
+    out = e.process([ItemEvent(item="h-new", ts=2.0, tags=["horror"]),
+                     ContextEvent(user="u", ts=2.0, context={})])
+    assert "h-new" in [item for item, _ in out.lists[0].items]

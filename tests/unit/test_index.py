@@ -1,0 +1,104 @@
+"""Approximate search against exact search, on data with a known answer."""
+
+import numpy as np
+import pytest
+
+from index import ExactIndex, HNSWIndex, load_index, make_index
+
+
+def brute_force(vectors, queries, k, exclude=None):
+    scores = queries @ vectors.T
+    if exclude is not None:
+        for row, skip in enumerate(exclude):
+            scores[row, list(skip)] = -np.inf
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(7)
+    return rng.normal(size=(3000, 16)).astype(np.float32), rng.normal(size=(50, 16)).astype(
+        np.float32
+    )
+
+
+def test_exact_equals_brute_force(data):
+    vectors, queries = data
+    index = ExactIndex(16)
+    index.upsert(np.arange(len(vectors)), vectors)
+    exclude = [set(range(q, q + 40)) for q in range(len(queries))]
+    got = index.search(queries, 10, exclude=exclude)
+    want = brute_force(vectors, queries, 10, exclude)
+    assert (got.ids == want).all()
+    assert (np.diff(got.scores, axis=1) <= 1e-6).all()
+
+
+def test_exact_upsert_replaces_and_remove_forgets():
+    index = ExactIndex(2)
+    index.upsert(np.array([1, 2]), np.array([[1.0, 0.0], [0.0, 1.0]]))
+    index.upsert(np.array([1]), np.array([[0.0, 5.0]]))
+    assert len(index) == 2
+    assert index.search(np.array([[0.0, 1.0]]), 2).ids.tolist() == [[1, 2]]
+    index.remove(np.array([1, 99]))
+    assert index.search(np.array([[0.0, 1.0]]), 2).ids.tolist() == [[2, -1]]
+
+
+def test_exact_rejects_bad_vectors():
+    index = ExactIndex(2)
+    with pytest.raises(ValueError, match="dimension 3"):
+        index.upsert(np.array([1]), np.ones((1, 3)))
+    with pytest.raises(ValueError, match="non-finite"):
+        index.upsert(np.array([1]), np.array([[np.nan, 1.0]]))
+
+
+def test_hnsw_recall_against_exact(data):
+    vectors, queries = data
+    index = HNSWIndex(16, background=False, rebuild_min=100)
+    index.upsert(np.arange(len(vectors)), vectors)
+    assert index.graph_size == len(vectors)
+    got = index.search(queries, 20).ids
+    want = brute_force(vectors, queries, 20)
+    recall = np.mean([len(set(g) & set(w)) / 20 for g, w in zip(got, want, strict=True)])
+    assert recall >= 0.95
+
+
+def test_hnsw_fresh_vectors_found_before_the_rebuild(data):
+    vectors, queries = data
+    index = HNSWIndex(16, background=False, rebuild_min=10_000)
+    index.rebuild_min = 100
+    index.upsert(np.arange(len(vectors)), vectors)  # built
+    index.rebuild_min = 10_000  # no rebuild from here on
+    moved = vectors.copy()
+    target = 123
+    moved[target] = queries[0] * 10  # now the best answer to query 0
+    index.upsert(np.array([target]), moved[target : target + 1])
+    assert index.graph_size == len(vectors) and len(index) == len(vectors)
+    assert index.search(queries[:1], 1).ids[0, 0] == target
+    index.remove(np.array([target]))
+    assert target not in index.search(queries[:1], 50).ids[0]
+    ids = index.search(queries, 20).ids
+    assert all(len(set(row)) == len(row) for row in ids)  # no item twice
+
+
+def test_hnsw_background_rebuild_swaps(data):
+    vectors, _ = data
+    index = HNSWIndex(16, background=True, rebuild_min=500, rebuild_fraction=0.0)
+    index.upsert(np.arange(1000), vectors[:1000])
+    index.wait()
+    assert index.rebuilds >= 1
+    index.upsert(np.arange(1000, 1600), vectors[1000:1600])
+    index.wait()
+    ids = index.search(vectors[1500:1501], 1).ids
+    assert len(index) == 1600 and ids[0, 0] == 1500
+
+
+def test_factory_and_save_load(tmp_path, data):
+    vectors, queries = data
+    for backend in ("exact", "hnsw"):
+        index = make_index(backend, 16)
+        index.upsert(np.arange(500), vectors[:500])
+        path = tmp_path / f"{backend}.npz"
+        index.save(path)
+        restored = load_index(path)
+        assert restored.kind == backend and len(restored) == 500
+        assert (restored.search(queries, 5).ids == index.search(queries, 5).ids).mean() > 0.9

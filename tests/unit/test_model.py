@@ -1,0 +1,87 @@
+"""The model identity that makes contextual top-K a FAISS search, and the model's guards."""
+
+import numpy as np
+from river import facto
+
+from index import ExactIndex
+from streamer.features import item_features, user_features
+from streamer.model import FastFMClassifier, RecModel
+from streamer.settings import Settings
+
+GENRES = ["action", "comedy", "drama", "horror"]
+
+
+def trained_model(seed=0):
+    rng = np.random.default_rng(seed)
+    model = RecModel(Settings(n_factors=8, seed=seed))
+    items = [item_features(str(i), [GENRES[i % 4], GENRES[(i * 7) % 4]], f"film {i}") for i in range(60)]
+    for _ in range(3000):
+        u = int(rng.integers(30))
+        ctx = {"device": ["tv", "phone"][u % 2], "hour": str(int(rng.integers(24)))}
+        i = int(rng.integers(60))
+        kind = ["click", "rating", "skip", "purchase"][int(rng.integers(4))]
+        negs = [items[int(j)] for j in rng.integers(60, size=2)]
+        model.learn_one(user_features(str(u), ctx), items[i], kind, float(rng.integers(1, 6)), negs)
+    return model, items
+
+
+def test_index_order_equals_predict_order():
+    model, items = trained_model()
+    index = ExactIndex(model.dim)
+    index.upsert(np.arange(len(items)), model.item_vectors(items))
+    for user, ctx in [("3", {"device": "phone", "hour": "9"}), ("8", {"device": "tv", "hour": "22"})]:
+        ux = user_features(user, ctx)
+        found = index.search(model.query_vectors([ux]), k=len(items))
+        predicted = np.array([model.score(ux, ix) for ix in items])
+        # the same order ...
+        assert found.ids[0].tolist() == np.argsort(-predicted, kind="stable").tolist()
+        # ... because the scores differ by a constant of (user, context) only
+        offsets = predicted[found.ids[0]] - found.scores[0]
+        assert np.ptp(offsets) < 1e-4
+        # and River's own predict_proba_one is a monotone function of it
+        proba = [model.ranker.predict_proba_one(ux | ix)[True] for ix in items]
+        assert np.argmax(proba) == found.ids[0, 0]
+
+
+def test_fast_fm_matches_river():
+    x = {"user=a": 1.0, "item=b": 1.0, "tag=c": 0.7, "hour=3": 1.0}
+    slow, fast = facto.FMClassifier(seed=3), FastFMClassifier(seed=3)
+    for y in [True, False, True, True, False] * 10:
+        slow.learn_one(x, y)
+        fast.learn_one(x, y)
+    assert abs(slow.predict_proba_one(x)[True] - fast.predict_proba_one(x)[True]) < 1e-9
+
+
+def test_cold_start_item_is_placed_by_its_tags():
+    model = RecModel(Settings(n_factors=8, seed=1))
+    rng = np.random.default_rng(1)
+    horror = [item_features(f"h{i}", ["horror"]) for i in range(10)]
+    comedy = [item_features(f"c{i}", ["comedy"]) for i in range(10)]
+    for _ in range(4000):
+        fan = rng.integers(2)
+        user = user_features(f"{'hf' if fan else 'cf'}{rng.integers(10)}", {})
+        liked, other = (horror, comedy) if fan else (comedy, horror)
+        model.learn_one(user, liked[rng.integers(10)], "click", None, [other[rng.integers(10)]])
+    new_horror = item_features("brand-new", ["horror"])  # never interacted with
+    q = model.query_vectors([user_features("hf1", {}), user_features("cf1", {})])
+    e = model.item_vectors([new_horror])[0]
+    assert q[0] @ e > q[1] @ e
+
+
+def test_rating_prediction_is_clipped_and_finite():
+    model = RecModel(Settings(n_factors=4, learning_rate=5.0))  # far too large: diverges
+    u, i = {"user=1": 1.0}, {"item=1": 1.0}
+    for value in [5.0, 0.5] * 200:
+        model.learn_one(u, i, "rating", value, [])
+    y = model.predict_rating(u, i)
+    assert model.resets > 0  # the guard fired
+    assert np.isfinite(y) and 0.5 <= y <= 5.0
+    assert np.isfinite(model.item_vectors([i])).all()
+    assert np.isfinite(model.query_vectors([u])).all()
+
+
+def test_unseen_features_do_not_create_parameters():
+    model = RecModel(Settings(n_factors=4))
+    model.query_vectors([{"user=ghost": 1.0}])
+    model.item_vectors([{"item=ghost": 1.0}])
+    assert not model.knows("user=ghost") and not model.knows("item=ghost")

@@ -1,0 +1,57 @@
+import asyncio
+import base64
+import json
+
+from streamer.pipeline import Pipeline
+from streamer.publisher import RedisSink
+from streamer.settings import Settings
+
+from .conftest import message
+
+
+def make_pipeline(fake_redis, **overrides):
+    dead = []
+
+    async def send(key, value):
+        dead.append(json.loads(value))
+
+    settings = Settings(n_factors=4, top_k=3, **overrides)
+    return Pipeline(settings, RedisSink(fake_redis, "t:"), send), dead
+
+
+def test_malformed_events_go_to_dead_letters_and_the_rest_is_processed(fake_redis):
+    pipeline, dead = make_pipeline(fake_redis)
+    asyncio.run(pipeline.handle("items", [message("items", {"item": "i1", "tags": ["a"]})]))
+    clicks = [
+        message("clicks", b"\x00garbage", offset=5),
+        message("clicks", {"user": "u1", "item": "i1", "type": "rating", "value": 99}),
+        message("clicks", {"user": "u2", "item": "i1"}),
+    ]
+    asyncio.run(pipeline.handle("clicks", clicks))
+    asyncio.run(pipeline.handle("contexts", [message("contexts", {"user": "u3"})]))
+    reasons = [d["reason"] for d in dead]
+    assert len(dead) == 3
+    assert reasons[0].startswith("not JSON") and "rating range" in reasons[1]
+    assert reasons[2] == "missing 'context'"
+    assert dead[0]["topic"] == "clicks" and dead[0]["offset"] == 5
+    assert base64.b64decode(dead[0]["raw_base64"]) == b"\x00garbage"
+    assert "t:rec:u2" in fake_redis.data and "t:rec:u1" not in fake_redis.data
+    assert fake_redis.pipelines == 3  # one Redis round trip per batch
+    assert fake_redis.json("t:progress")["rejected"] == 3
+
+
+def test_a_processing_error_isolates_the_event(fake_redis, monkeypatch):
+    pipeline, dead = make_pipeline(fake_redis)
+    learn = pipeline.engine.learn
+
+    def flaky(click):
+        if click.user == "bomb":
+            raise RuntimeError("boom")
+        return learn(click)
+
+    monkeypatch.setattr(pipeline.engine, "learn", flaky)
+    batch = [message("clicks", {"user": u, "item": "i"}) for u in ("a", "bomb", "b")]
+    asyncio.run(pipeline.handle("clicks", batch))
+    assert [d["reason"] for d in dead] == ["processing error: RuntimeError: boom"]
+    assert {"t:rec:a", "t:rec:b"} <= set(fake_redis.data)
+    assert pipeline.stats.errors == 1
