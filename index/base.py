@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Container, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -58,7 +58,7 @@ def empty_result(n: int, k: int) -> SearchResult:
 
 
 def filter_top(
-    scores: np.ndarray, ids: np.ndarray, k: int, exclude: Exclude, drop: Collection[int] = ()
+    scores: np.ndarray, ids: np.ndarray, k: int, exclude: Exclude, drop: Container[int] = ()
 ) -> SearchResult:
     """Keep per row the best ``k`` ids that are valid, not excluded and not in ``drop``.
 

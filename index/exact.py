@@ -37,7 +37,7 @@ class ExactIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def __contains__(self, item: int) -> bool:
+    def __contains__(self, item: object) -> bool:
         return item in self._ids
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -56,7 +56,7 @@ class ExactIndex:
     def remove(self, ids: np.ndarray) -> None:
         present = [i for i in as_ids(ids).tolist() if i in self._ids]
         if present:
-            self._index.remove_ids(np.asarray(present, dtype=np.int64))
+            self._index.remove_ids(np.asarray(present, dtype=np.int64))  # type: ignore[arg-type]
             self._ids.difference_update(present)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:

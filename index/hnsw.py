@@ -18,7 +18,6 @@ from index.base import (
     SearchResult,
     as_ids,
     as_matrix,
-    empty_result,
     filter_top,
     merge_results,
 )
@@ -71,7 +70,7 @@ class HNSWIndex:
         self.rebuild_fraction, self.rebuild_min = rebuild_fraction, rebuild_min
         self.background = background
         self._store = VectorStore(dim)
-        self._graph: faiss.Index | None = None
+        self._graph: faiss.IndexHNSWFlat | None = None
         self._graph_ids = np.zeros(0, np.int64)  # graph position -> item id
         self._graph_seq = 0
         self._fresh = ExactIndex(dim)  # items written after the graph's snapshot

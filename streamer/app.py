@@ -15,8 +15,8 @@ from streamer.settings import Settings
 log = logging.getLogger("streamrec")
 
 
-def create_app(settings: Settings, pipeline: Pipeline | None = None) -> faust.App:
-    """A Faust app wired to ``settings``; ``pipeline`` may be given (tests)."""
+def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[faust.App, Pipeline]:
+    """A Faust app wired to ``settings``, and the pipeline its agents feed."""
     app = faust.App(
         settings.app_id,
         broker=f"streamrec://{settings.broker}",
@@ -56,14 +56,17 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> faust.Ap
         log.info("streamrec %s", json.dumps(figures))
         work.sink.write([], [], extra={"worker": figures})
 
-    app.pipeline = work  # type: ignore[attr-defined]
-    return app
+    return app, work
 
 
 def _agent(kind: str, work: Pipeline, settings: Settings) -> Any:
     async def process(stream: faust.StreamT) -> None:
         """Decode, learn, refresh, publish: one micro-batch at a time."""
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+        # take_events is in faust.Stream but missing from StreamT
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_size, within=settings.batch_within_s
+        )
+        async for events in batches:
             await work.handle(kind, [_message(event) for event in events])
 
     return process

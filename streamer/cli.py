@@ -54,12 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("log", type=Path, help="MovieLens-100K dir, .jsonl or .csv")
-    parser.add_argument("--speed", type=float, default=0.0,
-                        help="1 = the log's own pace, N = N times faster, 0 = as fast as possible")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="1 = the log's own pace, N = N times faster, 0 = as fast as possible",
+    )
     parser.add_argument("--rate", type=float, default=0.0, help="cap in events/s (0 = none)")
     parser.add_argument("--limit", type=int, default=None, help="send at most this many")
-    parser.add_argument("--columns", default="",
-                        help="CSV column mapping, e.g. user=userId,item=movieId,value=rating")
+    parser.add_argument(
+        "--columns",
+        default="",
+        help="CSV column mapping, e.g. user=userId,item=movieId,value=rating",
+    )
     parser.add_argument("--type", default="rating", help="CSV event type when no column says")
     parser.add_argument("--no-progress", action="store_true")  # fmt: skip
 

@@ -125,7 +125,9 @@ def demo_contexts(client: Any, settings: Settings, users: list[str], titles: dic
         for context in CONTEXTS:
             sent = time.time()
             event = {"user": user, "ts": sent, "context": context}
-            producer.send(settings.topic_contexts, key=user.encode(), value=json.dumps(event).encode())
+            producer.send(
+                settings.topic_contexts, key=user.encode(), value=json.dumps(event).encode()
+            )
             producer.flush()
             after = _wait_for_update(client, settings, user, before["published_ts"])
             delay = (after["published_ts"] - sent) * 1000

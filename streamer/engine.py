@@ -6,13 +6,15 @@ The Faust agent, ``streamrec evaluate`` and the tests all drive this same object
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from index.base import ItemIndex
+from index.exact import ExactIndex
 from index.factory import make_index
+from index.hnsw import HNSWIndex
 from streamer.catalogue import Catalogue
 from streamer.events import Click, ContextEvent, ItemEvent
 from streamer.features import user_features
@@ -23,10 +25,6 @@ from streamer.settings import Settings
 from streamer.users import UserState
 
 Event = Click | ContextEvent | ItemEvent
-
-#: Items whose vectors are recomputed per batch beyond the touched ones, round robin, so that
-#: shared features (tags, words) that moved reach every item within a few batches.
-REFRESH_CHUNK = 1000
 
 
 @dataclass
@@ -120,29 +118,41 @@ class Engine:
         """Re-upsert touched items, plus the next round-robin chunk of the catalogue."""
         ids = set(touched)
         n = len(self.catalogue)
-        if n:
+        chunk = self.settings.index_refresh_chunk
+        if n and chunk:
+            # Shared features (tags, words, context) move too: recompute a round-robin slice of
+            # the catalogue per batch, so every item vector is fresh within n / chunk batches.
             start = self._refresh_cursor % n
-            ids.update(range(start, min(start + REFRESH_CHUNK, n)))
-            self._refresh_cursor = start + REFRESH_CHUNK
+            ids.update(range(start, min(start + chunk, n)))
+            self._refresh_cursor = start + chunk
         if not ids:
             return
         order = np.fromiter(sorted(ids), np.int64, len(ids))
         vectors = self.model.item_vectors([self.catalogue.features(int(i)) for i in order])
         self.index.upsert(order, vectors)
+        self._maybe_switch_to_hnsw()
 
-    def _negatives(self, history: object, item: int) -> list[int]:
+    def _maybe_switch_to_hnsw(self) -> None:
+        """``auto``: past ``hnsw_min_items`` items, move to HNSW (built in the background)."""
+        s = self.settings
+        if s.index_backend != "auto" or not isinstance(self.index, ExactIndex):
+            return
+        if len(self.index) < s.hnsw_min_items:
+            return
+        hnsw = HNSWIndex(self.model.dim)
+        hnsw.upsert(*self.index.all_items())  # findable at once; the graph builds meanwhile
+        self.index = self.recommender.index = hnsw
+
+    def _negatives(self, history: Container[int], item: int) -> list[int]:
         exclude = _Union(history, item)
         return self.sampler.sample(self.settings.negatives, exclude=exclude)
 
 
 class _Union:
-    """``history ∪ {item}`` without copying the history."""
+    """``history | {item}`` without copying the history."""
 
-    def __init__(self, history: object, item: int) -> None:
+    def __init__(self, history: Container[int], item: int) -> None:
         self.history, self.item = history, item
 
     def __contains__(self, other: object) -> bool:
-        return other == self.item or other in self.history  # type: ignore[operator]
-
-    def __len__(self) -> int:
-        return len(self.history) + 1  # type: ignore[arg-type]
+        return other == self.item or other in self.history

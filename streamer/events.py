@@ -46,7 +46,7 @@ class Click(faust.Record, serializer="json"):
     ts: float
     value: float | None = None
     event_id: str | None = None
-    context: dict[str, str] = {}  # noqa: RUF012 (faust copies defaults per instance)
+    context: dict[str, str] = {}
 
 
 class ContextEvent(faust.Record, serializer="json"):
@@ -54,7 +54,7 @@ class ContextEvent(faust.Record, serializer="json"):
 
     user: str
     ts: float
-    context: dict[str, str] = {}  # noqa: RUF012
+    context: dict[str, str] = {}
 
 
 class ItemEvent(faust.Record, serializer="json"):
@@ -63,7 +63,7 @@ class ItemEvent(faust.Record, serializer="json"):
     item: str
     ts: float
     title: str = ""
-    tags: list[str] = []  # noqa: RUF012
+    tags: list[str] = []
     text: str = ""
 
 

@@ -16,7 +16,29 @@ Features = dict[str, float]
 #: only when listed here; everything else in the context is a feature.
 IGNORED_CONTEXT_KEYS = frozenset({"daypart"})
 _WORD = re.compile(r"[a-z0-9]+")
-_STOPWORDS = frozenset("the a an and of in on to for with from at by is it la le el de".split())
+_STOPWORDS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "of",
+        "in",
+        "on",
+        "to",
+        "for",
+        "with",
+        "from",
+        "at",
+        "by",
+        "is",
+        "it",
+        "la",
+        "le",
+        "el",
+        "de",
+    ]
+)
 
 
 def user_features(user: str, context: Mapping[str, str]) -> Features:

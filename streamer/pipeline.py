@@ -138,4 +138,3 @@ class Pipeline:
         figures["catalogue"] = len(self.engine.catalogue)
         figures["users"] = len(self.engine.users)
         return figures
-

@@ -99,7 +99,7 @@ class Recommender:
         """The popular list of every context bucket seen so far."""
         return [
             PopList(key, self._named(self.popularity.top(key, self.k)))
-            for key in self.popularity.keys()
+            for key in self.popularity.keys()  # noqa: SIM118 (not a dict)
         ]
 
     def _popular(self, request: Request) -> RecList:

@@ -65,7 +65,7 @@ class Settings:
     # Index.
     index_backend: str = "auto"
     hnsw_min_items: int = 50_000
-    index_refresh_s: float = 2.0
+    index_refresh_chunk: int = 1000
     # Validation limits.
     max_id_len: int = 256
     max_context_keys: int = 16

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -162,7 +163,9 @@ class LocalStack:
         raise StackError(f"{service.name} did not open {service.host}:{service.port}")
 
 
-def create_topics(broker: str, names: Iterable[str], partitions: int, timeout: float = 30.0) -> None:
+def create_topics(
+    broker: str, names: Iterable[str], partitions: int, timeout: float = 30.0
+) -> None:
     """Create ``names`` with ``partitions`` partitions; existing topics are left alone."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -180,10 +183,8 @@ def create_topics(broker: str, names: Iterable[str], partitions: int, timeout: f
         existing = set(admin.list_topics())
         wanted = [NewTopic(n, partitions, 1) for n in dict.fromkeys(names) if n not in existing]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                 admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 

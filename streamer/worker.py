@@ -36,8 +36,8 @@ def _force_exit(signum: signal.Signals) -> None:
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> Any:
-    app = create_app(settings)
-    app.pipeline.sink.setup()  # a clear error now rather than at the first batch
+    app, pipeline = create_app(settings)
+    pipeline.sink.setup()  # a clear error now rather than at the first batch
     logging.getLogger("streamrec").setLevel(loglevel.upper())
     worker = Worker(app, loglevel=loglevel, quiet=True)
     return worker.execute_from_commandline()

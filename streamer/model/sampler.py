@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Container
 
 import numpy as np
 
@@ -35,7 +35,7 @@ class NegativeSampler:
         self._pos = (self._pos + 1) % len(self._ring)
         self._size = min(self._size + 1, len(self._ring))
 
-    def sample(self, n: int, exclude: Collection[int] = ()) -> list[int]:
+    def sample(self, n: int, exclude: Container[int] = ()) -> list[int]:
         """Up to ``n`` items not in ``exclude`` (fewer when the buffer holds no others)."""
         if self._size == 0 or n <= 0:
             return []

@@ -75,17 +75,20 @@ def test_a_context_event_changes_the_users_list(replayed):
     for context in ({"device": "tv", "hour": 21}, {"device": "mobile", "hour": 7}):
         before = rec_list(client, settings, user)["published_ts"]
         send(settings, settings.topic_contexts, user, {"user": user, "context": context})
-        rec = wait_for(lambda: (r := rec_list(client, settings, user))["published_ts"] > before
-                       and r)  # fmt: skip
+        rec = wait_for(lambda since=before: _newer(rec_list(client, settings, user), since))
         assert rec["context"]["device"] == context["device"]
         lists.append([entry["item"] for entry in rec["items"]])
     assert lists[0] != lists[1]
 
 
+def _newer(rec, since):
+    return rec if rec and rec["published_ts"] > since else None
+
+
 def test_a_new_users_click_produces_a_list_within_seconds(replayed):
     settings, client, _, catalogue = replayed
-    send(settings, settings.topic_clicks, "newcomer",
-         {"user": "newcomer", "item": "50", "type": "click", "context": {"device": "tv"}})  # fmt: skip
+    click = {"user": "newcomer", "item": "50", "type": "click", "context": {"device": "tv"}}
+    send(settings, settings.topic_clicks, "newcomer", click)
     rec = wait_for(lambda: rec_list(client, settings, "newcomer"), timeout=15)
     listed = {entry["item"] for entry in rec["items"]}
     assert listed and listed <= catalogue and "50" not in listed
@@ -113,7 +116,9 @@ def test_malformed_events_are_dead_lettered_and_the_worker_goes_on(replayed):
 
     consumer = KafkaConsumer(bootstrap_servers=settings.broker, consumer_timeout_ms=2000,
                              auto_offset_reset="earliest")  # fmt: skip
-    partitions = [TopicPartition(settings.topic_dead_letters, p) for p in range(settings.partitions)]
+    partitions = [
+        TopicPartition(settings.topic_dead_letters, p) for p in range(settings.partitions)
+    ]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     letters = []

@@ -17,7 +17,7 @@ def test_agent_feeds_batches_to_the_pipeline(fake_redis):
         dead.append(json.loads(value))
 
     pipeline = Pipeline(settings, RedisSink(fake_redis, "t:"), send)
-    app = create_app(settings, pipeline=pipeline)
+    app, _ = create_app(settings, pipeline=pipeline)
     agent = app.agents["streamrec.clicks"]
 
     async def drive():

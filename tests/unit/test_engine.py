@@ -12,8 +12,12 @@ def engine(**overrides):
 def test_lists_hold_catalogue_items_and_exclude_history():
     e = engine()
     e.process(catalogue_events())
-    out = e.process([Click(user="u", item="h0", type="click", ts=1.0),
-                     Click(user="u", item="c1", type="rating", value=4.0, ts=2.0)])
+    out = e.process(
+        [
+            Click(user="u", item="h0", type="click", ts=1.0),
+            Click(user="u", item="c1", type="rating", value=4.0, ts=2.0),
+        ]
+    )
     (rec,) = out.lists
     items = [item for item, _ in rec.items]
     assert rec.source == "model" and len(items) == 4
@@ -32,12 +36,15 @@ def test_history_is_bounded():
 def test_unknown_user_gets_popular_in_context():
     e = engine(pop_context_keys=("device",))
     e.process(catalogue_events())
-    clicks = [Click(user=f"u{n}", item="c2", type="click", ts=1.0, context={"device": "tv"})
-              for n in range(3)]
+    clicks = [
+        Click(user=f"u{n}", item="c2", type="click", ts=1.0, context={"device": "tv"})
+        for n in range(3)
+    ]
     clicks += [Click(user="x", item="h1", type="click", ts=1.0, context={"device": "phone"})]
     e.process(clicks)
-    out = e.process([ContextEvent(user="stranger", ts=2.0, context={"device": "tv"})],
-                    with_popular=True)
+    out = e.process(
+        [ContextEvent(user="stranger", ts=2.0, context={"device": "tv"})], with_popular=True
+    )
     (rec,) = out.lists
     assert rec.source == "popular" and rec.items[0][0] == "c2"
     buckets = {p.key: p for p in out.popular}
@@ -48,8 +55,12 @@ def test_context_event_reranks_without_learning():
     e = engine()
     e.process(catalogue_events())
     for t in range(30):
-        e.process([Click(user="u", item="h0", type="click", ts=t, context={"device": "tv"}),
-                   Click(user="v", item="c0", type="click", ts=t, context={"device": "phone"})])
+        e.process(
+            [
+                Click(user="u", item="h0", type="click", ts=t, context={"device": "tv"}),
+                Click(user="v", item="c0", type="click", ts=t, context={"device": "phone"}),
+            ]
+        )
     version = e.model.version
     out = e.process([ContextEvent(user="u", ts=99.0, context={"device": "phone"})])
     assert e.model.version == version
@@ -61,6 +72,21 @@ def test_new_item_from_items_topic_is_recommendable():
     e = engine(top_k=10)
     e.process(catalogue_events())
     e.process([Click(user="u", item="h0", type="click", ts=1.0)])
-    out = e.process([ItemEvent(item="h-new", ts=2.0, tags=["horror"]),
-                     ContextEvent(user="u", ts=2.0, context={})])
+    out = e.process(
+        [
+            ItemEvent(item="h-new", ts=2.0, tags=["horror"]),
+            ContextEvent(user="u", ts=2.0, context={}),
+        ]
+    )
     assert "h-new" in [item for item, _ in out.lists[0].items]
+
+
+def test_auto_backend_moves_to_hnsw_past_the_threshold():
+    e = engine(hnsw_min_items=5)
+    e.process(catalogue_events()[:4])
+    assert e.index.kind == "exact"
+    e.process(catalogue_events()[4:] + [Click(user="u", item="h0", type="click", ts=1.0)])
+    assert e.index.kind == "hnsw" and e.recommender.index is e.index
+    assert len(e.index) == 6
+    out = e.process([ContextEvent(user="u", ts=2.0, context={})])
+    assert len(out.lists[0].items) == 4

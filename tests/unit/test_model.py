@@ -14,7 +14,9 @@ GENRES = ["action", "comedy", "drama", "horror"]
 def trained_model(seed=0):
     rng = np.random.default_rng(seed)
     model = RecModel(Settings(n_factors=8, seed=seed))
-    items = [item_features(str(i), [GENRES[i % 4], GENRES[(i * 7) % 4]], f"film {i}") for i in range(60)]
+    items = [
+        item_features(str(i), [GENRES[i % 4], GENRES[(i * 7) % 4]], f"film {i}") for i in range(60)
+    ]
     for _ in range(3000):
         u = int(rng.integers(30))
         ctx = {"device": ["tv", "phone"][u % 2], "hour": str(int(rng.integers(24)))}
@@ -29,7 +31,10 @@ def test_index_order_equals_predict_order():
     model, items = trained_model()
     index = ExactIndex(model.dim)
     index.upsert(np.arange(len(items)), model.item_vectors(items))
-    for user, ctx in [("3", {"device": "phone", "hour": "9"}), ("8", {"device": "tv", "hour": "22"})]:
+    for user, ctx in [
+        ("3", {"device": "phone", "hour": "9"}),
+        ("8", {"device": "tv", "hour": "22"}),
+    ]:
         ux = user_features(user, ctx)
         found = index.search(model.query_vectors([ux]), k=len(items))
         predicted = np.array([model.score(ux, ix) for ix in items])

@@ -1,0 +1,44 @@
+# The two set-up commands: `make demo` (the main job) and `make test` (what CI runs).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-streamrec
+
+.PHONY: install demo test unit e2e lint bench stack-up stack-down clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "streamrec needs Python >= 3.11"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)          ## stack + worker + MovieLens replay + lists before/after a context change
+	$(BIN)/streamrec demo $(ARGS)
+
+test: lint unit e2e     ## everything CI checks
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: $(STAMP)          ## unit tests and doctests (no servers)
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+e2e: $(STAMP)           ## the real local stack and a real worker process
+	$(BIN)/python -m pytest -q -m e2e tests/e2e
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(ARGS)
+
+stack-up: $(STAMP)
+	$(BIN)/streamrec stack up
+
+stack-down: $(STAMP)
+	$(BIN)/streamrec stack down
+
+clean:
+	rm -rf $(VENV) .streamrec build *.egg-info
