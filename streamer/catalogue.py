@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from streamer.events import ItemEvent
 from streamer.features import Features, item_features
 
@@ -24,6 +26,8 @@ class Catalogue:
         self._ids: dict[str, int] = {}
         self._items: list[str] = []
         self._features: list[Features] = []
+        self._added: list[int] = []
+        self.clock = 0  # the engine's event count, stamped on each new item
         self.titles: dict[int, str] = {}
         self.tags: dict[int, tuple[str, ...]] = {}
 
@@ -41,7 +45,12 @@ class Catalogue:
             self._ids[item] = index_id
             self._items.append(item)
             self._features.append(item_features(item))
+            self._added.append(self.clock)
         return index_id
+
+    def added_at(self, index_ids: np.ndarray) -> np.ndarray:
+        """The engine event count at which each item was first seen."""
+        return np.asarray(self._added, np.int64)[index_ids]
 
     def item_of(self, index_id: int) -> str:
         return self._items[index_id]

@@ -44,6 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--context", default="", help="e.g. device=tv,location=home")
     rec.set_defaults(run=cmd_recommend)
 
+    evaluate = commands.add_parser("evaluate", help="prequential evaluation with baselines")
+    evaluate.add_argument("log", type=Path, help="MovieLens-100K dir, .jsonl or .csv")
+    evaluate.add_argument("--json", type=Path, default=None, help="write every metric here")
+    evaluate.add_argument("--report", type=Path, default=None, help="markdown + PNG report dir")
+    evaluate.add_argument("--batch-size", type=int, default=1)
+    evaluate.add_argument("--limit", type=int, default=None, help="first N events only")
+    evaluate.add_argument("--columns", default="", help="CSV column mapping (as replay)")
+    evaluate.add_argument("--type", default="rating", help="CSV event type (as replay)")
+    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.set_defaults(run=cmd_evaluate)
+
     demo = commands.add_parser("demo", help="stack + worker + MovieLens replay + lists")
     demo.add_argument("--dataset", type=Path, default=None)
     demo.add_argument("--limit", type=int, default=20_000)
@@ -133,6 +144,30 @@ def cmd_recommend(settings: Settings, args: argparse.Namespace) -> int:
         settings.pop_context_keys,
     )  # fmt: skip
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    import itertools
+
+    from streamer.evaluation.report import table, write_json, write_report
+    from streamer.evaluation.runner import run_evaluation
+    from streamer.replay import open_log
+    from streamer.replay.sources import LogError
+
+    try:
+        records = itertools.islice(open_log(args.log, parse_pairs(args.columns), args.type),
+                                   args.limit)  # fmt: skip
+        result = run_evaluation(records, settings, args.batch_size, progress=not args.no_progress)
+    except LogError as exc:
+        print(f"streamrec evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    if args.report:
+        print(f"wrote {write_report(result, args.report, str(args.log))}")
     return 0
 
 

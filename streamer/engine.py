@@ -6,8 +6,10 @@ The Faust agent, ``streamrec evaluate`` and the tests all drive this same object
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +18,7 @@ from index.exact import ExactIndex
 from index.factory import make_index
 from index.hnsw import HNSWIndex
 from streamer.catalogue import Catalogue
+from streamer.evaluation.prequential import Prequential
 from streamer.events import Click, ContextEvent, ItemEvent
 from streamer.features import user_features
 from streamer.model import NegativeSampler, RecModel
@@ -57,8 +60,8 @@ class Engine:
         self.model = RecModel(settings)
         self.catalogue = Catalogue()
         self.users = UserState(settings.history_size)
-        self.popularity = Popularity()
-        self.sampler = NegativeSampler(seed=settings.seed)
+        self.popularity: Popularity[int] = Popularity()
+        self.sampler = NegativeSampler(seed=settings.seed, uniform=settings.uniform_negatives)
         self.index = index or make_index(
             settings.index_backend, self.model.dim, hnsw_min_items=settings.hnsw_min_items
         )
@@ -73,6 +76,11 @@ class Engine:
         )
         self._refresh_cursor = 0
         self.events = 0
+        # Prequential evaluation: what each user was shown, scored against what they chose next.
+        self.metrics = Prequential(settings.eval_k)
+        self.scoreboards: list[Prequential] = [self.metrics]  # more may watch (evaluate's tail)
+        self.shown: dict[str, tuple[int, ...]] = {}
+        self.item_counts: Counter[int] = Counter()
 
     def process(self, events: Sequence[Event], with_popular: bool = False) -> BatchOutput:
         """Learn from ``events`` in order; return the lists to publish."""
@@ -88,8 +96,10 @@ class Engine:
             else:
                 touched_items.add(self.catalogue.add_metadata(event))
             self.events += 1
+            self.catalogue.clock = self.events
         self.refresh_items(touched_items)
         out = BatchOutput(self.recommender.recommend(list(requests.values())))
+        self._audit(out.lists)
         if with_popular:
             out.popular = self.recommender.popular_lists()
         return out
@@ -98,21 +108,53 @@ class Engine:
         """Learn one interaction; returns the index ids whose vectors it moved."""
         item = self.catalogue.id_of(click.item)
         history = self.users.history(click.user)
+        user_x, item_x = user_features(click.user, click.context), self.catalogue.features(item)
+        key = context_key(click.context, self.settings.pop_context_keys)
+        self._score_before_learning(click, item, user_x, item_x, key)
         negatives = [] if click.type == "skip" else self._negatives(history, item)
         self.model.learn_one(
-            user_features(click.user, click.context),
-            self.catalogue.features(item),
-            click.type,
-            click.value,
-            [self.catalogue.features(n) for n in negatives],
+            user_x, item_x, click.type, click.value, [self.catalogue.features(n) for n in negatives]
         )
         self.users.add(click.user, item)
         self.users.set_context(click.user, click.context)
         if click.type != "skip":
             self.sampler.add(item)
-            key = context_key(click.context, self.settings.pop_context_keys)
             self.popularity.add(item, key)
+            self.item_counts[item] += 1
         return [item, *negatives]
+
+    def is_positive(self, click: Click) -> bool:
+        """Click, purchase, or a rating of at least ``positive_rating``."""
+        if click.type == "rating":
+            return click.value is not None and click.value >= self.settings.positive_rating
+        return click.type in ("click", "purchase")
+
+    def _score_before_learning(
+        self, click: Click, item: int, user_x: dict[str, float], item_x: dict[str, float], key: str
+    ) -> None:
+        if click.type == "rating" and click.value is not None:
+            predicted = self.model.predict_rating(user_x, item_x)
+            for board in self.scoreboards:
+                board.ratings.update(predicted, click.value)
+        if self.is_positive(click):
+            shown = self.shown.get(click.user)
+            if shown is None:  # what the read helper serves a user without a list
+                history = self.users.history(click.user)
+                top = self.popularity.top(key, self.settings.eval_k, exclude=history)
+                shown = tuple(i for i, _ in top)
+            for board in self.scoreboards:
+                board.ranking.update(item, shown)
+
+    def _audit(self, lists: Sequence[RecList]) -> None:
+        k = self.settings.eval_k
+        for rec in lists:
+            ids = tuple(self.catalogue.id_of(item) for item, _ in rec.items[:k])
+            self.shown[rec.user] = ids
+            for board in self.scoreboards:
+                board.audit.update(ids, self.item_counts, self.catalogue.tags, len(self.users))
+
+    def metrics_report(self) -> dict[str, Any]:
+        return self.metrics.report(len(self.catalogue))
 
     def refresh_items(self, touched: Iterable[int]) -> None:
         """Re-upsert touched items, plus the next round-robin chunk of the catalogue."""
@@ -129,8 +171,30 @@ class Engine:
             return
         order = np.fromiter(sorted(ids), np.int64, len(ids))
         vectors = self.model.item_vectors([self.catalogue.features(int(i)) for i in order])
+        vectors[:, 0] += self.popularity_prior(order)
         self.index.upsert(order, vectors)
         self._maybe_switch_to_hnsw()
+
+    def popularity_prior(self, ids: np.ndarray) -> np.ndarray:
+        """``popularity_prior * log(1 + trending count)`` per item, added to the item bias:
+        a blend of the model's logit with what is popular now, still an inner product."""
+        weight = self.settings.popularity_prior
+        if not weight:
+            return np.zeros(len(ids), np.float32)
+        counts = self.popularity.counts()
+        trend = np.fromiter((counts.get(int(i), 0.0) for i in ids), np.float64, len(ids))
+        # Optimism for new items: an item younger than new_item_events events counts at least
+        # as the median item, so that a cold-start item gets shown and can earn its own count.
+        if counts and self.settings.new_item_events:
+            young = self.events - self.catalogue.added_at(ids) < self.settings.new_item_events
+            if young.any():
+                trend[young] = np.maximum(trend[young], float(np.median(list(counts.values()))))
+        return (weight * np.log1p(trend)).astype(np.float32)
+
+    def score(self, user: str, context: dict[str, str], item: int) -> float:
+        """The ranking score the index orders by: the model's logit plus the popularity prior."""
+        prior = float(self.popularity_prior(np.array([item]))[0])
+        return self.model.score(user_features(user, context), self.catalogue.features(item)) + prior
 
     def _maybe_switch_to_hnsw(self) -> None:
         """``auto``: past ``hnsw_min_items`` items, move to HNSW (built in the background)."""
@@ -145,7 +209,7 @@ class Engine:
 
     def _negatives(self, history: Container[int], item: int) -> list[int]:
         exclude = _Union(history, item)
-        return self.sampler.sample(self.settings.negatives, exclude=exclude)
+        return self.sampler.sample(self.settings.negatives, exclude, len(self.catalogue))
 
 
 class _Union:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Hashable, Iterable, Mapping
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item", bound=Hashable)
 
 
 def context_key(context: Mapping[str, str], keys: Iterable[str]) -> str:
@@ -18,7 +21,7 @@ def context_key(context: Mapping[str, str], keys: Iterable[str]) -> str:
     return "|".join(f"{k}={context[k]}" for k in sorted(keys) if k in context)
 
 
-class Popularity:
+class Popularity(Generic[Item]):
     """Decayed interaction counts per context bucket ('' is everyone, everywhere).
 
     Counts halve every ``half_life`` interactions, so the lists follow what is popular now.
@@ -37,10 +40,10 @@ class Popularity:
 
     def __init__(self, half_life: int = 20_000) -> None:
         self.half_life = half_life
-        self._counts: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        self._counts: dict[str, dict[Item, float]] = defaultdict(lambda: defaultdict(float))
         self._since_halving = 0
 
-    def add(self, item: int, key: str, weight: float = 1.0) -> None:
+    def add(self, item: Item, key: str, weight: float = 1.0) -> None:
         self._counts[""][item] += weight
         if key:
             self._counts[key][item] += weight
@@ -48,10 +51,14 @@ class Popularity:
         if self._since_halving >= self.half_life:
             self._halve()
 
+    def counts(self, key: str = "") -> dict[Item, float]:
+        """The decayed counts of bucket ``key`` (read-only view)."""
+        return self._counts.get(key) or {}
+
     def keys(self) -> list[str]:
         return list(self._counts)
 
-    def top(self, key: str, k: int, exclude: Collection[int] = ()) -> list[tuple[int, float]]:
+    def top(self, key: str, k: int, exclude: Collection[Item] = ()) -> list[tuple[Item, float]]:
         """The ``k`` most popular (item, count) of bucket ``key``, or of everyone's."""
         counts = self._counts.get(key) or self._counts.get("") or {}
         best = heapq.nlargest(k + len(exclude), counts.items(), key=lambda kv: kv[1])

@@ -70,7 +70,7 @@ class Recommender:
         index: ItemIndex,
         catalogue: Catalogue,
         users: UserState,
-        popularity: Popularity,
+        popularity: Popularity[int],
         k: int,
         pop_context_keys: Sequence[str],
     ) -> None:

@@ -48,16 +48,23 @@ class Settings:
     web_enabled: bool = False
     web_port: int = 6066
     # Model.
-    n_factors: int = 16
-    learning_rate: float = 0.02
-    l2: float = 0.0005
+    n_factors: int = 10
+    rating_lr: float = 0.05
+    ranking_lr: float = 0.05
+    rating_side_weight: float = 0.15
+    rating_prior: float = 3.5
+    l2: float = 0.0
     negatives: int = 2
+    uniform_negatives: float = 0.5
+    popularity_prior: float = 1.0
+    new_item_events: int = 5000
     rating_min: float = 0.5
     rating_max: float = 5.0
     positive_rating: float = 4.0
     seed: int = 42
     # Recommending.
     top_k: int = 20
+    eval_k: int = 10
     history_size: int = 500
     pop_context_keys: tuple[str, ...] = ("device", "daypart", "location")
     pop_publish_s: float = 2.0

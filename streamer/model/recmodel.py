@@ -46,27 +46,31 @@ class RecModel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        lr, l2, k = settings.learning_rate, settings.l2, settings.n_factors
+        l2, k = settings.l2, settings.n_factors
+        # Biases learn at half the latents' rate, as in River's MovieLens BiasedMF example.
         self.rater = FastFMRegressor(
             n_factors=k,
-            weight_optimizer=optim.SGD(lr),
-            latent_optimizer=optim.SGD(lr),
+            weight_optimizer=optim.SGD(settings.rating_lr / 2),
+            latent_optimizer=optim.SGD(settings.rating_lr),
             l2_weight=l2,
             l2_latent=l2,
-            intercept=(settings.rating_min + settings.rating_max) / 2,
+            intercept=settings.rating_prior,
             clip_gradient=5.0,
             seed=settings.seed,
         )
         self.ranker = FastFMClassifier(
             n_factors=k,
-            weight_optimizer=optim.SGD(lr),
-            latent_optimizer=optim.SGD(lr),
+            weight_optimizer=optim.SGD(settings.ranking_lr / 2),
+            latent_optimizer=optim.SGD(settings.ranking_lr),
             l2_weight=l2,
             l2_latent=l2,
             clip_gradient=5.0,
             seed=settings.seed + 1,
         )
+        self._side = settings.rating_side_weight
+        self._low, self._high = math.inf, -math.inf  # the ratings seen: predictions stay inside
         self.dim = k + 1
+        self._zero = np.zeros(k)
         self.version = 0
         self.resets = 0
 
@@ -83,7 +87,8 @@ class RecModel:
         """Learn one interaction; ``negatives`` are item sides the user did not choose."""
         x = user_x | item_x
         if kind == "rating" and value is not None:
-            self._guarded(self.rater, x, value)
+            self._low, self._high = min(self._low, value), max(self._high, value)
+            self._guarded(self.rater, self._rating_features(x), value)
         if kind == "skip":
             self._guarded(self.ranker, x, False)
         else:
@@ -112,11 +117,19 @@ class RecModel:
     # -- predicting -----------------------------------------------------------------------
 
     def predict_rating(self, user_x: Features, item_x: Features) -> float:
-        """The rating the user would give, clipped to the rating range."""
-        y = self.rater._raw_dot(user_x | item_x)
+        """The rating the user would give, clipped to the range of the ratings seen so far."""
+        y = self.rater._raw_dot(self._rating_features(user_x | item_x))
         if not math.isfinite(y):
             y = self.rater.intercept if math.isfinite(self.rater.intercept) else 0.0
-        return float(min(max(y, self.settings.rating_min), self.settings.rating_max))
+        low = self._low if math.isfinite(self._low) else self.settings.rating_min
+        high = self._high if math.isfinite(self._high) else self.settings.rating_max
+        return float(min(max(y, low), high))
+
+    def _rating_features(self, x: Features) -> Features:
+        """Side features (context, content) weigh ``rating_side_weight`` in the rating model:
+        shared by many events, at full weight they take steps too large for SGD."""
+        side = self._side
+        return {f: (v if f.startswith(("user=", "item=")) else v * side) for f, v in x.items()}
 
     def score(self, user_x: Features, item_x: Features) -> float:
         """The ranker's logit (does not create parameters for unseen features)."""
@@ -127,32 +140,35 @@ class RecModel:
 
     def query_vectors(self, users: Sequence[Features]) -> np.ndarray:
         """``[1, q]`` per user side; unseen features contribute nothing."""
-        out = np.zeros((len(users), self.dim), np.float32)
-        out[:, 0] = 1.0
-        for row, x in enumerate(users):
-            out[row, 1:] = self._latent_sum(x)[0]
+        out = np.ones((len(users), self.dim), np.float32)
+        if users:
+            out[:, 1:] = self._side_sums(users)[0]
         return out
 
     def item_vectors(self, items: Sequence[Features]) -> np.ndarray:
         """``[b_i, e_i]`` per item side; unseen features contribute nothing."""
         out = np.zeros((len(items), self.dim), np.float32)
-        weights = self.ranker.weights
-        for row, x in enumerate(items):
-            total, squares = self._latent_sum(x)
-            linear = sum(weights.get(f, 0.0) * xf for f, xf in x.items())
-            out[row, 0] = linear + 0.5 * (float(total @ total) - squares)
-            out[row, 1:] = total
-        if not np.isfinite(out).all():
-            out[~np.isfinite(out)] = 0.0
+        if items:
+            total, squares, linear = self._side_sums(items)
+            out[:, 0] = linear + 0.5 * (np.einsum("ij,ij->i", total, total) - squares)
+            out[:, 1:] = total
+        out[~np.isfinite(out)] = 0.0
         return out
 
-    def _latent_sum(self, x: Features) -> tuple[np.ndarray, float]:
-        latents = self.ranker.latents
-        total = np.zeros(self.dim - 1)
-        squares = 0.0
-        for f, xf in x.items():
-            v = latents.get(f)
-            if v is not None:
-                total += xf * v
-                squares += xf * xf * float(v @ v)
-        return total, squares
+    def _side_sums(self, sides: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per side: sum x_f v_f, sum x_f^2 |v_f|^2 and sum x_f w_f, all sides in one pass."""
+        keys: list[str] = []
+        values: list[float] = []
+        starts = np.zeros(len(sides), np.int64)
+        for row, x in enumerate(sides):
+            starts[row] = len(keys)
+            keys.extend(x)
+            values.extend(x.values())
+        latents, weights, zero = self.ranker.latents, self.ranker.weights, self._zero
+        v = np.array([latents.get(f, zero) for f in keys], dtype=float).reshape(len(keys), -1)
+        xs = np.asarray(values, dtype=float)
+        w = np.fromiter((weights.get(f, 0.0) for f in keys), float, len(keys))
+        total = np.add.reduceat(xs[:, None] * v, starts, axis=0)
+        squares = np.add.reduceat(xs * xs * np.einsum("ij,ij->i", v, v), starts)
+        linear = np.add.reduceat(xs * w, starts)
+        return total, squares, linear

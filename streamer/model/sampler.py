@@ -8,23 +8,28 @@ import numpy as np
 
 
 class NegativeSampler:
-    """Draws items with probability proportional to their recent interaction count.
+    """Draws negatives: by recent popularity, or uniformly from the catalogue, or a mix.
 
-    A ring buffer of the last ``window`` interacted items is sampled uniformly, which is
-    popularity sampling that follows the stream (popular-now, not popular-ever).
+    A ring buffer of the last ``window`` interacted items, sampled uniformly, gives popularity
+    sampling that follows the stream (popular-now, not popular-ever). Popularity-sampled
+    negatives teach the model to discount popularity; uniform ones (``uniform=1``) leave
+    popularity in the item biases. ``uniform`` is the share of uniform draws.
 
     Examples
     --------
-    >>> s = NegativeSampler(window=100, seed=0)
+    >>> s = NegativeSampler(window=100, seed=0, uniform=0.0)
     >>> for item in [1, 1, 1, 2]:
     ...     s.add(item)
     >>> s.sample(2, exclude={1})
     [2, 2]
     >>> s.sample(1, exclude={1, 2})
     []
+    >>> sorted(set(NegativeSampler(seed=0, uniform=1.0).sample(50, n_items=3)))
+    [0, 1, 2]
     """
 
-    def __init__(self, window: int = 10_000, seed: int = 0) -> None:
+    def __init__(self, window: int = 10_000, seed: int = 0, uniform: float = 0.0) -> None:
+        self.uniform = uniform
         self._ring = np.zeros(window, np.int64)
         self._size = 0
         self._pos = 0
@@ -35,13 +40,20 @@ class NegativeSampler:
         self._pos = (self._pos + 1) % len(self._ring)
         self._size = min(self._size + 1, len(self._ring))
 
-    def sample(self, n: int, exclude: Container[int] = ()) -> list[int]:
-        """Up to ``n`` items not in ``exclude`` (fewer when the buffer holds no others)."""
-        if self._size == 0 or n <= 0:
+    def sample(self, n: int, exclude: Container[int] = (), n_items: int = 0) -> list[int]:
+        """Up to ``n`` items not in ``exclude``; uniform draws are from ``range(n_items)``."""
+        if n <= 0 or (self._size == 0 and n_items == 0):
             return []
         out: list[int] = []
-        draws = self._ring[self._rng.integers(0, self._size, size=4 * n + 4)].tolist()
-        for item in draws:
+        size = 4 * n + 4
+        draws = self._rng.integers(0, max(n_items, 1), size=size)
+        if self._size:
+            popular = self._ring[self._rng.integers(0, self._size, size=size)]
+            if n_items == 0:
+                draws = popular
+            elif self.uniform < 1.0:
+                draws = np.where(self._rng.random(size) < self.uniform, draws, popular)
+        for item in draws.tolist():
             if item not in exclude:
                 out.append(item)
                 if len(out) == n:

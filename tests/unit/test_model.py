@@ -74,7 +74,7 @@ def test_cold_start_item_is_placed_by_its_tags():
 
 
 def test_rating_prediction_is_clipped_and_finite():
-    model = RecModel(Settings(n_factors=4, learning_rate=5.0))  # far too large: diverges
+    model = RecModel(Settings(n_factors=4, rating_lr=10.0, rating_side_weight=1.0))  # diverges
     u, i = {"user=1": 1.0}, {"item=1": 1.0}
     for value in [5.0, 0.5] * 200:
         model.learn_one(u, i, "rating", value, [])

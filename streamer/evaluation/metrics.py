@@ -1,0 +1,202 @@
+"""Streaming accumulators of accuracy, ranking quality and the audit of what is recommended."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+class RatingMetrics:
+    """RMSE and MAE of predictions made before learning, overall and over a rolling window.
+
+    >>> m = RatingMetrics(window=2)
+    >>> for y_pred, y in [(3.0, 4.0), (4.0, 4.0), (2.0, 4.0)]:
+    ...     m.update(y_pred, y)
+    >>> round(m.rmse, 4), round(m.mae, 4), round(m.rolling_rmse, 4)
+    (1.291, 1.0, 1.4142)
+    """
+
+    def __init__(self, window: int = 5000, keep_pairs: bool = False) -> None:
+        self.n = 0
+        self._se = 0.0
+        self._ae = 0.0
+        self._recent: deque[float] = deque(maxlen=window)
+        self.pairs: list[tuple[float, float]] | None = [] if keep_pairs else None
+
+    def update(self, y_pred: float, y_true: float) -> None:
+        if self.pairs is not None:
+            self.pairs.append((y_pred, y_true))
+        error = y_pred - y_true
+        self.n += 1
+        self._se += error * error
+        self._ae += abs(error)
+        self._recent.append(error * error)
+
+    @property
+    def rmse(self) -> float:
+        return math.sqrt(self._se / self.n) if self.n else float("nan")
+
+    @property
+    def mae(self) -> float:
+        return self._ae / self.n if self.n else float("nan")
+
+    @property
+    def rolling_rmse(self) -> float:
+        return math.sqrt(sum(self._recent) / len(self._recent)) if self._recent else float("nan")
+
+    def report(self) -> dict[str, Any]:
+        return {"ratings": self.n, "rmse": _r(self.rmse), "mae": _r(self.mae)}
+
+
+class RankingMetrics:
+    """HitRate@K, NDCG@K and MRR@K of the list a user had when a positive event came in.
+
+    One relevant item per event (the one the user chose), so NDCG is ``1 / log2(rank + 1)``
+    and MRR is ``1 / rank`` on a hit, 0 otherwise.
+
+    >>> m = RankingMetrics(k=3)
+    >>> m.update("a", ["a", "b", "c"]); m.update("c", ["a", "b", "c"]); m.update("z", ["a"])
+    >>> m.report()["hit_rate"], m.report()["mrr"], round(m.ndcg, 4)
+    (0.6667, 0.4444, 0.5)
+    """
+
+    def __init__(self, k: int = 10, window: int = 5000) -> None:
+        self.k = k
+        self.n = 0
+        self._hits = 0
+        self._ndcg = 0.0
+        self._rr = 0.0
+        self._recent: deque[int] = deque(maxlen=window)
+
+    def update(self, item: Any, shown: Sequence[Any]) -> None:
+        self.n += 1
+        try:
+            rank = list(shown[: self.k]).index(item) + 1
+        except ValueError:
+            self._recent.append(0)
+            return
+        self._hits += 1
+        self._ndcg += 1.0 / math.log2(rank + 1)
+        self._rr += 1.0 / rank
+        self._recent.append(1)
+
+    @property
+    def hit_rate(self) -> float:
+        return self._hits / self.n if self.n else float("nan")
+
+    @property
+    def ndcg(self) -> float:
+        return self._ndcg / self.n if self.n else float("nan")
+
+    @property
+    def rolling_hit_rate(self) -> float:
+        return sum(self._recent) / len(self._recent) if self._recent else float("nan")
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "positives": self.n,
+            "hit_rate": _r(self.hit_rate),
+            "ndcg": _r(self.ndcg),
+            "mrr": _r(self._rr / self.n if self.n else float("nan")),
+        }
+
+
+class ListAudit:
+    """What the lists show: coverage, diversity, novelty and popularity bias.
+
+    ``popularity`` counts interactions per item (the stream so far); ``tags`` gives each item's
+    tags for intra-list diversity (1 - Jaccard similarity of tags, averaged over pairs).
+
+    >>> audit = ListAudit(catalogue_size=4, k=2)
+    >>> pop = {"a": 8, "b": 1, "c": 1}
+    >>> tags = {"a": ("x",), "b": ("y",), "c": ("x",)}
+    >>> audit.update(["a", "b"], pop, tags, users=10); audit.update(["a", "c"], pop, tags, users=10)
+    >>> r = audit.report()
+    >>> r["coverage"], r["intra_list_diversity"], r["gini"]
+    (0.75, 0.5, 0.375)
+    """
+
+    def __init__(self, catalogue_size: int, k: int = 10) -> None:
+        self.catalogue_size = catalogue_size
+        self.k = k
+        self.counts: Counter[Any] = Counter()
+        self.lists = 0
+        self._diversity = 0.0
+        self._novelty = 0.0
+        self._popularity = 0.0
+        self._shown = 0
+
+    def update(
+        self,
+        items: Sequence[Any],
+        popularity: Mapping[Any, float],
+        tags: Mapping[Any, Sequence[str]],
+        users: int,
+    ) -> None:
+        top = list(items[: self.k])
+        if not top:
+            return
+        self.lists += 1
+        self.counts.update(top)
+        for item in top:
+            count = popularity.get(item, 0.0)
+            self._popularity += count
+            share = (count + 1.0) / (max(users, 1) + 1.0)
+            self._novelty += -math.log2(min(share, 1.0))
+        self._shown += len(top)
+        self._diversity += intra_list_diversity(top, tags)
+
+    def report(self) -> dict[str, Any]:
+        shown = max(self._shown, 1)
+        return {
+            "lists": self.lists,
+            "coverage": _r(len(self.counts) / self.catalogue_size if self.catalogue_size else 0),
+            "intra_list_diversity": _r(self._diversity / max(self.lists, 1)),
+            "novelty_bits": _r(self._novelty / shown),
+            "mean_popularity": _r(self._popularity / shown),
+            "gini": _r(gini(self._all_counts())),
+        }
+
+    def _all_counts(self) -> list[int]:
+        """Recommendation counts of every catalogue item, never-shown items as 0."""
+        counts = list(self.counts.values())
+        return counts + [0] * max(self.catalogue_size - len(counts), 0)
+
+
+def intra_list_diversity(items: Sequence[Any], tags: Mapping[Any, Sequence[str]]) -> float:
+    """Mean over pairs of ``1 - Jaccard(tags)``; items without tags count as all different.
+
+    >>> intra_list_diversity(["a", "b", "c"], {"a": ["x"], "b": ["x"], "c": ["y"]})
+    0.6667
+    """
+    sets = [set(tags.get(item, ())) for item in items]
+    pairs = 0
+    total = 0.0
+    for i in range(len(sets)):
+        for j in range(i + 1, len(sets)):
+            union = sets[i] | sets[j]
+            total += 1.0 - (len(sets[i] & sets[j]) / len(union) if union else 0.0)
+            pairs += 1
+    return round(total / pairs, 4) if pairs else 0.0
+
+
+def gini(counts: Sequence[float]) -> float:
+    """Gini coefficient of how recommendations spread over items (0 = evenly, 1 = one item).
+
+    >>> gini([5, 5, 5, 5]), gini([0, 0, 0, 12])
+    (0.0, 0.75)
+    """
+    values = np.sort(np.asarray(counts, dtype=float))
+    n = len(values)
+    if n == 0 or values.sum() == 0:
+        return 0.0
+    ranks = np.arange(1, n + 1)
+    return float(round((2 * (ranks * values).sum() / (n * values.sum())) - (n + 1) / n, 4))
+
+
+def _r(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), 4)

@@ -1,0 +1,153 @@
+"""The evaluation report: a markdown table of every model and metric, and PNG figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLUMNS = [
+    ("rmse", "RMSE"),
+    ("mae", "MAE"),
+    ("hit_rate", "HitRate@K"),
+    ("ndcg", "NDCG@K"),
+    ("mrr", "MRR@K"),
+    ("coverage", "coverage"),
+    ("intra_list_diversity", "ILD"),
+    ("novelty_bits", "novelty (bits)"),
+    ("mean_popularity", "mean pop."),
+    ("gini", "Gini"),
+]
+
+
+def table(result: dict[str, Any], segment: str = "all") -> str:
+    """Markdown table, one row per model; '-' where a model does not do that task."""
+    head = "| model | " + " | ".join(title for _, title in COLUMNS) + " |"
+    rule = "|---" * (len(COLUMNS) + 1) + "|"
+    rows = [head, rule]
+    for name, segments in result["models"].items():
+        metrics = segments[segment]
+        cells = []
+        for key, _ in COLUMNS:
+            value = metrics.get(key)
+            needs = "ratings" if key in ("rmse", "mae") else "positives"
+            missing = not metrics.get(needs)
+            cells.append("-" if value is None or missing else f"{value:g}")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    slim = {k: v for k, v in result.items() if k != "pairs"}
+    path.write_text(json.dumps(slim, indent=1))
+
+
+def write_report(result: dict[str, Any], directory: Path, source: str) -> Path:
+    """``report.md`` and its figures in ``directory``; returns the markdown's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    directory.mkdir(parents=True, exist_ok=True)
+    figures = [
+        _predicted_vs_actual(result, directory / "predicted_vs_actual.png"),
+        _rolling(
+            result,
+            "rolling_rmse",
+            "rolling RMSE (last 5,000 ratings)",
+            directory / "rolling_rmse.png",
+        ),
+        _rolling(
+            result,
+            "rolling_hit_rate",
+            "rolling HitRate@K (last 5,000 positives)",
+            directory / "rolling_hit_rate.png",
+        ),
+        _popularity(result, directory / "popularity.png"),
+    ]
+    k = next(iter(result["models"].values()))["all"]["k"]
+    lines = [
+        "# streamrec evaluation",
+        "",
+        f"Log: `{source}`: {result['events']:,} events ({result['clicks']:,} interactions, "
+        f"{result['invalid']} invalid), {result['users']:,} users, {result['catalogue']:,} items; "
+        f"{result['seconds']} s. Prequential: every model predicts an event before it learns "
+        f"from it; K = {k}. Batch size {result['batch_size']}.",
+        "",
+        "## The whole stream",
+        "",
+        table(result, "all"),
+        "",
+        f"## The last part (from interaction {result['tail_from_click']:,}), where the batch SVD "
+        "is scored",
+        "",
+        table(result, "tail"),
+        "",
+        "HitRate/NDCG/MRR: was the chosen item in the list the user had just before the event "
+        "(positives: clicks, purchases, ratings >= 4). Coverage: share of the catalogue ever "
+        "listed. ILD: intra-list diversity (1 - tag Jaccard). Novelty: mean -log2 of an item's "
+        "share of users. Gini: concentration of recommendations over items (popularity bias).",
+        "",
+    ]
+    lines += [f"![{p.stem}]({p.name})" for p in figures]
+    path = directory / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _predicted_vs_actual(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    pairs = np.asarray(result.get("pairs") or [(0.0, 0.0)])
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    levels = sorted(set(pairs[:, 1].tolist()))
+    ax.boxplot([pairs[pairs[:, 1] == y, 0] for y in levels], positions=levels, widths=0.35,
+               showfliers=False)  # fmt: skip
+    ax.plot([min(levels), max(levels)], [min(levels), max(levels)], "--", color="grey")
+    ax.set(xlabel="actual rating", ylabel="predicted before learning",
+           title="streamrec FM: predicted vs actual ratings")  # fmt: skip
+    return _save(fig, path)
+
+
+def _rolling(result: dict[str, Any], key: str, title: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, series in result["series"].items():
+        points = [(p["events"], p[key]) for p in series if p[key] is not None]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, label=name, linewidth=2 if name.startswith("streamrec") else 1)
+    ax.set(xlabel="interactions seen", ylabel=key.replace("_", " "), title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _popularity(result: dict[str, Any], path: Path) -> Path:
+    """Lorenz curves: how concentrated interactions and recommendations are over items."""
+    import matplotlib.pyplot as plt
+
+    n = result["catalogue"]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for label, counts in (
+        ("interactions (catalogue)", result["interaction_counts"]),
+        ("streamrec FM recommendations", result["recommended_counts"]),
+    ):
+        values = np.sort(np.array(list(counts.values()) + [0] * (n - len(counts)), float))
+        share = np.cumsum(values) / max(values.sum(), 1.0)
+        ax.plot(np.linspace(0, 1, len(share)), share, label=label)
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="equal exposure")
+    ax.set(xlabel="share of items (least to most frequent)", ylabel="cumulative share",
+           title="popularity of recommended items vs the catalogue")  # fmt: skip
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    fig.clf()
+    return path

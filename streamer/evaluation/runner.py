@@ -1,0 +1,210 @@
+"""``streamrec evaluate``: the worker's model and recommender over a log, without Kafka, in time
+order, with reference models scored on the same events in the same pass."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from streamer.engine import Engine, Event
+from streamer.evaluation.baselines import (
+    GlobalMean,
+    PopularInContext,
+    RiverRating,
+    TruncatedSVD,
+    river_baseline,
+    river_biased_mf,
+)
+from streamer.evaluation.prequential import Prequential
+from streamer.events import Click, InvalidEvent, ItemEvent, Validator
+from streamer.popularity import context_key
+from streamer.replay.record import LogRecord
+from streamer.settings import Settings
+
+MODEL = "streamrec FM"
+
+
+@dataclass
+class Scoreboard:
+    """A model's metrics over the whole stream and over its last part (the SVD's test set)."""
+
+    all: Prequential
+    tail: Prequential
+    series: list[dict[str, Any]] = field(default_factory=list)
+
+    def boards(self, in_tail: bool) -> list[Prequential]:
+        return [self.all, self.tail] if in_tail else [self.all]
+
+    def sample(self, n: int) -> None:
+        self.series.append(
+            {
+                "events": n,
+                "rolling_rmse": _num(self.all.ratings.rolling_rmse),
+                "rolling_hit_rate": _num(self.all.ranking.rolling_hit_rate),
+            }
+        )
+
+
+class References:
+    """The baselines: rating predictors, popularity in context, and the batch SVD."""
+
+    def __init__(self, settings: Settings, is_positive: Any) -> None:
+        self.settings, self.is_positive, self.k = settings, is_positive, settings.eval_k
+        self.raters: list[GlobalMean | RiverRating] = [
+            GlobalMean(),
+            river_baseline(),
+            river_biased_mf(),
+        ]
+        self.popular = PopularInContext()
+        self.svd = TruncatedSVD()
+        self.names = [*(r.name for r in self.raters), self.popular.name, self.svd.name]
+        self.boards = {
+            name: Scoreboard(Prequential(self.k), Prequential(self.k)) for name in self.names
+        }
+        # the stream so far, for the list audit
+        self.tags: dict[str, tuple[str, ...]] = {}
+        self.counts: dict[str, float] = {}
+        self.users: set[str] = set()
+        self.train: list[tuple[str, str, float]] = []
+
+    def score(self, event: Click, in_tail: bool) -> None:
+        """Predict with every reference model before any of them learns from ``event``."""
+        rating = event.value if event.type == "rating" else None
+        positive = self.is_positive(event)
+        if rating is not None:
+            for rater in self.raters:
+                for board in self.boards[rater.name].boards(in_tail):
+                    board.ratings.update(rater.predict(event.user, event.item), rating)
+        if positive:
+            self._ranked(
+                self.popular.name,
+                event,
+                self.popular.top_k(event.user, self._bucket(event), self.k),
+                in_tail,
+            )
+        if in_tail and self.svd.fitted:
+            if rating is not None:
+                for board in self.boards[self.svd.name].boards(True):
+                    board.ratings.update(self.svd.predict(event.user, event.item), rating)
+            if positive:
+                exclude = self.popular.history[event.user]
+                self._ranked(
+                    self.svd.name, event, self.svd.top_k(event.user, self.k, exclude), True
+                )
+
+    def learn(self, event: Click, in_tail: bool) -> None:
+        self.users.add(event.user)
+        if event.type == "rating" and event.value is not None:
+            for rater in self.raters:
+                rater.learn(event.user, event.item, event.value)
+            if not in_tail:
+                self.train.append((event.user, event.item, event.value))
+        if event.type != "skip":
+            self.popular.learn(event.user, event.item, self._bucket(event))
+            self.counts[event.item] = self.counts.get(event.item, 0) + 1
+
+    def _ranked(self, name: str, event: Click, shown: list[str], in_tail: bool) -> None:
+        for board in self.boards[name].boards(in_tail):
+            board.ranking.update(event.item, shown)
+            board.audit.update(shown, self.counts, self.tags, len(self.users))
+
+    def _bucket(self, event: Click) -> str:
+        return context_key(event.context, self.settings.pop_context_keys)
+
+
+def decode(records: Iterable[LogRecord], settings: Settings) -> tuple[list[Event], int]:
+    """Valid events in time order (stable), and how many records were invalid."""
+    validator = Validator(settings)
+    decoders = {"clicks": validator.click, "contexts": validator.context, "items": validator.item}
+    events: list[Event] = []
+    invalid = 0
+    for record in records:
+        try:
+            events.append(decoders[record.kind](record.payload()))
+        except InvalidEvent:
+            invalid += 1
+    events.sort(key=lambda e: e.ts)
+    return events, invalid
+
+
+def run_evaluation(
+    records: Iterable[LogRecord],
+    settings: Settings,
+    batch_size: int = 1,
+    tail_fraction: float = 0.2,
+    sample_every: int = 1000,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run everything over ``records``; returns every metric of every model (JSON-ready).
+
+    ``batch_size`` events go through the engine at a time, as a worker's micro-batch; with 1
+    (the default), every list a metric scores is the one computed right after the user's
+    previous event, as the popularity baseline's is. The round-robin item refresh is scaled to
+    the batch (the worker refreshes ``index_refresh_chunk`` per batch of ~100 events or more).
+    """
+    from tqdm import tqdm
+
+    started = time.monotonic()
+    chunk = max(16, settings.index_refresh_chunk * batch_size // 100)
+    settings = dataclasses.replace(settings, index_refresh_chunk=chunk)
+    events, invalid = decode(records, settings)
+    n_clicks = sum(isinstance(e, Click) for e in events)
+    boundary = int(n_clicks * (1 - tail_fraction))
+    engine = Engine(settings)
+    engine.metrics.ratings.pairs = []
+    refs = References(settings, engine.is_positive)
+    boards = {MODEL: Scoreboard(engine.metrics, Prequential(settings.eval_k)), **refs.boards}
+
+    batch: list[Event] = []
+    seen = 0
+    for event in tqdm(events, unit="ev", disable=not progress, mininterval=0.5):
+        if isinstance(event, Click):
+            if seen == boundary:  # the last part starts: the batch SVD is fit on what came before
+                engine.process(batch)
+                batch = []
+                engine.scoreboards.append(boards[MODEL].tail)
+                if refs.train:
+                    refs.svd.fit(refs.train)
+            refs.score(event, seen >= boundary)
+            refs.learn(event, seen >= boundary)
+            seen += 1
+            if seen % sample_every == 0:
+                for board in boards.values():
+                    board.sample(seen)
+        elif isinstance(event, ItemEvent):
+            refs.tags[event.item] = tuple(event.tags)
+        batch.append(event)
+        if len(batch) >= batch_size:
+            engine.process(batch)
+            batch = []
+    engine.process(batch)
+
+    catalogue = len(engine.catalogue)
+    return {
+        "events": len(events),
+        "invalid": invalid,
+        "clicks": n_clicks,
+        "tail_from_click": boundary,
+        "catalogue": catalogue,
+        "users": len(refs.users),
+        "seconds": round(time.monotonic() - started, 1),
+        "batch_size": batch_size,
+        "settings": {k: v for k, v in asdict(settings).items() if not k.startswith("topic")},
+        "models": {
+            name: {"all": b.all.report(catalogue), "tail": b.tail.report(catalogue)}
+            for name, b in boards.items()
+        },
+        "series": {name: b.series for name, b in boards.items()},
+        "pairs": engine.metrics.ratings.pairs,
+        "recommended_counts": {
+            engine.catalogue.item_of(int(i)): c for i, c in engine.metrics.audit.counts.items()
+        },
+        "interaction_counts": refs.counts,
+    }
+
+
+def _num(value: float) -> float | None:
+    return None if value != value else round(value, 4)
