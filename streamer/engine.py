@@ -6,6 +6,7 @@ The Faust agent, ``streamrec evaluate`` and the tests all drive this same object
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class Engine:
             settings.pop_context_keys,
         )
         self._refresh_cursor = 0
+        self._popular_cache = {}
         self.events = 0
         # Prequential evaluation: what each user was shown, scored against what they chose next.
         self.metrics = Prequential(settings.eval_k)
@@ -86,6 +88,7 @@ class Engine:
         """Learn from ``events`` in order; return the lists to publish."""
         touched_items: set[int] = set()
         requests: dict[str, Request] = {}
+        self._popular_cache: dict[str, list[int]] = {}
         for event in events:
             if isinstance(event, Click):
                 touched_items.update(self.learn(event))
@@ -139,11 +142,18 @@ class Engine:
         if self.is_positive(click):
             shown = self.shown.get(click.user)
             if shown is None:  # what the read helper serves a user without a list
-                history = self.users.history(click.user)
-                top = self.popularity.top(key, self.settings.eval_k, exclude=history)
-                shown = tuple(i for i, _ in top)
+                shown = self._popular_for(key, self.users.history(click.user))
             for board in self.scoreboards:
                 board.ranking.update(item, shown)
+
+    def _popular_for(self, key: str, history: Container[int]) -> tuple[int, ...]:
+        """The popular list of bucket ``key`` without ``history`` (bucket lists cached per batch)."""
+        ranked = self._popular_cache.get(key)
+        if ranked is None:
+            depth = self.settings.eval_k + self.settings.history_size
+            ranked = self._popular_cache[key] = [i for i, _ in self.popularity.top(key, depth)]
+        fresh = (i for i in ranked if i not in history)
+        return tuple(itertools.islice(fresh, self.settings.eval_k))
 
     def _audit(self, lists: Sequence[RecList]) -> None:
         k = self.settings.eval_k

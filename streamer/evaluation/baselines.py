@@ -107,7 +107,8 @@ class TruncatedSVD:
     """A batch reference, fit once on the first part of the stream and frozen.
 
     Ratings: global mean + user and item biases + a rank-``k`` SVD of the residuals.
-    Top-K: PureSVD (Cremonesi et al., 2010), scores ``r_u V V^T`` of the rating matrix.
+    Top-K: PureSVD (Cremonesi et al., 2010), scores ``r_u V V^T`` of the rating matrix; users
+    it was not fit on get the items most rated in the fit data (what a deployment would serve).
     """
 
     name = "truncated SVD (batch, first 80%)"
@@ -138,6 +139,7 @@ class TruncatedSVD:
         self.matrix = csr_matrix((y, (rows, cols)), shape=shape)
         self.users, self.items = users, items
         self.item_names = list(items)
+        self.popular = [self.item_names[i] for i in np.argsort(-np.bincount(cols))]
         self.low, self.high = float(y.min()), float(y.max())
         self.fitted = True
 
@@ -155,13 +157,12 @@ class TruncatedSVD:
     def top_k(self, user: str, k: int, exclude: set[str]) -> list[str]:
         u = self.users.get(user)
         if u is None:
-            return []
-        scores = (self.matrix[u] @ self.pure) @ self.pure.T
-        scores = np.asarray(scores).ravel()
-        order = np.argsort(-scores)
+            ranked = self.popular
+        else:
+            scores = np.asarray((self.matrix[u] @ self.pure) @ self.pure.T).ravel()
+            ranked = [self.item_names[i] for i in np.argsort(-scores)]
         out = []
-        for i in order:
-            name = self.item_names[i]
+        for name in ranked:
             if name not in exclude:
                 out.append(name)
                 if len(out) == k:

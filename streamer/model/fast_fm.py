@@ -49,9 +49,16 @@ class _FastPairwise:
         total = xs @ v
         return np.float64(0.5 * (total @ total - (xs * xs) @ np.einsum("ij,ij->i", v, v)))
 
+    def learn_numeric(self, x: dict[str, float], y: Any, w: float = 1.0) -> None:
+        """``learn_one`` for features that are already numbers (no one-hot pass)."""
+        if self.sample_normalization:  # type: ignore[attr-defined]
+            self.learn_one(x, y, w=w)  # type: ignore[attr-defined]
+        else:
+            self._learn_one(x, y, w)
+
     def _learn_one(self, x: dict[str, float], y: Any, w: float = 1.0) -> None:
-        sgd = type(self.latent_optimizer) is optim.SGD
-        if not sgd or self.l1_latent or not x:
+        plain = type(self.latent_optimizer) is optim.SGD and type(self.weight_optimizer) is optim.SGD
+        if not plain or self.l1_latent or self.l1_weight or not x:
             super()._learn_one(x, y, w=w)  # type: ignore[misc]
             return
         with np.errstate(over="ignore", invalid="ignore"):
@@ -69,17 +76,69 @@ class _FastPairwise:
         g = self.loss.gradient(y_true=y, y_pred=raw)
         g = utils.math.clamp(g, minimum=-self.clip_gradient, maximum=self.clip_gradient) * w
 
-        self.intercept -= self.intercept_lr.get(self.weight_optimizer.n_iterations) * g
-        l1, l2, sign = self.l1_weight, self.l2_weight, utils.math.sign
-        gradient = {j: g * xj + l1 * sign(weights[j]) + l2 * weights[j] for j, xj in x.items()}
-        self.weights = self.weight_optimizer.step(w=weights, g=gradient)
+        weight_sgd = self.weight_optimizer
+        self.intercept -= self.intercept_lr.get(weight_sgd.n_iterations) * g
+        step, l2 = weight_sgd.learning_rate, self.l2_weight
+        for j, xj in x.items():  # River's SGD step on the weights, without the dict round trip
+            weights[j] -= step * (g * xj + l2 * weights[j])
+        weight_sgd.n_iterations += 1
 
         lr = self.latent_optimizer.learning_rate
         v -= lr * (g * (xs[:, None] * total - v * (xs * xs)[:, None]) + self.l2_latent * v)
         for j, row in zip(keys, v, strict=True):
             latents[j] = row
         self.latent_optimizer.n_iterations += 1
-        self.finite = bool(np.isfinite(v).all() and np.isfinite(self.intercept))
+        self.finite = bool(np.isfinite(raw) and np.isfinite(v).all())
+
+    def learn_many(self, xs: list[dict[str, float]], ys: list[Any], ws: list[float]) -> None:
+        """One SGD step on a few samples at once (a positive and its sampled negatives).
+
+        Every sample's gradient is taken at the same parameters and the steps are summed:
+        mini-batch SGD over the samples of one event, in a handful of numpy calls.
+        """
+        plain = type(self.latent_optimizer) is optim.SGD and type(self.weight_optimizer) is optim.SGD
+        if len(xs) == 1 or not plain or self.l1_latent or self.l1_weight:
+            for x, y, w in zip(xs, ys, ws, strict=True):
+                self.learn_numeric(x, y, w)
+            return
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._sgd_many(xs, ys, ws)
+
+    def _sgd_many(self, xs: list[dict[str, float]], ys: list[Any], ws: list[float]) -> None:
+        columns: dict[str, int] = {}
+        for x in xs:
+            for j in x:
+                columns.setdefault(j, len(columns))
+        keys = list(columns)
+        matrix = np.zeros((len(xs), len(keys)))
+        for row, x in enumerate(xs):
+            matrix[row, [columns[j] for j in x]] = list(x.values())
+        latents, weights = self.latents, self.weights
+        v = np.stack([latents[j] for j in keys])
+        w_vec = np.fromiter((weights[j] for j in keys), float, len(keys))
+        totals = matrix @ v
+        squares = (matrix * matrix) @ np.einsum("ij,ij->i", v, v)
+        raw = self.intercept + matrix @ w_vec + 0.5 * (np.einsum("ij,ij->i", totals, totals) - squares)
+        clip = self.clip_gradient
+        g = np.array([
+            min(max(self.loss.gradient(y_true=y, y_pred=float(r)), -clip), clip) * w
+            for y, r, w in zip(ys, raw, ws, strict=True)
+        ])  # fmt: skip
+
+        weight_sgd = self.weight_optimizer
+        self.intercept -= self.intercept_lr.get(weight_sgd.n_iterations) * float(g.sum())
+        w_vec -= weight_sgd.learning_rate * (matrix.T @ g + self.l2_weight * w_vec)
+        for j, value in zip(keys, w_vec.tolist(), strict=True):
+            weights[j] = value
+        weight_sgd.n_iterations += 1
+
+        gx = g[:, None] * matrix  # (samples, features)
+        gradient = gx.T @ totals - ((gx * matrix).sum(axis=0))[:, None] * v + self.l2_latent * v
+        v -= self.latent_optimizer.learning_rate * gradient
+        for j, row in zip(keys, v, strict=True):
+            latents[j] = row
+        self.latent_optimizer.n_iterations += 1
+        self.finite = bool(np.isfinite(raw).all() and np.isfinite(v).all())
 
 
 class FastFMRegressor(_FastPairwise, facto.FMRegressor):

@@ -88,27 +88,32 @@ class RecModel:
         x = user_x | item_x
         if kind == "rating" and value is not None:
             self._low, self._high = min(self._low, value), max(self._high, value)
-            self._guarded(self.rater, self._rating_features(x), value)
+            self._guarded(self.rater, [self._rating_features(x)], [value], [1.0])
         if kind == "skip":
-            self._guarded(self.ranker, x, False)
+            self._guarded(self.ranker, [x], [False], [1.0])
         else:
             weight = POSITIVE_WEIGHTS.get(kind, 1.0)
             if kind == "rating" and value is not None and value < self.settings.positive_rating:
                 weight = 0.5
-            self._guarded(self.ranker, x, True, weight)
-            for negative in negatives:
-                self._guarded(self.ranker, user_x | negative, False)
+            samples = [x, *(user_x | negative for negative in negatives)]
+            labels = [True] + [False] * len(negatives)
+            self._guarded(self.ranker, samples, labels, [weight] + [1.0] * len(negatives))
         self.version += 1
 
     def _guarded(
-        self, fm: FastFMRegressor | FastFMClassifier, x: Features, y: float | bool, w: float = 1.0
+        self,
+        fm: FastFMRegressor | FastFMClassifier,
+        xs: list[Features],
+        ys: list[float] | list[bool],
+        ws: list[float],
     ) -> None:
-        fm.learn_one(x, y, w=w)
-        if not fm.finite or not all(math.isfinite(fm.weights[f]) for f in x):
+        fm.learn_many(xs, list(ys), ws)
+        if not fm.finite:
             # A diverging update: forget the parameters of these features (they re-initialise).
-            for feature in x:
-                fm.weights.pop(feature, None)
-                fm.latents.pop(feature, None)
+            for x in xs:
+                for feature in x:
+                    fm.weights.pop(feature, None)
+                    fm.latents.pop(feature, None)
             if not math.isfinite(fm.intercept):
                 fm.intercept = 0.0
             fm.finite = True

@@ -1,10 +1,12 @@
-"""Negative sampling by popularity, for learning from implicit feedback."""
+"""Negative sampling for learning from implicit feedback."""
 
 from __future__ import annotations
 
 from collections.abc import Container
 
 import numpy as np
+
+_BLOCK = 8192  # random numbers drawn per numpy call, consumed one by one
 
 
 class NegativeSampler:
@@ -34,6 +36,7 @@ class NegativeSampler:
         self._size = 0
         self._pos = 0
         self._rng = np.random.default_rng(seed)
+        self._block: list[float] = []
 
     def add(self, item: int) -> None:
         self._ring[self._pos] = item
@@ -45,17 +48,18 @@ class NegativeSampler:
         if n <= 0 or (self._size == 0 and n_items == 0):
             return []
         out: list[int] = []
-        size = 4 * n + 4
-        draws = self._rng.integers(0, max(n_items, 1), size=size)
-        if self._size:
-            popular = self._ring[self._rng.integers(0, self._size, size=size)]
-            if n_items == 0:
-                draws = popular
-            elif self.uniform < 1.0:
-                draws = np.where(self._rng.random(size) < self.uniform, draws, popular)
-        for item in draws.tolist():
+        for _ in range(4 * n + 4):
+            item = self._draw(n_items)
             if item not in exclude:
                 out.append(item)
                 if len(out) == n:
                     break
         return out
+
+    def _draw(self, n_items: int) -> int:
+        if len(self._block) < 2:
+            self._block = self._rng.random(_BLOCK).tolist()
+        pick, position = self._block.pop(), self._block.pop()
+        if n_items and (self._size == 0 or pick < self.uniform):
+            return int(position * n_items)
+        return int(self._ring[int(position * self._size)])

@@ -90,3 +90,24 @@ def test_unseen_features_do_not_create_parameters():
     model.query_vectors([{"user=ghost": 1.0}])
     model.item_vectors([{"item=ghost": 1.0}])
     assert not model.knows("user=ghost") and not model.knows("item=ghost")
+
+
+def test_learn_many_equals_summed_gradients_of_learn_one():
+    """One step on samples together = the sum of their single steps taken at the same point."""
+    import copy
+
+    xs = [{"user=a": 1.0, "item=b": 1.0, "tag=c": 0.7}, {"user=a": 1.0, "item=d": 1.0}]
+    base = FastFMClassifier(seed=4, n_factors=3)
+    for _ in range(5):
+        base.learn_numeric(xs[0], True)
+    together = copy.deepcopy(base)
+    together.learn_many(xs, [True, False], [1.0, 1.0])
+    alone = [copy.deepcopy(base) for _ in xs]
+    for model, x, y in zip(alone, xs, [True, False], strict=True):
+        model.learn_numeric(x, y)
+    for feature in ("user=a", "item=b", "item=d", "tag=c"):
+        start = base.latents[feature]
+        summed = sum(m.latents[feature] - start for m in alone)
+        assert np.allclose(together.latents[feature] - start, summed)
+        step = sum(m.weights[feature] - base.weights[feature] for m in alone)
+        assert np.isclose(together.weights[feature] - base.weights[feature], step)
