@@ -1,6 +1,6 @@
 """What each modelling choice buys: full `streamrec evaluate` runs, one setting changed each.
 
-    python -m benchmarks.ablation ../shared/datasets/movielens-100k --out docs/ablation.md
+python -m benchmarks.ablation ../shared/datasets/movielens-100k --out docs/ablation.md
 """
 
 from __future__ import annotations

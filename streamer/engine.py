@@ -17,7 +17,6 @@ import numpy as np
 from index.base import ItemIndex
 from index.exact import ExactIndex
 from index.factory import make_index
-from index.hnsw import HNSWIndex
 from streamer.catalogue import Catalogue
 from streamer.evaluation.prequential import Prequential
 from streamer.events import Click, ContextEvent, ItemEvent
@@ -64,7 +63,7 @@ class Engine:
         self.popularity: Popularity[int] = Popularity()
         self.sampler = NegativeSampler(seed=settings.seed, uniform=settings.uniform_negatives)
         self.index = index or make_index(
-            settings.index_backend, self.model.dim, hnsw_min_items=settings.hnsw_min_items
+            settings.index_backend, self.model.dim, large_min_items=settings.large_index_min_items
         )
         self.recommender = Recommender(
             self.model,
@@ -183,7 +182,7 @@ class Engine:
         vectors = self.model.item_vectors([self.catalogue.features(int(i)) for i in order])
         vectors[:, 0] += self.popularity_prior(order)
         self.index.upsert(order, vectors)
-        self._maybe_switch_to_hnsw()
+        self._maybe_switch_to_large_index()
 
     def popularity_prior(self, ids: np.ndarray) -> np.ndarray:
         """``popularity_prior * log(1 + trending count)`` per item, added to the item bias:
@@ -206,16 +205,16 @@ class Engine:
         prior = float(self.popularity_prior(np.array([item]))[0])
         return self.model.score(user_features(user, context), self.catalogue.features(item)) + prior
 
-    def _maybe_switch_to_hnsw(self) -> None:
-        """``auto``: past ``hnsw_min_items`` items, move to HNSW (built in the background)."""
+    def _maybe_switch_to_large_index(self) -> None:
+        """``auto``: past ``large_index_min_items`` items, move to the approximate backend."""
         s = self.settings
         if s.index_backend != "auto" or not isinstance(self.index, ExactIndex):
             return
-        if len(self.index) < s.hnsw_min_items:
+        if len(self.index) < s.large_index_min_items:
             return
-        hnsw = HNSWIndex(self.model.dim)
-        hnsw.upsert(*self.index.all_items())  # findable at once; the graph builds meanwhile
-        self.index = self.recommender.index = hnsw
+        large = make_index("auto", self.model.dim, len(self.index), s.large_index_min_items)
+        large.upsert(*self.index.all_items())  # findable at once; it builds meanwhile
+        self.index = self.recommender.index = large
 
     def _negatives(self, history: Container[int], item: int) -> list[int]:
         exclude = _Union(history, item)

@@ -71,7 +71,7 @@ class Settings:
     rec_ttl_s: int = 0
     # Index.
     index_backend: str = "auto"
-    hnsw_min_items: int = 50_000
+    large_index_min_items: int = 50_000
     index_refresh_chunk: int = 1000
     # Validation limits.
     max_id_len: int = 256

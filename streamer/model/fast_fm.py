@@ -57,7 +57,9 @@ class _FastPairwise:
             self._learn_one(x, y, w)
 
     def _learn_one(self, x: dict[str, float], y: Any, w: float = 1.0) -> None:
-        plain = type(self.latent_optimizer) is optim.SGD and type(self.weight_optimizer) is optim.SGD
+        plain = (
+            type(self.latent_optimizer) is optim.SGD and type(self.weight_optimizer) is optim.SGD
+        )
         if not plain or self.l1_latent or self.l1_weight or not x:
             super()._learn_one(x, y, w=w)  # type: ignore[misc]
             return
@@ -96,7 +98,9 @@ class _FastPairwise:
         Every sample's gradient is taken at the same parameters and the steps are summed:
         mini-batch SGD over the samples of one event, in a handful of numpy calls.
         """
-        plain = type(self.latent_optimizer) is optim.SGD and type(self.weight_optimizer) is optim.SGD
+        plain = (
+            type(self.latent_optimizer) is optim.SGD and type(self.weight_optimizer) is optim.SGD
+        )
         if len(xs) == 1 or not plain or self.l1_latent or self.l1_weight:
             for x, y, w in zip(xs, ys, ws, strict=True):
                 self.learn_numeric(x, y, w)
@@ -118,7 +122,11 @@ class _FastPairwise:
         w_vec = np.fromiter((weights[j] for j in keys), float, len(keys))
         totals = matrix @ v
         squares = (matrix * matrix) @ np.einsum("ij,ij->i", v, v)
-        raw = self.intercept + matrix @ w_vec + 0.5 * (np.einsum("ij,ij->i", totals, totals) - squares)
+        raw = (
+            self.intercept
+            + matrix @ w_vec
+            + 0.5 * (np.einsum("ij,ij->i", totals, totals) - squares)
+        )
         clip = self.clip_gradient
         g = np.array([
             min(max(self.loss.gradient(y_true=y, y_pred=float(r)), -clip), clip) * w

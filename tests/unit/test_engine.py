@@ -81,12 +81,12 @@ def test_new_item_from_items_topic_is_recommendable():
     assert "h-new" in [item for item, _ in out.lists[0].items]
 
 
-def test_auto_backend_moves_to_hnsw_past_the_threshold():
-    e = engine(hnsw_min_items=5)
+def test_auto_backend_moves_to_an_approximate_index_past_the_threshold():
+    e = engine(large_index_min_items=5)
     e.process(catalogue_events()[:4])
     assert e.index.kind == "exact"
     e.process([*catalogue_events()[4:], Click(user="u", item="h0", type="click", ts=1.0)])
-    assert e.index.kind == "hnsw" and e.recommender.index is e.index
+    assert e.index.kind == "ivf" and e.recommender.index is e.index
     assert len(e.index) == 6
     out = e.process([ContextEvent(user="u", ts=2.0, context={})])
     assert len(out.lists[0].items) == 4

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from index import ExactIndex, HNSWIndex, load_index, make_index
+from index import ExactIndex, HNSWIndex, IVFIndex, load_index, make_index
 
 
 def brute_force(vectors, queries, k, exclude=None):
@@ -51,28 +51,29 @@ def test_exact_rejects_bad_vectors():
         index.upsert(np.array([1]), np.array([[np.nan, 1.0]]))
 
 
-def test_hnsw_recall_against_exact(data):
+@pytest.mark.parametrize("backend", [HNSWIndex, IVFIndex])
+def test_recall_against_exact(data, backend):
     vectors, queries = data
-    index = HNSWIndex(16, background=False, rebuild_min=100)
+    index = backend(16, background=False, rebuild_min=100)
     index.upsert(np.arange(len(vectors)), vectors)
-    assert index.graph_size == len(vectors)
+    assert index.built_size == len(vectors)
     got = index.search(queries, 20).ids
     want = brute_force(vectors, queries, 20)
     recall = np.mean([len(set(g) & set(w)) / 20 for g, w in zip(got, want, strict=True)])
     assert recall >= 0.95
 
 
-def test_hnsw_fresh_vectors_found_before_the_rebuild(data):
+@pytest.mark.parametrize("backend", [HNSWIndex, IVFIndex])
+def test_fresh_vectors_found_before_the_rebuild(data, backend):
     vectors, queries = data
-    index = HNSWIndex(16, background=False, rebuild_min=10_000)
-    index.rebuild_min = 100
+    index = backend(16, background=False, rebuild_min=100)
     index.upsert(np.arange(len(vectors)), vectors)  # built
     index.rebuild_min = 10_000  # no rebuild from here on
     moved = vectors.copy()
     target = 123
     moved[target] = queries[0] * 10  # now the best answer to query 0
     index.upsert(np.array([target]), moved[target : target + 1])
-    assert index.graph_size == len(vectors) and len(index) == len(vectors)
+    assert index.built_size == len(vectors) and len(index) == len(vectors)
     assert index.search(queries[:1], 1).ids[0, 0] == target
     index.remove(np.array([target]))
     assert target not in index.search(queries[:1], 50).ids[0]
@@ -80,9 +81,10 @@ def test_hnsw_fresh_vectors_found_before_the_rebuild(data):
     assert all(len(set(row)) == len(row) for row in ids)  # no item twice
 
 
-def test_hnsw_background_rebuild_swaps(data):
+@pytest.mark.parametrize("backend", [HNSWIndex, IVFIndex])
+def test_background_rebuild_swaps(data, backend):
     vectors, _ = data
-    index = HNSWIndex(16, background=True, rebuild_min=500, rebuild_fraction=0.0)
+    index = backend(16, background=True, rebuild_min=500, rebuild_fraction=0.0)
     index.upsert(np.arange(1000), vectors[:1000])
     index.wait()
     assert index.rebuilds >= 1
@@ -94,7 +96,7 @@ def test_hnsw_background_rebuild_swaps(data):
 
 def test_factory_and_save_load(tmp_path, data):
     vectors, queries = data
-    for backend in ("exact", "hnsw"):
+    for backend in ("exact", "ivf", "hnsw"):
         index = make_index(backend, 16)
         index.upsert(np.arange(500), vectors[:500])
         path = tmp_path / f"{backend}.npz"

@@ -1,0 +1,153 @@
+"""The rebuild-and-swap machinery shared by the approximate backends.
+
+An approximate FAISS index is built from a snapshot of all vectors. Vectors written after the
+snapshot live in a small exact side index (their stale copies in the built index are skipped),
+so a fresh item is findable at once; once the side index grows past a threshold, a new index is
+built from a new snapshot, in a background thread, and swapped in.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.base import (
+    Exclude,
+    SearchResult,
+    as_ids,
+    as_matrix,
+    filter_top,
+    merge_results,
+)
+from index.exact import ExactIndex
+from index.store import VectorStore
+
+
+class SnapshotIndex(ABC):
+    """Base of the approximate backends: subclasses say how to build and how to search."""
+
+    kind = "snapshot"
+
+    def __init__(
+        self,
+        dim: int,
+        rebuild_fraction: float = 0.05,
+        rebuild_min: int = 2000,
+        background: bool = True,
+    ) -> None:
+        self.dim = dim
+        self.rebuild_fraction, self.rebuild_min = rebuild_fraction, rebuild_min
+        self.background = background
+        self._store = VectorStore(dim)
+        self._built: Any = None
+        self._built_ids = np.zeros(0, np.int64)  # position in the built index -> item id
+        self._fresh = ExactIndex(dim)  # items written after the built index's snapshot
+        self._gone: set[int] = set()  # built items removed since its snapshot
+        self._lock = threading.RLock()
+        self._builder: threading.Thread | None = None
+        self.rebuilds = 0
+
+    @abstractmethod
+    def _build(self, vectors: np.ndarray) -> Any:
+        """A FAISS index over ``vectors`` (positions are row numbers)."""
+
+    @abstractmethod
+    def _search_built(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and positions of the best ``fetch`` rows of the built index per query."""
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    @property
+    def built_size(self) -> int:
+        return len(self._built_ids)
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = as_ids(ids)
+        vectors = as_matrix(vectors, self.dim)
+        with self._lock:
+            self._store.put(ids, vectors)
+            self._fresh.upsert(ids, vectors)
+            self._gone.difference_update(ids.tolist())
+        self._maybe_rebuild()
+
+    def remove(self, ids: np.ndarray) -> None:
+        ids = as_ids(ids)
+        with self._lock:
+            self._store.remove(ids)
+            self._fresh.remove(ids)
+            self._gone.update(ids.tolist())
+        self._maybe_rebuild()
+
+    def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> SearchResult:
+        queries = as_matrix(queries, self.dim)
+        with self._lock:
+            fresh = self._fresh.search(queries, k, exclude)
+            if self._built is None or k <= 0:
+                return fresh
+            stale = len(self._fresh) + len(self._gone)
+            longest = max((len(e) for e in exclude), default=0) if exclude is not None else 0
+            fetch = min(k + longest + stale, len(self._built_ids))
+            scores, pos = self._search_built(queries, fetch)
+            ids = np.where(pos >= 0, self._built_ids[np.maximum(pos, 0)], -1)
+            built = filter_top(scores, ids, k, exclude, _DropSet(self._fresh, self._gone))
+        return merge_results(built, fresh, k)
+
+    def wait(self) -> None:
+        """Block until a running rebuild has swapped in."""
+        builder = self._builder
+        if builder is not None:
+            builder.join()
+
+    def rebuild(self) -> None:
+        """Rebuild from all current vectors now (inline)."""
+        with self._lock:
+            ids, vectors, seq = self._store.snapshot()
+        self._build_and_swap(ids, vectors, seq)
+
+    def save(self, path: Path) -> None:
+        with self._lock:
+            ids, vectors, _ = self._store.snapshot()
+        np.savez(path, kind=self.kind, dim=self.dim, ids=ids, vectors=vectors)
+
+    def _maybe_rebuild(self) -> None:
+        pending = len(self._fresh) + len(self._gone)
+        if pending < max(self.rebuild_min, self.rebuild_fraction * len(self._store)):
+            return
+        if self._builder is not None and self._builder.is_alive():
+            return
+        with self._lock:
+            ids, vectors, seq = self._store.snapshot()
+        if self.background:
+            self._builder = threading.Thread(
+                target=self._build_and_swap, args=(ids, vectors, seq), daemon=True
+            )
+            self._builder.start()
+        else:
+            self._build_and_swap(ids, vectors, seq)
+
+    def _build_and_swap(self, ids: np.ndarray, vectors: np.ndarray, seq: int) -> None:
+        built = self._build(vectors) if len(ids) else None
+        with self._lock:
+            fresh_ids, fresh_vectors = self._store.since(seq)
+            in_built = set(ids.tolist())
+            self._built, self._built_ids = built, ids
+            self._fresh = ExactIndex(self.dim)
+            if len(fresh_ids):
+                self._fresh.upsert(fresh_ids, fresh_vectors)
+            self._gone = {i for i in in_built if i not in self._store}
+            self.rebuilds += 1
+
+
+class _DropSet:
+    """Built results to skip: items with a newer copy in the side index, or removed."""
+
+    def __init__(self, fresh: ExactIndex, gone: set[int]) -> None:
+        self.fresh, self.gone = fresh, gone
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.fresh or item in self.gone
