@@ -35,8 +35,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for n, (name, env, extra) in enumerate(VARIANTS):
             path = Path(tmp) / f"{n}.json"
-            command = [sys.executable, "-m", "streamer.cli", "evaluate", str(args.log),
-                       "--json", str(path), "--no-progress", *extra]  # fmt: skip
+            command = [
+                sys.executable,
+                "-m",
+                "streamer.cli",
+                "evaluate",
+                str(args.log),
+                "--json",
+                str(path),
+                "--no-progress",
+                *extra,
+            ]
             subprocess.run(command, env={**os.environ, **env}, check=True, capture_output=True)
             result = json.loads(path.read_text())
             ours = result["models"][MODEL]["all"]

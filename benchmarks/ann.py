@@ -53,8 +53,16 @@ def run(n: int, dim: int, queries: int = 2000, seed: int = 0) -> list[dict[str, 
     exact = ExactIndex(dim + 1)
     exact.upsert(ids, items)
     truth, exact_qps = timed_search(exact, query, K)
-    rows = [{"items": n, "dim": dim, "backend": "exact", "recall_at_20": 1.0,
-             "queries_per_s_per_core": round(exact_qps), "build_s": 0.0}]  # fmt: skip
+    rows = [
+        {
+            "items": n,
+            "dim": dim,
+            "backend": "exact",
+            "recall_at_20": 1.0,
+            "queries_per_s_per_core": round(exact_qps),
+            "build_s": 0.0,
+        }
+    ]
     for name, index, knob, values in _approximate(n, dim):
         started = time.perf_counter()
         index.upsert(ids, items)
@@ -63,17 +71,25 @@ def run(n: int, dim: int, queries: int = 2000, seed: int = 0) -> list[dict[str, 
         for value in values:
             setattr(index, knob, value)
             found, qps = timed_search(index, query, K)
-            rows.append({"items": n, "dim": dim, "backend": f"{name} {knob}={value}",
-                         "recall_at_20": round(recall(found, truth), 4),
-                         "queries_per_s_per_core": round(qps), "build_s": round(build, 1)})  # fmt: skip
+            rows.append(
+                {
+                    "items": n,
+                    "dim": dim,
+                    "backend": f"{name} {knob}={value}",
+                    "recall_at_20": round(recall(found, truth), 4),
+                    "queries_per_s_per_core": round(qps),
+                    "build_s": round(build, 1),
+                }
+            )
     return rows
 
 
 def _approximate(n: int, dim: int) -> list[tuple[str, Any, str, tuple[int, ...]]]:
     big = n > 200_000
     m, ef_construction = (16, 80) if big else (32, 200)
-    hnsw = HNSWIndex(dim + 1, m=m, ef_construction=ef_construction, background=False,
-                     rebuild_min=n + 1)  # fmt: skip
+    hnsw = HNSWIndex(
+        dim + 1, m=m, ef_construction=ef_construction, background=False, rebuild_min=n + 1
+    )
     ivf = IVFIndex(dim + 1, background=False, rebuild_min=n + 1)
     return [
         ("ivf", ivf, "nprobe", (32, 64, 128, 256)),

@@ -79,7 +79,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         help="CSV column mapping, e.g. user=userId,item=movieId,value=rating",
     )
     parser.add_argument("--type", default="rating", help="CSV event type when no column says")
-    parser.add_argument("--no-progress", action="store_true")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true")
 
 
 def parse_pairs(text: str) -> dict[str, str]:
@@ -140,9 +140,13 @@ def cmd_recommend(settings: Settings, args: argparse.Namespace) -> int:
 
     client = redis.Redis.from_url(settings.redis_url)
     result = get_recommendations(
-        client, args.user, args.k, parse_pairs(args.context), settings.redis_prefix,
+        client,
+        args.user,
+        args.k,
+        parse_pairs(args.context),
+        settings.redis_prefix,
         settings.pop_context_keys,
-    )  # fmt: skip
+    )
     print(json.dumps(result, indent=2))
     return 0
 
@@ -156,8 +160,9 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     from streamer.replay.sources import LogError
 
     try:
-        records = itertools.islice(open_log(args.log, parse_pairs(args.columns), args.type),
-                                   args.limit)  # fmt: skip
+        records = itertools.islice(
+            open_log(args.log, parse_pairs(args.columns), args.type), args.limit
+        )
         result = run_evaluation(records, settings, args.batch_size, progress=not args.no_progress)
     except LogError as exc:
         print(f"streamrec evaluate: {exc}", file=sys.stderr)

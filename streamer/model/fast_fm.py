@@ -128,10 +128,12 @@ class _FastPairwise:
             + 0.5 * (np.einsum("ij,ij->i", totals, totals) - squares)
         )
         clip = self.clip_gradient
-        g = np.array([
-            min(max(self.loss.gradient(y_true=y, y_pred=float(r)), -clip), clip) * w
-            for y, r, w in zip(ys, raw, ws, strict=True)
-        ])  # fmt: skip
+        g = np.array(
+            [
+                min(max(self.loss.gradient(y_true=y, y_pred=float(r)), -clip), clip) * w
+                for y, r, w in zip(ys, raw, ws, strict=True)
+            ]
+        )
 
         weight_sgd = self.weight_optimizer
         self.intercept -= self.intercept_lr.get(weight_sgd.n_iterations) * float(g.sum())

@@ -99,8 +99,9 @@ def test_a_new_users_click_produces_a_list_within_seconds(replayed):
 def test_an_unseen_user_reads_the_popular_list(replayed):
     settings, client, _, catalogue = replayed
     wait_for(lambda: client.get(f"{settings.redis_prefix}pop"))
-    result = get_recommendations(client, "nobody-yet", k=5, prefix=settings.redis_prefix,
-                                 context={"device": "smartwatch"})  # fmt: skip
+    result = get_recommendations(
+        client, "nobody-yet", k=5, prefix=settings.redis_prefix, context={"device": "smartwatch"}
+    )
     assert result["source"] in {"popular-context", "popular-overall"}
     assert len(result["items"]) == 5 and {e["item"] for e in result["items"]} <= catalogue
 
@@ -114,8 +115,9 @@ def test_malformed_events_are_dead_lettered_and_the_worker_goes_on(replayed):
     wait_for(lambda: rec_list(client, settings, "after-garbage"), timeout=15)
     wait_for(lambda: progress(client, settings)["rejected"] >= rejected + 2, timeout=15)
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.broker, consumer_timeout_ms=2000,
-                             auto_offset_reset="earliest")  # fmt: skip
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.broker, consumer_timeout_ms=2000, auto_offset_reset="earliest"
+    )
     partitions = [
         TopicPartition(settings.topic_dead_letters, p) for p in range(settings.partitions)
     ]

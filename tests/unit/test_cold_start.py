@@ -17,8 +17,15 @@ def trained_engine():
                 for i in range(8):
                     user = f"{genre}-fan-{fan}"
                     device = "tv" if g_index % 2 else "phone"
-                    clicks.append(Click(user=user, item=f"{genre}-{i}", type="click",
-                                        ts=float(rounds), context={"device": device}))  # fmt: skip
+                    clicks.append(
+                        Click(
+                            user=user,
+                            item=f"{genre}-{i}",
+                            type="click",
+                            ts=float(rounds),
+                            context={"device": device},
+                        )
+                    )
     for start in range(0, len(clicks), 100):
         engine.process(clicks[start : start + 100])
     return engine

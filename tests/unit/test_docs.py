@@ -24,6 +24,8 @@ def test_scripts_run():
     for script in ("replay.py", "stack.py"):
         done = subprocess.run(
             [sys.executable, str(ROOT / "scripts" / script), "--help"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert done.returncode == 0 and "usage" in done.stdout
