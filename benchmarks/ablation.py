@@ -18,6 +18,8 @@ VARIANTS: list[tuple[str, dict[str, str], list[str]]] = [
     ("rating model: ids only (side features weight 0)", {"STREAMREC_RATING_SIDE_WEIGHT": "0"}, []),
     ("rating model: side features at full weight", {"STREAMREC_RATING_SIDE_WEIGHT": "1"}, []),
     ("no popularity prior", {"STREAMREC_POPULARITY_PRIOR": "0"}, []),
+    ("popularity prior 1.0", {"STREAMREC_POPULARITY_PRIOR": "1.0"}, []),
+    ("2 negatives per positive", {"STREAMREC_NEGATIVES": "2"}, []),
     ("negatives by popularity only", {"STREAMREC_UNIFORM_NEGATIVES": "0"}, []),
     ("negatives uniform only", {"STREAMREC_UNIFORM_NEGATIVES": "1"}, []),
     ("no new-item optimism", {"STREAMREC_NEW_ITEM_EVENTS": "0"}, []),

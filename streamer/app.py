@@ -15,8 +15,8 @@ from streamer.settings import Settings
 log = logging.getLogger("streamrec")
 
 
-def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[faust.App, Pipeline]:
-    """A Faust app wired to ``settings``, and the pipeline its agents feed."""
+def base_app(settings: Settings) -> faust.App:
+    """A Faust app configured from ``settings``, with no agents yet."""
     app = faust.App(
         settings.app_id,
         broker=f"streamrec://{settings.broker}",
@@ -33,11 +33,30 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         producer_acks=1,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # type: ignore[attr-defined]
-    topics = {
+    return app
+
+
+def input_topics(settings: Settings) -> dict[str, str]:
+    """Topic name per kind of input."""
+    return {
         "clicks": settings.topic_clicks,
         "contexts": settings.topic_contexts,
         "items": settings.topic_items,
     }
+
+
+def batches(stream: faust.StreamT, settings: Settings) -> Any:
+    """The stream in micro-batches of events (``take_events``: messages keep their topic)."""
+    # take_events is in faust.Stream but missing from StreamT
+    return stream.take_events(  # type: ignore[attr-defined]
+        settings.batch_size, within=settings.batch_within_s
+    )
+
+
+def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[faust.App, Pipeline]:
+    """A Faust app wired to ``settings``, and the pipeline its agents feed."""
+    app = base_app(settings)
+    topics = input_topics(settings)
     dead_letters = app.topic(settings.topic_dead_letters, key_type=bytes, value_type=bytes)
 
     async def send_dead_letter(key: bytes | None, value: bytes) -> Any:
@@ -64,11 +83,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
 def _agent(kind: str, work: Pipeline, settings: Settings) -> Any:
     async def process(stream: faust.StreamT) -> None:
         """Decode, learn, refresh, publish: one micro-batch at a time."""
-        # take_events is in faust.Stream but missing from StreamT
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_size, within=settings.batch_within_s
-        )
-        async for events in batches:
+        async for events in batches(stream, settings):
             await work.handle(kind, [_message(event) for event in events])
 
     return process

@@ -99,7 +99,7 @@ class Engine:
                 touched_items.add(self.catalogue.add_metadata(event))
             self.events += 1
             self.catalogue.clock = self.events
-        self.refresh_items(touched_items)
+        self.refresh_items(touched_items, len(events))
         out = BatchOutput(self.recommender.recommend(list(requests.values())))
         self._audit(out.lists)
         if with_popular:
@@ -165,14 +165,15 @@ class Engine:
     def metrics_report(self) -> dict[str, Any]:
         return self.metrics.report(len(self.catalogue))
 
-    def refresh_items(self, touched: Iterable[int]) -> None:
-        """Re-upsert touched items, plus the next round-robin chunk of the catalogue."""
+    def refresh_items(self, touched: Iterable[int], events: int = 1) -> None:
+        """Re-upsert touched items, plus the next round-robin slice of the catalogue."""
         ids = set(touched)
         n = len(self.catalogue)
-        chunk = self.settings.index_refresh_chunk
+        chunk = min(n, int(self.settings.index_refresh_per_event * events))
         if n and chunk:
             # Shared features (tags, words, context) move too: recompute a round-robin slice of
-            # the catalogue per batch, so every item vector is fresh within n / chunk batches.
+            # the catalogue, in proportion to the events learned, so every item vector is
+            # recomputed at least once every n / index_refresh_per_event events.
             start = self._refresh_cursor % n
             ids.update(range(start, min(start + chunk, n)))
             self._refresh_cursor = start + chunk

@@ -104,6 +104,7 @@ class Pipeline:
             "events": self.stats.events + len(messages),
             "rejected": self.stats.rejected + rejected,
             "model_version": self.engine.model.version,
+            "ts": now,
         }
         published = self.sink.write(out.lists, out.popular, extra={"progress": progress})
         self.stats.observe(

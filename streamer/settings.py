@@ -54,9 +54,9 @@ class Settings:
     rating_side_weight: float = 0.15
     rating_prior: float = 3.5
     l2: float = 0.0
-    negatives: int = 2
+    negatives: int = 8
     uniform_negatives: float = 0.5
-    popularity_prior: float = 1.0
+    popularity_prior: float = 1.5
     new_item_events: int = 5000
     rating_min: float = 0.5
     rating_max: float = 5.0
@@ -72,7 +72,7 @@ class Settings:
     # Index.
     index_backend: str = "auto"
     large_index_min_items: int = 50_000
-    index_refresh_chunk: int = 1000
+    index_refresh_per_event: float = 4.0
     # Validation limits.
     max_id_len: int = 256
     max_context_keys: int = 16

@@ -3,7 +3,6 @@ order, with reference models scored on the same events in the same pass."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -142,14 +141,11 @@ def run_evaluation(
 
     ``batch_size`` events go through the engine at a time, as a worker's micro-batch; with 1
     (the default), every list a metric scores is the one computed right after the user's
-    previous event, as the popularity baseline's is. The round-robin item refresh is scaled to
-    the batch (the worker refreshes ``index_refresh_chunk`` per batch of ~100 events or more).
+    previous event, as the popularity baseline's is.
     """
     from tqdm import tqdm
 
     started = time.monotonic()
-    chunk = max(16, settings.index_refresh_chunk * batch_size // 100)
-    settings = dataclasses.replace(settings, index_refresh_chunk=chunk)
     events, invalid = decode(records, settings)
     n_clicks = sum(isinstance(e, Click) for e in events)
     boundary = int(n_clicks * (1 - tail_fraction))

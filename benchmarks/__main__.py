@@ -1,0 +1,217 @@
+"""``make bench``: every figure of docs/benchmarks.md, measured side by side in one run.
+
+    python -m benchmarks [--dataset DIR] [--out DIR] [--quick]
+
+Starts its own local stack (Tansu + Redis on free loopback ports), runs Faust's ceiling and the
+full worker on the same topic layout, then freshness, lookups, memory and ANN recall, and
+writes ``results.json`` and ``results.md`` in ``--out`` (default ``benchmarks/results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks import ann, stream
+from streamer.replay import open_log
+from streamer.settings import Settings
+from streamer.stack import LocalStack
+
+DATASET = Path(__file__).resolve().parents[1].parent / "shared/datasets/movielens-100k"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def run(dataset: Path, out: Path, quick: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M")}
+    ml = list(open_log(dataset))
+    with tempfile.TemporaryDirectory() as state:
+        base = Settings(
+            broker=f"127.0.0.1:{free_port()}",
+            redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            state_dir=state,
+        )
+        stack = LocalStack(base)
+        stack.up()
+        logs = Path(state)
+        try:
+            results.update(stream_figures(base, ml, logs, quick))
+        finally:
+            stack.down()
+    results["ann"] = ann_figures(quick)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(markdown(results))
+    return results
+
+
+def stream_figures(base: Settings, ml: list[Any], logs: Path, quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"pipeline_events": len(ml)}
+    print(f"Faust's ceiling: empty agents over {len(ml):,} events ...", flush=True)
+    trivial, rate = stream.run_consumer(
+        stream.fresh(base), "benchmarks.trivial_app", ml, logs / "trivial.log"
+    )
+    trivial.stop()
+    out["trivial_agent_events_per_s"] = round(rate)
+    print(f"  {rate:,.0f} events/s\nthe full worker over the same events ...", flush=True)
+    settings = stream.fresh(base)
+    worker, rate = stream.run_consumer(settings, "streamer.cli", ml, logs / "worker.log")
+    out["pipeline_events_per_s"] = round(rate)
+    out["pipeline_vs_trivial"] = round(rate / out["trivial_agent_events_per_s"], 3)
+    print(f"  {rate:,.0f} events/s", flush=True)
+    try:
+        ratings = [r for r in ml if r.kind == "clicks"]
+        phase = 5_000 if quick else 12_000
+        print("freshness at 1,000 events/s and at 80% of the maximum ...", flush=True)
+        out["freshness_at_1000"] = stream.freshness_at(worker, ratings[:phase], 1000)
+        at80 = 0.8 * rate
+        out["freshness_at_80pct"] = stream.freshness_at(
+            worker, ratings[: int(max(phase, 8 * at80))], at80
+        )
+        users = sorted({r.key for r in ratings})
+        print("lookups ...", flush=True)
+        out.update(stream.lookups(settings, users))
+    finally:
+        worker.stop()
+    out.update(synthetic_figures(base, logs, quick))
+    return out
+
+
+def synthetic_figures(base: Settings, logs: Path, quick: bool) -> dict[str, Any]:
+    n_items, n_users, n_clicks = (
+        (20_000, 200_000, 20_000) if quick else (100_000, 1_000_000, 100_000)
+    )
+    print(f"synthetic: {n_items:,} items, {n_users:,} users, {n_clicks:,} clicks ...", flush=True)
+    records = list(stream.synthetic(n_items, n_users, n_clicks))
+    settings = stream.fresh(base)
+    from streamer.replay.producer import replay
+    from streamer.stack import create_topics
+
+    create_topics(settings.broker, settings.topics, settings.partitions)
+    worker = stream.Process(settings, "streamer.cli", logs / "synthetic.log")
+    try:
+        time.sleep(1.0)
+        idle_mb = worker.rss_mb()
+        replay(records[:n_items], settings, progress=False)
+        worker.wait_events(n_items)
+        items_mb = worker.rss_mb()
+        replay(records[n_items:], settings, progress=False)
+        window = worker.wait_events(n_items + n_clicks)
+        clicks_mb = worker.rss_mb()
+        users = len({r.key for r in records[n_items:]})
+    finally:
+        worker.stop()
+    return {
+        "synthetic": {
+            "items": n_items,
+            "user_space": n_users,
+            "clicks": n_clicks,
+            "users_seen": users,
+        },
+        "synthetic_events_per_s": round(stream.throughput(*window)),
+        "worker_rss_idle_mb": round(idle_mb),
+        "worker_rss_after_items_mb": round(items_mb),
+        "worker_rss_after_clicks_mb": round(clicks_mb),
+        "worker_mb_per_100k_users": round((clicks_mb - items_mb) / users * 100_000, 1),
+    }
+
+
+def ann_figures(quick: bool) -> dict[str, Any]:
+    sizes = (
+        [(20_000, 32)]
+        if quick
+        else [(100_000, 32), (100_000, 64), (1_000_000, 32), (1_000_000, 64)]
+    )
+    out: dict[str, Any] = {"rows": []}
+    for n, dim in sizes:
+        print(f"ANN: {n:,} items x {dim} dims ...", flush=True)
+        rows = ann.run(n, dim, queries=1000)
+        out["rows"] += rows
+        chosen = ann.best(rows)
+        out[f"{n}x{dim}"] = {
+            "ann_recall_at_20": chosen["recall_at_20"],
+            "ann_queries_per_s": chosen["queries_per_s_per_core"],
+            "backend": chosen["backend"],
+        }
+    return out
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"Machine: {m['cores']} cores, {m['memory_gb']} GB, {m['cpu']}, Python {m['python']}; "
+        f"broker and Redis on the same machine. Run {r['started']}.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
+    for key in (
+        "trivial_agent_events_per_s",
+        "pipeline_events_per_s",
+        "pipeline_vs_trivial",
+        "synthetic_events_per_s",
+        "lookup_p50_ms",
+        "lookup_p99_ms",
+        "worker_rss_idle_mb",
+        "worker_rss_after_items_mb",
+        "worker_rss_after_clicks_mb",
+        "worker_mb_per_100k_users",
+    ):
+        lines.append(f"| `{key}` | {r.get(key)} |")
+    for phase in ("freshness_at_1000", "freshness_at_80pct"):
+        f = r.get(phase, {})
+        lines.append(
+            f"| `{phase}` (offered {f.get('offered_events_per_s')} ev/s) | "
+            f"p50 {f.get('freshness_p50_ms')} ms, p99 {f.get('freshness_p99_ms')} ms |"
+        )
+    lines += [
+        "",
+        "| items x dims | backend | recall@20 | queries/s per core | build s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in r["ann"]["rows"]:
+        lines.append(
+            f"| {row['items']:,} x {row['dim']} | {row['backend']} | {row['recall_at_20']} | "
+            f"{row['queries_per_s_per_core']:,} | {row['build_s']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", type=Path, default=DATASET)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args()
+    started = time.monotonic()
+    results = run(args.dataset, args.out, args.quick)
+    print(markdown(results))
+    print(f"({time.monotonic() - started:.0f} s; wrote {args.out / 'results.json'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

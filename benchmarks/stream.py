@@ -1,0 +1,224 @@
+"""Stream figures on the real local stack: events/s (Faust's ceiling vs the full worker),
+freshness under load, read-helper latency, worker memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import redis
+
+from streamer.client import get_recommendations
+from streamer.replay.producer import replay
+from streamer.replay.record import LogRecord
+from streamer.settings import Settings
+from streamer.stack import create_topics
+
+
+def fresh(settings: Settings, **overrides: Any) -> Settings:
+    """Settings with fresh topics, consumer group and Redis prefix."""
+    uid = uuid.uuid4().hex[:8]
+    return dataclasses.replace(
+        settings,
+        app_id=f"bench-{uid}",
+        topic_clicks=f"clicks-{uid}",
+        topic_contexts=f"contexts-{uid}",
+        topic_items=f"items-{uid}",
+        topic_dead_letters=f"dead-letters-{uid}",
+        redis_prefix=f"bench-{uid}:",
+        log_interval_s=1.0,
+        **overrides,
+    )
+
+
+class Process:
+    """A worker process (the real one or the trivial app) on ``settings``."""
+
+    def __init__(self, settings: Settings, module: str, log: Path) -> None:
+        command = [sys.executable, "-m", module]
+        if module == "streamer.cli":
+            command.append("worker")
+        self.settings = settings
+        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.process = subprocess.Popen(
+            command,
+            env={**os.environ, **settings.as_env()},
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        self.ps = psutil.Process(self.process.pid)
+
+    def progress(self) -> dict[str, Any]:
+        raw = self.redis.get(f"{self.settings.redis_prefix}progress")
+        return json.loads(raw) if raw else {"events": 0}
+
+    def figures(self) -> dict[str, Any]:
+        raw = self.redis.get(f"{self.settings.redis_prefix}worker")
+        return json.loads(raw) if raw else {}
+
+    def rss_mb(self) -> float:
+        return self.ps.memory_info().rss / 2**20
+
+    def wait_events(self, count: int, timeout: float = 600) -> tuple[float, int, float, int]:
+        """Poll until ``count`` events are processed: (t_first, n_first, t_last, n_last)."""
+        deadline = time.monotonic() + timeout
+        first: tuple[float, int] | None = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}")
+            seen = self.progress()
+            if seen["events"] and first is None:
+                first = (seen["ts"], seen["events"])
+            if seen["events"] >= count and first is not None:
+                return first[0], first[1], seen["ts"], seen["events"]
+            time.sleep(0.02)
+        raise TimeoutError(f"{self.progress()} after {timeout} s, wanted {count}")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def throughput(first_ts: float, first_n: int, last_ts: float, last_n: int) -> float:
+    return (last_n - first_n) / (last_ts - first_ts) if last_ts > first_ts else float("nan")
+
+
+def run_consumer(
+    settings: Settings, module: str, records: list[LogRecord], log: Path
+) -> tuple[Process, float]:
+    """Pre-produce ``records``, then start a consumer and measure its sustained events/s."""
+    create_topics(settings.broker, settings.topics, settings.partitions)
+    replay(records, settings, progress=False)
+    process = Process(settings, module, log)
+    window = process.wait_events(len(records))
+    return process, throughput(*window)
+
+
+def freshness_at(process: Process, records: list[LogRecord], rate: float) -> dict[str, Any]:
+    """Produce ``records`` at ``rate`` events/s with a probe click every 10th event: a user
+    never seen before, so the time from its send to its list in Redis is that event's
+    freshness as a client sees it (Redis polled every millisecond)."""
+    from kafka import KafkaProducer
+
+    from streamer.replay.producer import Pacer
+
+    settings = process.settings
+    producer = KafkaProducer(bootstrap_servers=settings.broker, linger_ms=0, acks=1)
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    done = threading.Event()
+    poller = threading.Thread(target=_poll, args=(settings, sent, seen, done), daemon=True)
+    poller.start()
+    pacer = Pacer(speed=0, rate=rate)
+    started = time.monotonic()
+    phase = uuid.uuid4().hex[:6]
+    for n, record in enumerate(records):
+        pacer.wait(0.0)
+        if n % 10 == 0:
+            user = f"probe-{phase}-{n}"
+            value = {"user": user, "item": record.value["item"], "type": "click"}
+            sent[user] = time.time()
+            producer.send(
+                settings.topic_clicks, key=user.encode(), value=json.dumps(value).encode()
+            )
+        else:
+            producer.send(settings.topic_clicks, key=record.key.encode(), value=record.payload())
+    producer.flush()
+    offered = len(records) / (time.monotonic() - started)
+    deadline = time.monotonic() + 60
+    while len(seen) < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done.set()
+    poller.join()
+    producer.close()
+    delays = np.array([seen[u] - sent[u] for u in seen]) * 1000
+    return {
+        "offered_events_per_s": round(offered),
+        "probes": len(sent),
+        "probes_lost": len(sent) - len(seen),
+        "freshness_p50_ms": round(float(np.percentile(delays, 50)), 1),
+        "freshness_p99_ms": round(float(np.percentile(delays, 99)), 1),
+    }
+
+
+def _poll(settings: Settings, sent: dict[str, float], seen: dict[str, float], done: Any) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    while not done.is_set():
+        waiting = [u for u in list(sent) if u not in seen]
+        if waiting:
+            found = client.mget([f"{settings.redis_prefix}rec:{u}" for u in waiting])
+            now = time.time()
+            for user, value in zip(waiting, found, strict=True):
+                if value is not None:
+                    seen[user] = now
+        time.sleep(0.001)
+
+
+def _reader(args: tuple[str, str, list[str], int, int]) -> list[float]:
+    url, prefix, users, count, seed = args
+    client = redis.Redis.from_url(url)
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        user = rng.choice(users)
+        started = time.perf_counter()
+        get_recommendations(client, user, k=10, prefix=prefix)
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def lookups(
+    settings: Settings, users: list[str], readers: int = 2, per_reader: int = 5000
+) -> dict[str, Any]:
+    """The read helper from ``readers`` concurrent reader processes: latency percentiles."""
+    from multiprocessing import get_context
+
+    jobs = [
+        (settings.redis_url, settings.redis_prefix, users, per_reader, n) for n in range(readers)
+    ]
+    with get_context("spawn").Pool(readers) as pool:
+        latencies = [x for part in pool.map(_reader, jobs) for x in part]
+    ms = np.asarray(latencies) * 1000
+    return {
+        "lookup_readers": readers,
+        "lookup_p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "lookup_p99_ms": round(float(np.percentile(ms, 99)), 3),
+    }
+
+
+def synthetic(n_items: int, n_users: int, n_clicks: int, seed: int = 0) -> Iterator[LogRecord]:
+    """``n_items`` items with tags, then clicks by users uniform over ``n_users``, items Zipf."""
+    rng = np.random.default_rng(seed)
+    tags = [f"tag{t}" for t in range(200)]
+    for i in range(n_items):
+        item = f"i{i}"
+        value = {"item": item, "tags": [tags[i % 200], tags[(i * 7) % 200]], "ts": 0.0}
+        yield LogRecord("items", item, value, 0.0)
+    users = rng.integers(n_users, size=n_clicks)
+    items = np.minimum(rng.zipf(1.2, size=n_clicks) - 1, n_items - 1)
+    devices = ("mobile", "tv", "desktop")
+    for n, (user, item) in enumerate(zip(users.tolist(), items.tolist(), strict=True)):
+        value = {
+            "user": f"u{user}",
+            "item": f"i{item}",
+            "type": "click",
+            "ts": 1.0 + n,
+            "context": {"device": devices[user % 3]},
+        }
+        yield LogRecord("clicks", f"u{user}", value, 1.0 + n)
