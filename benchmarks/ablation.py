@@ -11,7 +11,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 VARIANTS: list[tuple[str, dict[str, str], list[str]]] = [
     ("default", {}, []),
@@ -32,33 +34,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("log", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs/ablation.md"))
+    parser.add_argument("--parallel", type=int, default=2, help="runs at once")
     args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n, (name, env, extra) in enumerate(VARIANTS):
-            path = Path(tmp) / f"{n}.json"
-            command = [
-                sys.executable,
-                "-m",
-                "streamer.cli",
-                "evaluate",
-                str(args.log),
-                "--json",
-                str(path),
-                "--no-progress",
-                *extra,
-            ]
-            subprocess.run(command, env={**os.environ, **env}, check=True, capture_output=True)
-            result = json.loads(path.read_text())
-            ours = result["models"][MODEL]["all"]
-            popular = result["models"]["popularity in context"]["all"]
-            anchor = result["models"]["River BiasedMF"]["all"]
-            rows.append(
-                f"| {name} | {ours['rmse']} | {anchor['rmse']} | {ours['hit_rate']} | "
-                f"{ours['hit_rate'] / popular['hit_rate']:.2f} | {ours['ndcg']} | "
-                f"{ours['coverage']} | {ours['gini']} | {result['seconds']} |"
-            )
-            print(rows[-1], flush=True)
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.parallel) as pool:
+        paths = [Path(tmp) / f"{n}.json" for n in range(len(VARIANTS))]
+        results = list(pool.map(evaluate, [args.log] * len(paths), paths, VARIANTS))
+    rows = [row(name, result) for (name, _, _), result in zip(VARIANTS, results, strict=True)]
     header = [
         "| variant | RMSE | BiasedMF RMSE | HitRate@10 | x popularity | NDCG@10 | coverage | "
         "Gini | seconds |",
@@ -66,7 +47,27 @@ def main() -> int:
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(header + rows) + "\n")
+    print("\n".join(header + rows))
     return 0
+
+
+def evaluate(log: Path, path: Path, variant: tuple[str, dict[str, str], list[str]]) -> Any:
+    _, env, extra = variant
+    command = [sys.executable, "-m", "streamer.cli", "evaluate", str(log), "--json", str(path)]
+    command += ["--no-progress", *extra]
+    subprocess.run(command, env={**os.environ, **env}, check=True, capture_output=True)
+    return json.loads(path.read_text())
+
+
+def row(name: str, result: Any) -> str:
+    ours = result["models"][MODEL]["all"]
+    popular = result["models"]["popularity in context"]["all"]
+    anchor = result["models"]["River BiasedMF"]["all"]
+    return (
+        f"| {name} | {ours['rmse']} | {anchor['rmse']} | {ours['hit_rate']} | "
+        f"{ours['hit_rate'] / popular['hit_rate']:.2f} | {ours['ndcg']} | "
+        f"{ours['coverage']} | {ours['gini']} | {result['seconds']} |"
+    )
 
 
 if __name__ == "__main__":

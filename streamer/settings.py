@@ -41,9 +41,9 @@ class Settings:
     partitions: int = 4
     # Worker.
     batch_size: int = 1000
-    batch_within_s: float = 0.05
+    batch_within_s: float = 0.02
     session_timeout_s: float = 10.0
-    fetch_max_wait_ms: int = 20
+    fetch_max_wait_ms: int = 10
     log_interval_s: float = 10.0
     web_enabled: bool = False
     web_port: int = 6066
