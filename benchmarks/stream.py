@@ -30,18 +30,8 @@ from streamer.stack import create_topics
 
 def fresh(settings: Settings, **overrides: Any) -> Settings:
     """Settings with fresh topics, consumer group and Redis prefix."""
-    uid = uuid.uuid4().hex[:8]
-    return dataclasses.replace(
-        settings,
-        app_id=f"bench-{uid}",
-        topic_clicks=f"clicks-{uid}",
-        topic_contexts=f"contexts-{uid}",
-        topic_items=f"items-{uid}",
-        topic_dead_letters=f"dead-letters-{uid}",
-        redis_prefix=f"bench-{uid}:",
-        log_interval_s=1.0,
-        **overrides,
-    )
+    isolated = settings.isolated(f"bench-{uuid.uuid4().hex[:8]}")
+    return dataclasses.replace(isolated, log_interval_s=1.0, **overrides)
 
 
 class Process:

@@ -104,6 +104,22 @@ class Settings:
             out[PREFIX + f.name.upper()] = str(value)
         return out
 
+    def isolated(self, tag: str) -> Settings:
+        """The same settings on their own topics, consumer group and Redis prefix.
+
+        >>> Settings().isolated("t1").topic_clicks
+        'clicks-t1'
+        """
+        return dataclasses.replace(
+            self,
+            app_id=f"{self.app_id}-{tag}",
+            topic_clicks=f"{self.topic_clicks}-{tag}",
+            topic_contexts=f"{self.topic_contexts}-{tag}",
+            topic_items=f"{self.topic_items}-{tag}",
+            topic_dead_letters=f"{self.topic_dead_letters}-{tag}",
+            redis_prefix=f"{self.redis_prefix}{tag}:",
+        )
+
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir).expanduser().resolve()

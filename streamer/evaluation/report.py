@@ -41,7 +41,9 @@ def table(result: dict[str, Any], segment: str = "all") -> str:
 
 def write_json(result: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    slim = {k: v for k, v in result.items() if k != "pairs"}
+    # per-event pairs and per-item counts feed the figures; the JSON keeps the metrics
+    bulky = ("pairs", "recommended_counts", "interaction_counts")
+    slim = {k: v for k, v in result.items() if k not in bulky}
     path.write_text(json.dumps(slim, indent=1))
 
 

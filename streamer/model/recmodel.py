@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from river import optim
@@ -46,26 +47,13 @@ class RecModel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        l2, k = settings.l2, settings.n_factors
-        # Biases learn at half the latents' rate, as in River's MovieLens BiasedMF example.
+        k = settings.n_factors
         self.rater = FastFMRegressor(
-            n_factors=k,
-            weight_optimizer=optim.SGD(settings.rating_lr / 2),
-            latent_optimizer=optim.SGD(settings.rating_lr),
-            l2_weight=l2,
-            l2_latent=l2,
+            **_fm_params(settings, settings.rating_lr, settings.seed),
             intercept=settings.rating_prior,
-            clip_gradient=5.0,
-            seed=settings.seed,
         )
         self.ranker = FastFMClassifier(
-            n_factors=k,
-            weight_optimizer=optim.SGD(settings.ranking_lr / 2),
-            latent_optimizer=optim.SGD(settings.ranking_lr),
-            l2_weight=l2,
-            l2_latent=l2,
-            clip_gradient=5.0,
-            seed=settings.seed + 1,
+            **_fm_params(settings, settings.ranking_lr, settings.seed + 1)
         )
         self._side = settings.rating_side_weight
         self._low, self._high = math.inf, -math.inf  # the ratings seen: predictions stay inside
@@ -177,3 +165,16 @@ class RecModel:
         squares = np.add.reduceat(xs * xs * np.einsum("ij,ij->i", v, v), starts)
         linear = np.add.reduceat(xs * w, starts)
         return total, squares, linear
+
+
+def _fm_params(settings: Settings, lr: float, seed: int) -> dict[str, Any]:
+    """Biases learn at half the latents' rate, as in River's MovieLens BiasedMF example."""
+    return {
+        "n_factors": settings.n_factors,
+        "weight_optimizer": optim.SGD(lr / 2),
+        "latent_optimizer": optim.SGD(lr),
+        "l2_weight": settings.l2,
+        "l2_latent": settings.l2,
+        "clip_gradient": 5.0,
+        "seed": seed,
+    }

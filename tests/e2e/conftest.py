@@ -60,16 +60,7 @@ def stack(tmp_path_factory):
 def worker(stack):
     """A worker on fresh topics and a fresh consumer group, stopped with SIGTERM afterwards."""
     uid = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(
-        stack,
-        app_id=f"streamrec-test-{uid}",
-        topic_clicks=f"clicks-{uid}",
-        topic_contexts=f"contexts-{uid}",
-        topic_items=f"items-{uid}",
-        topic_dead_letters=f"dead-letters-{uid}",
-        redis_prefix=f"test-{uid}:",
-        log_interval_s=2.0,
-    )
+    settings = dataclasses.replace(stack.isolated(f"test-{uid}"), log_interval_s=2.0)
     create_topics(settings.broker, settings.topics, settings.partitions)
     log = Path(settings.state_dir) / f"worker-{uid}.log"
     process = subprocess.Popen(
