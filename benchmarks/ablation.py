@@ -1,6 +1,6 @@
 """What each modelling choice buys: full `streamrec evaluate` runs, one setting changed each.
 
-python -m benchmarks.ablation ../shared/datasets/movielens-100k --out docs/ablation.md
+python -m benchmarks.ablation ../shared/datasets/movielens-100k --out ablation.md
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ MODEL = "streamrec FM"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("log", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("docs/ablation.md"))
+    parser.add_argument("--out", type=Path, default=Path("ablation.md"))
     parser.add_argument("--parallel", type=int, default=2, help="runs at once")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.parallel) as pool:
