@@ -90,3 +90,26 @@ def test_auto_backend_moves_to_an_approximate_index_past_the_threshold():
     assert len(e.index) == 6
     out = e.process([ContextEvent(user="u", ts=2.0, context={})])
     assert len(out.lists[0].items) == 4
+
+
+def test_the_published_order_is_the_engines_score_order():
+    """With the popularity prior in the item bias, the index still ranks by Engine.score."""
+    e = engine(top_k=6)
+    e.process(catalogue_events())
+    for t in range(20):
+        e.process(
+            [
+                Click(
+                    user=f"u{t % 3}",
+                    item=f"{'hc'[t % 2]}{t % 3}",
+                    type="click",
+                    ts=t,
+                    context={"device": "tv"},
+                )
+            ]
+        )
+    out = e.process([ContextEvent(user="u0", ts=99.0, context={"device": "tv"})])
+    listed = [item for item, _ in out.lists[0].items]
+    e.refresh_items(range(len(e.catalogue)), events=0)  # the index exactly as of now
+    scores = {item: e.score("u0", {"device": "tv"}, e.catalogue.id_of(item)) for item in listed}
+    assert listed == sorted(listed, key=lambda item: -scores[item])
