@@ -59,10 +59,6 @@ class ExactIndex:
             self._index.remove_ids(np.asarray(present, dtype=np.int64))  # type: ignore[arg-type]
             self._ids.difference_update(present)
 
-    def vectors(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors of ``ids`` (all must be present)."""
-        return np.vstack([self._index.reconstruct(int(i)) for i in as_ids(ids)])
-
     def all_items(self) -> tuple[np.ndarray, np.ndarray]:
         """All ids and their vectors, in storage order."""
         ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)

@@ -28,7 +28,6 @@ class Catalogue:
         self._features: list[Features] = []
         self._added: list[int] = []
         self.clock = 0  # the engine's event count, stamped on each new item
-        self.titles: dict[int, str] = {}
         self.tags: dict[int, tuple[str, ...]] = {}
 
     def __len__(self) -> int:
@@ -64,6 +63,5 @@ class Catalogue:
         self._features[index_id] = item_features(
             event.item, event.tags, f"{event.title} {event.text}"
         )
-        self.titles[index_id] = event.title
         self.tags[index_id] = tuple(event.tags)
         return index_id
