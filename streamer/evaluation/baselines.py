@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -10,22 +9,8 @@ from typing import Any
 import numpy as np
 from river import optim, reco
 
+from streamer.model.rating_range import RatingRange
 from streamer.popularity import Popularity
-
-
-class RatingRange:
-    """The range of ratings seen so far: predictions are clipped to it (prequentially)."""
-
-    def __init__(self) -> None:
-        self.low, self.high = math.inf, -math.inf
-
-    def see(self, y: float) -> None:
-        self.low, self.high = min(self.low, y), max(self.high, y)
-
-    def clip(self, y: float) -> float:
-        if not math.isfinite(y):
-            return (self.low + self.high) / 2 if math.isfinite(self.low) else 0.0
-        return min(max(y, self.low), self.high) if math.isfinite(self.low) else y
 
 
 class GlobalMean:

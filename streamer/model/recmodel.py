@@ -23,6 +23,7 @@ from river import optim
 
 from streamer.features import Features
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor
+from streamer.model.rating_range import RatingRange
 from streamer.settings import Settings
 
 #: How much each interaction type says about a user's taste, for the ranker.
@@ -56,7 +57,7 @@ class RecModel:
             **_fm_params(settings, settings.ranking_lr, settings.seed + 1)
         )
         self._side = settings.rating_side_weight
-        self._low, self._high = math.inf, -math.inf  # the ratings seen: predictions stay inside
+        self.range = RatingRange(default=(settings.rating_min, settings.rating_max))
         self.dim = k + 1
         self._zero = np.zeros(k)
         self.version = 0
@@ -75,7 +76,7 @@ class RecModel:
         """Learn one interaction; ``negatives`` are item sides the user did not choose."""
         x = user_x | item_x
         if kind == "rating" and value is not None:
-            self._low, self._high = min(self._low, value), max(self._high, value)
+            self.range.see(value)
             self._guarded(self.rater, [self._rating_features(x)], [value], [1.0])
         if kind == "skip":
             self._guarded(self.ranker, [x], [False], [1.0])
@@ -114,9 +115,7 @@ class RecModel:
         y = self.rater._raw_dot(self._rating_features(user_x | item_x))
         if not math.isfinite(y):
             y = self.rater.intercept if math.isfinite(self.rater.intercept) else 0.0
-        low = self._low if math.isfinite(self._low) else self.settings.rating_min
-        high = self._high if math.isfinite(self._high) else self.settings.rating_max
-        return float(min(max(y, low), high))
+        return float(self.range.clip(y))
 
     def _rating_features(self, x: Features) -> Features:
         """Side features (context, content) weigh ``rating_side_weight`` in the rating model:
