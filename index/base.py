@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container, Sequence
+from collections.abc import Callable, Collection, Container, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -79,6 +79,45 @@ def filter_top(
             if n == k:
                 break
     return out
+
+
+def search_excluding(
+    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+    queries: np.ndarray,
+    k: int,
+    exclude: Exclude,
+    size: int,
+) -> SearchResult:
+    """Top ``k`` per query without its excluded ids, from a FAISS-style ``search(q, n)``.
+
+    Asks for ``k`` plus a margin of ``2 k`` first; the rows that come back short (their
+    excluded items crowd the top) are searched again with room for all their exclusions, so
+    a long history costs only the users whose history is what they would be shown.
+
+    >>> vectors = np.eye(4, dtype=np.float32)[::-1] * np.array([[4], [3], [2], [1]])
+    >>> flat = lambda q, n: _top(q @ vectors.T, n)
+    >>> search_excluding(flat, np.ones((1, 4), np.float32), 1, [{0, 1, 2}], 4).ids.tolist()
+    [[3]]
+    """
+    longest = max((len(e) for e in exclude), default=0) if exclude is not None else 0
+    full = min(k + longest, size)
+    fetch = min(k + min(longest, 2 * k), full)
+    scores, ids = search(queries, fetch)
+    if exclude is None and fetch == k:
+        return SearchResult(scores, ids)
+    out = filter_top(scores, ids, k, exclude)
+    short = np.flatnonzero(out.ids[:, -1] < 0) if fetch < full and k else np.zeros(0, np.int64)
+    if len(short):
+        again = [exclude[int(row)] for row in short] if exclude is not None else None
+        scores, ids = search(queries[short], full)
+        redo = filter_top(scores, ids, k, again)
+        out.scores[short], out.ids[short] = redo.scores, redo.ids
+    return out
+
+
+def _top(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-scores, axis=1)[:, :n]
+    return np.take_along_axis(scores, order, axis=1), order
 
 
 def merge_results(a: SearchResult, b: SearchResult, k: int) -> SearchResult:

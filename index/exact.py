@@ -7,7 +7,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.base import Exclude, SearchResult, as_ids, as_matrix, empty_result, filter_top
+from index.base import Exclude, SearchResult, as_ids, as_matrix, empty_result, search_excluding
 
 
 class ExactIndex:
@@ -69,12 +69,7 @@ class ExactIndex:
         queries = as_matrix(queries, self.dim)
         if not self._ids or k <= 0:
             return empty_result(len(queries), max(k, 0))
-        longest = max((len(e) for e in exclude), default=0) if exclude is not None else 0
-        fetch = min(k + longest, len(self._ids))
-        scores, ids = self._index.search(queries, fetch)
-        if exclude is None and fetch == k:
-            return SearchResult(scores, ids)
-        return filter_top(scores, ids, k, exclude)
+        return search_excluding(self._index.search, queries, k, exclude, len(self._ids))
 
     def save(self, path: Path) -> None:
         ids, vectors = self.all_items()

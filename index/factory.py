@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from index.base import ItemIndex
@@ -39,6 +40,12 @@ def make_index(
     if backend == "ivf":
         return IVFIndex(dim)
     return ExactIndex(dim)
+
+
+def set_threads(threads: int) -> None:
+    """FAISS's OpenMP thread count for this process (0 keeps FAISS's default: all cores)."""
+    if threads > 0:
+        faiss.omp_set_num_threads(threads)
 
 
 def load_index(path: Path) -> ItemIndex:

@@ -58,7 +58,13 @@ class HNSWIndex(SnapshotIndex):
         graph.add(vectors)
         return graph
 
-    def _search_built(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
-        self._built.hnsw.efSearch = max(self.ef_search, fetch)
-        scores, positions = self._built.search(queries, fetch)
+    def _search_built(
+        self, queries: np.ndarray, fetch: int, skip: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ef = max(self.ef_search, fetch)
+        params = None
+        if skip is not None:  # missing from FAISS's stubs
+            params = faiss.SearchParametersHNSW(efSearch=ef, sel=skip)  # type: ignore[attr-defined]
+        self._built.hnsw.efSearch = ef
+        scores, positions = self._built.search(queries, fetch, params=params)
         return scores, positions

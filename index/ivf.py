@@ -50,7 +50,13 @@ class IVFIndex(SnapshotIndex):
         ivf.add(vectors)
         return ivf
 
-    def _search_built(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
-        self._built.nprobe = min(self.nprobe, self._built.nlist)
-        scores, positions = self._built.search(queries, fetch)
+    def _search_built(
+        self, queries: np.ndarray, fetch: int, skip: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        nprobe = min(self.nprobe, self._built.nlist)
+        params = None
+        if skip is not None:  # FAISS's stubs do not know these keywords
+            params = faiss.SearchParametersIVF(nprobe=nprobe, sel=skip)  # type: ignore[call-arg]
+        self._built.nprobe = nprobe
+        scores, positions = self._built.search(queries, fetch, params=params)
         return scores, positions

@@ -1,9 +1,10 @@
 """The rebuild-and-swap machinery shared by the approximate backends.
 
 An approximate FAISS index is built from a snapshot of all vectors. Vectors written after the
-snapshot live in a small exact side index (their stale copies in the built index are skipped),
-so a fresh item is findable at once; once the side index grows past a threshold, a new index is
-built from a new snapshot, in a background thread, and swapped in.
+snapshot live in a small exact side index (their stale copies in the built index are skipped
+inside FAISS, by an ID selector), so a fresh item is findable at once; once the side index
+grows past a threshold, a new index is built from a new snapshot, in a background thread, and
+swapped in.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from index.base import (
@@ -20,8 +22,8 @@ from index.base import (
     SearchResult,
     as_ids,
     as_matrix,
-    filter_top,
     merge_results,
+    search_excluding,
 )
 from index.exact import ExactIndex
 from index.store import VectorStore
@@ -45,6 +47,8 @@ class SnapshotIndex(ABC):
         self._store = VectorStore(dim)
         self._built: Any = None
         self._built_ids = np.zeros(0, np.int64)  # position in the built index -> item id
+        self._position = np.zeros(0, np.int64)  # item id -> position in the built index, or -1
+        self._stale: set[int] = set()  # positions whose item was rewritten or removed since
         self._fresh = ExactIndex(dim)  # items written after the built index's snapshot
         self._gone: set[int] = set()  # built items removed since its snapshot
         self._lock = threading.RLock()
@@ -56,8 +60,11 @@ class SnapshotIndex(ABC):
         """A FAISS index over ``vectors`` (positions are row numbers)."""
 
     @abstractmethod
-    def _search_built(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and positions of the best ``fetch`` rows of the built index per query."""
+    def _search_built(
+        self, queries: np.ndarray, fetch: int, skip: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and positions of the best ``fetch`` rows of the built index per query,
+        without the positions ``skip`` (a FAISS ``IDSelector``, or None) rejects."""
 
     def __len__(self) -> int:
         return len(self._store)
@@ -73,6 +80,7 @@ class SnapshotIndex(ABC):
             self._store.put(ids, vectors)
             self._fresh.upsert(ids, vectors)
             self._gone.difference_update(ids.tolist())
+            self._mark_stale(ids)
         self._maybe_rebuild()
 
     def remove(self, ids: np.ndarray) -> None:
@@ -81,6 +89,7 @@ class SnapshotIndex(ABC):
             self._store.remove(ids)
             self._fresh.remove(ids)
             self._gone.update(ids.tolist())
+            self._mark_stale(ids)
         self._maybe_rebuild()
 
     def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> SearchResult:
@@ -89,13 +98,22 @@ class SnapshotIndex(ABC):
             fresh = self._fresh.search(queries, k, exclude)
             if self._built is None or k <= 0:
                 return fresh
-            stale = len(self._fresh) + len(self._gone)
-            longest = max((len(e) for e in exclude), default=0) if exclude is not None else 0
-            fetch = min(k + longest + stale, len(self._built_ids))
-            scores, pos = self._search_built(queries, fetch)
-            ids = np.where(pos >= 0, self._built_ids[np.maximum(pos, 0)], -1)
-            built = filter_top(scores, ids, k, exclude, _DropSet(self._fresh, self._gone))
+            skip = None
+            if self._stale:  # kept alive until the searches return
+                stale = np.fromiter(self._stale, np.int64, len(self._stale))
+                skip = faiss.IDSelectorNot(faiss.IDSelectorBatch(stale))
+
+            def search(q: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+                scores, pos = self._search_built(q, fetch, skip)
+                return scores, np.where(pos >= 0, self._built_ids[np.maximum(pos, 0)], -1)
+
+            built = search_excluding(search, queries, k, exclude, len(self._built_ids))
         return merge_results(built, fresh, k)
+
+    def _mark_stale(self, ids: np.ndarray) -> None:
+        known = ids[ids < len(self._position)]
+        positions = self._position[known]
+        self._stale.update(positions[positions >= 0].tolist())
 
     def wait(self) -> None:
         """Block until a running rebuild has swapped in."""
@@ -136,18 +154,12 @@ class SnapshotIndex(ABC):
             fresh_ids, fresh_vectors = self._store.since(seq)
             in_built = set(ids.tolist())
             self._built, self._built_ids = built, ids
+            self._position = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, np.int64)
+            self._position[ids] = np.arange(len(ids))
             self._fresh = ExactIndex(self.dim)
             if len(fresh_ids):
                 self._fresh.upsert(fresh_ids, fresh_vectors)
             self._gone = {i for i in in_built if i not in self._store}
+            self._stale = set()
+            self._mark_stale(np.concatenate([as_ids(fresh_ids), as_ids(list(self._gone))]))
             self.rebuilds += 1
-
-
-class _DropSet:
-    """Built results to skip: items with a newer copy in the side index, or removed."""
-
-    def __init__(self, fresh: ExactIndex, gone: set[int]) -> None:
-        self.fresh, self.gone = fresh, gone
-
-    def __contains__(self, item: object) -> bool:
-        return item in self.fresh or item in self.gone

@@ -16,12 +16,13 @@ import numpy as np
 
 from index.base import ItemIndex
 from index.exact import ExactIndex
-from index.factory import make_index
+from index.factory import make_index, set_threads
 from streamer.catalogue import Catalogue
 from streamer.evaluation.prequential import Prequential
 from streamer.events import Click, ContextEvent, ItemEvent
 from streamer.features import user_features
 from streamer.model import NegativeSampler, RecModel
+from streamer.model.recmodel import Interaction
 from streamer.popularity import Popularity, context_key
 from streamer.recommender import PopList, RecList, Recommender, Request
 from streamer.settings import Settings
@@ -36,6 +37,7 @@ class BatchOutput:
 
     lists: list[RecList] = field(default_factory=list)
     popular: list[PopList] = field(default_factory=list)
+    failed: list[tuple[int, Exception]] = field(default_factory=list)  # (position, error)
 
 
 class Engine:
@@ -62,6 +64,7 @@ class Engine:
         self.users = UserState(settings.history_size)
         self.popularity: Popularity[int] = Popularity()
         self.sampler = NegativeSampler(seed=settings.seed, uniform=settings.uniform_negatives)
+        set_threads(settings.faiss_threads)
         self.index = index or make_index(
             settings.index_backend, self.model.dim, large_min_items=settings.large_index_min_items
         )
@@ -84,38 +87,58 @@ class Engine:
         self.item_counts: Counter[int] = Counter()
 
     def process(self, events: Sequence[Event], with_popular: bool = False) -> BatchOutput:
-        """Learn from ``events`` in order; return the lists to publish."""
+        """Learn from ``events`` (one step per model for the batch); return the lists to publish.
+
+        Prequential: every rating is predicted and every positive scored against the list its
+        user had, before anything of the batch is learned."""
         touched_items: set[int] = set()
         requests: dict[str, Request] = {}
         self._popular_cache.clear()
-        for event in events:
-            if isinstance(event, Click):
-                touched_items.update(self.learn(event))
+        batch: list[Interaction] = []
+        failed: list[tuple[int, Exception]] = []
+        for position, event in enumerate(events):
+            try:
+                if isinstance(event, Click):
+                    touched_items.update(self._take(event, batch))
+                elif isinstance(event, ContextEvent):
+                    self.users.set_context(event.user, event.context)
+                else:
+                    touched_items.add(self.catalogue.add_metadata(event))
+            except Exception as exc:  # a bug must not cost the batch: the caller dead-letters
+                failed.append((position, exc))
+                continue
+            if not isinstance(event, ItemEvent):
                 requests[event.user] = Request(event.user, event.context, event.ts)
-            elif isinstance(event, ContextEvent):
-                self.users.set_context(event.user, event.context)
-                requests[event.user] = Request(event.user, event.context, event.ts)
-            else:
-                touched_items.add(self.catalogue.add_metadata(event))
             self.events += 1
             self.catalogue.clock = self.events
+        predicted = self.model.learn_batch(batch)  # each rating predicted, then learned
+        for y_pred, interaction in zip(predicted, batch, strict=True):
+            if y_pred is not None and interaction.value is not None:
+                for board in self.scoreboards:
+                    board.ratings.update(y_pred, interaction.value)
         self.refresh_items(touched_items, len(events))
-        out = BatchOutput(self.recommender.recommend(list(requests.values())))
+        out = BatchOutput(self.recommender.recommend(list(requests.values())), failed=failed)
         self._audit(out.lists)
         if with_popular:
             out.popular = self.recommender.popular_lists()
         return out
 
-    def learn(self, click: Click) -> list[int]:
-        """Learn one interaction; returns the index ids whose vectors it moved."""
+    def _take(self, click: Click, batch: list[Interaction]) -> list[int]:
+        """Book one interaction and queue it for learning; returns the index ids it moves."""
         item = self.catalogue.id_of(click.item)
         history = self.users.history(click.user)
         user_x, item_x = user_features(click.user, click.context), self.catalogue.features(item)
         key = context_key(click.context, self.settings.pop_context_keys)
-        self._score_before_learning(click, item, user_x, item_x, key)
+        if self.is_positive(click):
+            shown = self.shown.get(click.user)
+            if shown is None:  # what the read helper serves a user without a list
+                shown = self._popular_for(key, history)
+            for board in self.scoreboards:
+                board.ranking.update(item, shown)
         negatives = [] if click.type == "skip" else self._negatives(history, item)
-        self.model.learn_one(
-            user_x, item_x, click.type, click.value, [self.catalogue.features(n) for n in negatives]
+        features = self.catalogue.features
+        batch.append(
+            Interaction(user_x, item_x, click.type, click.value, [features(n) for n in negatives])
         )
         self.users.add(click.user, item)
         self.users.set_context(click.user, click.context)
@@ -130,20 +153,6 @@ class Engine:
         if click.type == "rating":
             return click.value is not None and click.value >= self.settings.positive_rating
         return click.type in ("click", "purchase")
-
-    def _score_before_learning(
-        self, click: Click, item: int, user_x: dict[str, float], item_x: dict[str, float], key: str
-    ) -> None:
-        if click.type == "rating" and click.value is not None:
-            predicted = self.model.predict_rating(user_x, item_x)
-            for board in self.scoreboards:
-                board.ratings.update(predicted, click.value)
-        if self.is_positive(click):
-            shown = self.shown.get(click.user)
-            if shown is None:  # what the read helper serves a user without a list
-                shown = self._popular_for(key, self.users.history(click.user))
-            for board in self.scoreboards:
-                board.ranking.update(item, shown)
 
     def _popular_for(self, key: str, history: Container[int]) -> tuple[int, ...]:
         """The popular list of bucket ``key`` without ``history`` (cached per batch)."""

@@ -82,12 +82,12 @@ class Pipeline:
         """Process messages of one topic kind (``clicks``, ``contexts`` or ``items``)."""
         decode = self._decoders[kind]
         events: list[Event] = []
-        produced: list[float] = []
+        sources: list[Message] = []
         rejected = 0
         for message in messages:
             try:
                 events.append(decode(message.value))
-                produced.append(message.timestamp)
+                sources.append(message)
             except InvalidEvent as exc:
                 rejected += 1
                 await self.send_dead_letter(message.key, dead_letter(message, str(exc)))
@@ -97,9 +97,15 @@ class Pipeline:
             self._popular_due = now + self.settings.pop_publish_s
         try:
             out = self.engine.process(events, with_popular=with_popular)
-        except Exception:  # a bug must not stop the stream: isolate the event that causes it
-            log.exception("batch failed; retrying its events one by one")
-            out = await self._one_by_one(decode, messages, with_popular)
+        except Exception:  # past the per-event stage (learning, index, recommending): log, go on
+            log.exception("batch of %d events failed after they were booked", len(events))
+            self.stats.errors += 1
+            out = BatchOutput()
+        for position, error in out.failed:  # one event's error is that event's dead letter
+            self.stats.errors += 1
+            source = sources[position]
+            reason = f"processing error: {type(error).__name__}: {error}"
+            await self.send_dead_letter(source.key, dead_letter(source, reason))
         progress = {
             "events": self.stats.events + len(messages),
             "rejected": self.stats.rejected + rejected,
@@ -111,27 +117,8 @@ class Pipeline:
             events=len(messages),
             rejected=rejected,
             lists=len(out.lists),
-            freshness_s=[published - ts for ts in produced if ts],
+            freshness_s=[published - m.timestamp for m in sources if m.timestamp],
         )
-
-    async def _one_by_one(
-        self, decode: Callable[[bytes], Event], messages: Sequence[Message], with_popular: bool
-    ) -> BatchOutput:
-        lists: dict[str, Any] = {}
-        popular: list[Any] = []
-        for message in messages:
-            try:
-                out = self.engine.process([decode(message.value)], with_popular=with_popular)
-            except InvalidEvent:
-                continue  # already dead-lettered
-            except Exception as exc:
-                self.stats.errors += 1
-                reason = f"processing error: {type(exc).__name__}: {exc}"
-                await self.send_dead_letter(message.key, dead_letter(message, reason))
-                continue
-            lists.update({rec.user: rec for rec in out.lists})
-            popular = out.popular or popular
-        return BatchOutput(list(lists.values()), popular)
 
     def report(self) -> dict[str, Any]:
         figures = self.stats.report()

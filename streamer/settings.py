@@ -73,6 +73,7 @@ class Settings:
     index_backend: str = "auto"
     large_index_min_items: int = 50_000
     index_refresh_per_event: float = 4.0
+    faiss_threads: int = 1
     # Validation limits.
     max_id_len: int = 256
     max_context_keys: int = 16

@@ -16,18 +16,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from river import optim
 
 from streamer.features import Features
-from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor
+from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor, Flat, Rows
 from streamer.model.rating_range import RatingRange
 from streamer.settings import Settings
 
 #: How much each interaction type says about a user's taste, for the ranker.
 POSITIVE_WEIGHTS = {"click": 1.0, "view": 0.5, "purchase": 2.0, "rating": 1.0}
+
+
+class Interaction(NamedTuple):
+    """One click to learn from: both sides, its type and value, and sampled negatives."""
+
+    user_x: Features
+    item_x: Features
+    kind: str
+    value: float | None
+    negatives: Sequence[Features] = ()
 
 
 class RecModel:
@@ -37,8 +47,9 @@ class RecModel:
     --------
     >>> m = RecModel(Settings(n_factors=4, negatives=0))
     >>> u, i = {"user=1": 1.0, "hour=9": 1.0}, {"item=7": 1.0, "tag=drama": 1.0}
-    >>> for _ in range(50):
-    ...     m.learn_one(u, i, "rating", 5.0, negatives=[])
+    >>> before = [m.learn_one(u, i, "rating", 5.0, negatives=[]) for _ in range(50)]
+    >>> before[0] < before[-1]  # each rating predicted before it is learned
+    True
     >>> m.predict_rating(u, i) > 4.0
     True
     >>> q, e = m.query_vectors([u]), m.item_vectors([i])
@@ -59,9 +70,22 @@ class RecModel:
         self._side = settings.rating_side_weight
         self.range = RatingRange(default=(settings.rating_min, settings.rating_max))
         self.dim = k + 1
-        self._zero = np.zeros(k)
+        self._items: dict[str, _Encoded] = {}
         self.version = 0
         self.resets = 0
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def _item(self, item_x: Features) -> _Encoded:
+        """The item side as rows of both models (cached per item while its features hold)."""
+        key = next(iter(item_x))
+        cached = self._items.get(key)
+        if cached is None or cached.features is not item_x:
+            cached = self._items[key] = _Encoded(item_x, self.ranker, self.rater, self._side)
+        return cached
+
+    def _user(self, user_x: Features) -> _Encoded:
+        return _Encoded(user_x, self.ranker, self.rater, self._side)
 
     # -- learning -------------------------------------------------------------------------
 
@@ -72,98 +96,176 @@ class RecModel:
         kind: str,
         value: float | None,
         negatives: Sequence[Features],
-    ) -> None:
-        """Learn one interaction; ``negatives`` are item sides the user did not choose."""
-        x = user_x | item_x
-        if kind == "rating" and value is not None:
-            self.range.see(value)
-            self._guarded(self.rater, [self._rating_features(x)], [value], [1.0])
-        if kind == "skip":
-            self._guarded(self.ranker, [x], [False], [1.0])
-        else:
+    ) -> float | None:
+        """Learn one interaction; ``negatives`` are item sides the user did not choose.
+
+        Returns the rating predicted just before learning it (None if not a rating)."""
+        return self.learn_batch([Interaction(user_x, item_x, kind, value, negatives)])[0]
+
+    def learn_batch(self, batch: Sequence[Interaction]) -> list[float | None]:
+        """Learn a micro-batch in rounds: round r holds every user's r-th event of the batch.
+
+        Each round is one SGD step per model with every event's gradient taken at the same
+        parameters, so a user's own events are learned in order, one after another, exactly
+        as event-by-event SGD would; what different users share (items, tags, context) takes
+        the round's summed step, divided by the number of events that touched it.
+        Returns, per event, the rating predicted just before learning it (prequential).
+        """
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for n, event in enumerate(batch):
+            user = next(iter(event.user_x))
+            r = seen[user] = seen.get(user, -1) + 1
+            if r == len(rounds):
+                rounds.append([])
+            rounds[r].append(n)
+        predicted: list[float | None] = [None] * len(batch)
+        for members in rounds:
+            for n, y in self._learn_round([batch[n] for n in members]).items():
+                predicted[members[n]] = y
+        self.version += len(batch)
+        return predicted
+
+    def _learn_round(self, batch: Sequence[Interaction]) -> dict[int, float]:
+        """One step per model on events of distinct users; their rating predictions."""
+        rating_parts: list[Rows] = []
+        ratings: list[float] = []
+        rating_events: list[int] = []
+        rank_parts: list[Rows] = []
+        labels: list[bool] = []
+        weights: list[float] = []
+        rank_events: list[int] = []
+        for n, event in enumerate(batch):
+            user, item = self._user(event.user_x), self._item(event.item_x)
+            kind, value = event.kind, event.value
+            if kind == "rating" and value is not None:
+                rating_parts += (user.rating, item.rating)
+                ratings.append(value)
+                rating_events.append(n)
+            rank_parts += (user.ranking, item.ranking)
+            rank_events.append(n)
+            if kind == "skip":
+                labels.append(False)
+                weights.append(1.0)
+                continue
             weight = POSITIVE_WEIGHTS.get(kind, 1.0)
             if kind == "rating" and value is not None and value < self.settings.positive_rating:
                 weight = 0.5
-            samples = [x, *(user_x | negative for negative in negatives)]
-            labels = [True] + [False] * len(negatives)
-            self._guarded(self.ranker, samples, labels, [weight] + [1.0] * len(negatives))
-        self.version += 1
+            labels.append(True)
+            weights.append(weight)
+            for negative in event.negatives:
+                rank_parts += (user.ranking, self._item(negative).ranking)
+                labels.append(False)
+                weights.append(1.0)
+                rank_events.append(n)
+        predicted: dict[int, float] = {}
+        if ratings:
+            flat = Flat.of(rating_parts, 2)
+            raw = self._guarded(self.rater, flat, ratings, [1.0] * len(ratings), rating_events)
+            predicted = dict(zip(rating_events, self._ratings(raw), strict=True))
+            for value in ratings:
+                self.range.see(value)
+        if labels:
+            self._guarded(self.ranker, Flat.of(rank_parts, 2), labels, weights, rank_events)
+        return predicted
 
     def _guarded(
         self,
         fm: FastFMRegressor | FastFMClassifier,
-        xs: list[Features],
+        flat: Flat,
         ys: list[float] | list[bool],
         ws: list[float],
-    ) -> None:
-        fm.learn_many(xs, list(ys), ws)
+        events: list[int],
+    ) -> np.ndarray:
+        """``learn_flat`` with a guard against divergence; the raw outputs before the step."""
+        several = len(events) > 1 and events[-1] != events[0]
+        raw = fm.learn_flat(flat, ys, ws, np.asarray(events) if several else None)
         if not fm.finite:
             # A diverging update: forget the parameters of these features (they re-initialise).
-            for x in xs:
-                for feature in x:
-                    fm.weights.pop(feature, None)
-                    fm.latents.pop(feature, None)
+            fm.table.reset(flat.rows)
             if not math.isfinite(fm.intercept):
                 fm.intercept = 0.0
             fm.finite = True
             self.resets += 1
+        return raw
 
     # -- predicting -----------------------------------------------------------------------
 
     def predict_rating(self, user_x: Features, item_x: Features) -> float:
         """The rating the user would give, clipped to the range of the ratings seen so far."""
-        y = self.rater._raw_dot(self._rating_features(user_x | item_x))
-        if not math.isfinite(y):
-            y = self.rater.intercept if math.isfinite(self.rater.intercept) else 0.0
-        return float(self.range.clip(y))
+        flat = Flat.of([self._user(user_x).rating, self._item(item_x).rating], 2)
+        return self._ratings(self.rater.raw_flat(flat))[0]
 
-    def _rating_features(self, x: Features) -> Features:
-        """Side features (context, content) weigh ``rating_side_weight`` in the rating model:
-        shared by many events, at full weight they take steps too large for SGD."""
-        side = self._side
-        return {f: (v if f.startswith(("user=", "item=")) else v * side) for f, v in x.items()}
+    def _ratings(self, raw: np.ndarray) -> list[float]:
+        """The rater's raw outputs as ratings: finite, clipped to the range seen."""
+        fallback = self.rater.intercept if math.isfinite(self.rater.intercept) else 0.0
+        return [self.range.clip(y) for y in np.where(np.isfinite(raw), raw, fallback).tolist()]
 
     def score(self, user_x: Features, item_x: Features) -> float:
-        """The ranker's logit (does not create parameters for unseen features)."""
-        return float(self.ranker._raw_dot(user_x | item_x))
+        """The ranker's logit over the features it has learned (creates no parameters)."""
+        total, squares, linear = self._side_sums([_find(self.ranker, user_x | item_x)])
+        return float(self.ranker.intercept + linear[0] + 0.5 * (total[0] @ total[0] - squares[0]))
 
     def knows(self, feature: str) -> bool:
-        return feature in self.ranker.latents
+        """Whether the ranker has learned anything about ``feature``."""
+        row = self.ranker.table.ids.get(feature)
+        return row is not None and bool(self.ranker.table.learned[row])
 
     def query_vectors(self, users: Sequence[Features]) -> np.ndarray:
-        """``[1, q]`` per user side; unseen features contribute nothing."""
+        """``[1, q]`` per user side; features not learned yet contribute nothing."""
         out = np.ones((len(users), self.dim), np.float32)
         if users:
-            out[:, 1:] = self._side_sums(users)[0]
+            out[:, 1:] = self._side_sums([_find(self.ranker, u) for u in users])[0]
+        out[~np.isfinite(out)] = 0.0
         return out
 
     def item_vectors(self, items: Sequence[Features]) -> np.ndarray:
-        """``[b_i, e_i]`` per item side; unseen features contribute nothing."""
+        """``[b_i, e_i]`` per item side; features not learned yet contribute nothing."""
         out = np.zeros((len(items), self.dim), np.float32)
         if items:
-            total, squares, linear = self._side_sums(items)
+            total, squares, linear = self._side_sums([self._item(i).ranking for i in items])
             out[:, 0] = linear + 0.5 * (np.einsum("ij,ij->i", total, total) - squares)
             out[:, 1:] = total
         out[~np.isfinite(out)] = 0.0
         return out
 
-    def _side_sums(self, sides: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per side: sum x_f v_f, sum x_f^2 |v_f|^2 and sum x_f w_f, all sides in one pass."""
-        keys: list[str] = []
-        values: list[float] = []
+    def _side_sums(self, sides: Sequence[Rows]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per side: sum x_f v_f, sum x_f^2 |v_f|^2 and sum x_f w_f, all sides in one gather.
+
+        Rows that are -1 (never seen) or never learned contribute nothing."""
+        table = self.ranker.table
         starts = np.zeros(len(sides), np.int64)
-        for row, x in enumerate(sides):
-            starts[row] = len(keys)
-            keys.extend(x)
-            values.extend(x.values())
-        latents, weights, zero = self.ranker.latents, self.ranker.weights, self._zero
-        v = np.array([latents.get(f, zero) for f in keys], dtype=float).reshape(len(keys), -1)
-        xs = np.asarray(values, dtype=float)
-        w = np.fromiter((weights.get(f, 0.0) for f in keys), float, len(keys))
+        np.cumsum([len(rows) for rows, _ in sides[:-1]], out=starts[1:])
+        rows = np.concatenate([rows for rows, _ in sides])
+        xs = np.concatenate([x for _, x in sides])
+        found = rows >= 0
+        rows = np.where(found, rows, 0)
+        xs = np.where(found & table.learned[rows], xs, 0.0)
+        v = table.latents[rows]
         total = np.add.reduceat(xs[:, None] * v, starts, axis=0)
         squares = np.add.reduceat(xs * xs * np.einsum("ij,ij->i", v, v), starts)
-        linear = np.add.reduceat(xs * w, starts)
+        linear = np.add.reduceat(xs * table.weights[rows], starts)
         return total, squares, linear
+
+
+class _Encoded:
+    """One side's features as rows of the ranker and, side-weighted, of the rater."""
+
+    __slots__ = ("features", "ranking", "rating")
+
+    def __init__(
+        self, features: Features, ranker: FastFMClassifier, rater: FastFMRegressor, side: float
+    ) -> None:
+        self.features = features
+        self.ranking = ranker.encode(features)
+        # Side features (context, content) weigh ``side`` in the rating model: shared by many
+        # events, at full weight they take steps too large for SGD.
+        scale = [1.0 if f.startswith(("user=", "item=")) else side for f in features]
+        self.rating = rater.table.rows(features), self.ranking[1] * scale
+
+
+def _find(fm: FastFMClassifier, x: Features) -> Rows:
+    return fm.table.find(list(x)), np.fromiter(x.values(), float, len(x))
 
 
 def _fm_params(settings: Settings, lr: float, seed: int) -> dict[str, Any]:

@@ -104,3 +104,28 @@ def test_factory_and_save_load(tmp_path, data):
         restored = load_index(path)
         assert restored.kind == backend and len(restored) == 500
         assert (restored.search(queries, 5).ids == index.search(queries, 5).ids).mean() > 0.9
+
+
+@pytest.mark.parametrize("backend", [ExactIndex, IVFIndex])
+def test_excluded_items_crowding_the_top_are_searched_past(data, backend):
+    """A user whose history holds their 40 best items still gets the next 10 (re-searched)."""
+    vectors, queries = data
+    index = backend(16) if backend is ExactIndex else backend(16, background=False, nprobe=256)
+    index.upsert(np.arange(len(vectors)), vectors)
+    exclude = [set(row.tolist()) for row in brute_force(vectors, queries, 40)]
+    exclude[1] = set()  # rows without exclusions in the same call
+    got = index.search(queries, 10, exclude=exclude).ids
+    want = brute_force(vectors, queries, 10, exclude)
+    assert (got == want).mean() > 0.97 and not (got < 0).any()
+
+
+@pytest.mark.parametrize("backend", [HNSWIndex, IVFIndex])
+def test_a_stale_copy_in_the_built_index_is_never_returned(data, backend):
+    vectors, queries = data
+    best = vectors.copy()
+    best[5] = queries[0] * 10  # item 5 is query 0's best in the built index
+    index = backend(16, background=False, rebuild_min=100)
+    index.upsert(np.arange(len(best)), best)
+    index.rebuild_min = 10_000
+    index.upsert(np.array([5]), -queries[:1] * 10)  # now its worst
+    assert 5 not in index.search(queries[:1], 20).ids[0]

@@ -111,3 +111,53 @@ def test_learn_many_equals_summed_gradients_of_learn_one():
         assert np.allclose(together.latents[feature] - start, summed)
         step = sum(m.weights[feature] - base.weights[feature] for m in alone)
         assert np.isclose(together.weights[feature] - base.weights[feature], step)
+
+
+def test_a_users_events_in_one_batch_are_learned_in_order():
+    """Rounds: one batch with a user's three events = those events learned one by one."""
+    import copy
+
+    from streamer.model.recmodel import Interaction
+
+    items = [item_features(f"m{i}", ["drama"]) for i in range(3)]
+    u = user_features("7", {"device": "tv"})
+    batch = [
+        Interaction(u, items[i], "rating", float(2 + i), [items[(i + 1) % 3]]) for i in range(3)
+    ]
+    together, alone = RecModel(Settings(n_factors=4)), RecModel(Settings(n_factors=4))
+    alone = copy.deepcopy(together)
+    predicted = together.learn_batch(batch)
+    one_by_one = [alone.learn_one(*event) for event in batch]
+    assert np.allclose(predicted, one_by_one)
+    for name in ("user=7", "device=tv", "item=m1", "tag=drama"):
+        assert np.allclose(together.ranker.latents[name], alone.ranker.latents[name])
+        assert np.isclose(together.rater.weights[name], alone.rater.weights[name])
+
+
+def test_a_round_moves_a_shared_feature_by_the_mean_of_its_events_steps():
+    """Events of different users in one round: the feature they share takes ``shared_steps``
+    times the mean of the steps each event alone would take, never fifty steps."""
+    import copy
+
+    from streamer.model.recmodel import Interaction
+
+    start = RecModel(Settings(n_factors=4, negatives=0))
+    item = item_features("m", ["drama"])
+    for n in range(50):  # every row exists (new rows draw from one random stream)
+        start.learn_one(user_features(str(n), {"device": "tv"}), item, "click", None, [])
+    batch = [
+        Interaction(user_features(str(n), {"device": "tv"}), item, "click", None) for n in range(50)
+    ]
+    together = copy.deepcopy(start)
+    together.learn_batch(batch)
+    steps = []
+    for event in batch:
+        alone = copy.deepcopy(start)
+        alone.learn_batch([event])
+        steps.append(alone.ranker.latents["device=tv"] - start.ranker.latents["device=tv"])
+    moved = together.ranker.latents["device=tv"] - start.ranker.latents["device=tv"]
+    assert np.allclose(moved, together.ranker.shared_steps * np.mean(steps, axis=0))
+    # users are not shared: each user's row takes its own full step
+    own = copy.deepcopy(start)
+    own.learn_batch([batch[3]])
+    assert np.allclose(together.ranker.latents["user=3"], own.ranker.latents["user=3"])

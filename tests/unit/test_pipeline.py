@@ -42,16 +42,17 @@ def test_malformed_events_go_to_dead_letters_and_the_rest_is_processed(fake_redi
 
 def test_a_processing_error_isolates_the_event(fake_redis, monkeypatch):
     pipeline, dead = make_pipeline(fake_redis)
-    learn = pipeline.engine.learn
+    take = pipeline.engine._take
 
-    def flaky(click):
+    def flaky(click, *args):
         if click.user == "bomb":
             raise RuntimeError("boom")
-        return learn(click)
+        return take(click, *args)
 
-    monkeypatch.setattr(pipeline.engine, "learn", flaky)
+    monkeypatch.setattr(pipeline.engine, "_take", flaky)
     batch = [message("clicks", {"user": u, "item": "i"}) for u in ("a", "bomb", "b")]
     asyncio.run(pipeline.handle("clicks", batch))
     assert [d["reason"] for d in dead] == ["processing error: RuntimeError: boom"]
     assert {"t:rec:a", "t:rec:b"} <= set(fake_redis.data)
     assert pipeline.stats.errors == 1
+    assert pipeline.engine.events == 2  # the others were learned once each, none re-run
