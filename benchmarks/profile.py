@@ -1,0 +1,89 @@
+"""Profile the real worker with py-spy on the local stack, over pre-produced MovieLens events.
+
+    .venv/bin/python -m benchmarks.profile --seconds 40
+
+Starts Tansu + Redis on free loopback ports, produces the dataset into fresh topics, runs
+``streamrec worker`` under ``py-spy record`` (raw collapsed stacks) and prints the functions
+holding the most samples, by their own time and inclusive of callees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import stream
+from benchmarks.__main__ import DATASET, free_port
+from streamer.replay import open_log
+from streamer.replay.producer import replay
+from streamer.settings import Settings
+from streamer.stack import LocalStack, create_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+_PREFIXES = re.compile(rf"\([^()]*?(?:site-packages/|python3\.\d+/|{re.escape(str(ROOT))}/)")
+
+
+def record(dataset: Path, seconds: int, out: Path) -> None:
+    """Collapsed py-spy stacks of a worker consuming ``dataset``, written to ``out``."""
+    events = list(open_log(dataset))
+    with tempfile.TemporaryDirectory() as state:
+        base = Settings(
+            broker=f"127.0.0.1:{free_port()}",
+            redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            state_dir=state,
+        )
+        stack = LocalStack(base)
+        stack.up()
+        try:
+            settings = stream.fresh(base)
+            create_topics(settings.broker, settings.topics, settings.partitions)
+            replay(events, settings, progress=False)
+            spy = Path(sys.executable).with_name("py-spy")
+            command = [str(spy), "record", "-r", "200", "-d", str(seconds), "-f", "raw"]
+            command += ["-o", str(out), "--", sys.executable, "-m", "streamer.cli", "worker"]
+            log = (Path(state) / "worker.log").open("wb")
+            subprocess.run(command, env={**os.environ, **settings.as_env()}, stdout=log, check=True)
+        finally:
+            stack.down()
+
+
+def summarize(path: Path, top: int = 25) -> str:
+    """The ``top`` functions by own samples and by inclusive samples, as percentages."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        frames = [re.sub(r":\d+\)", ")", _PREFIXES.sub("(", f)) for f in stack.split(";")]
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    lines = [f"{total} samples", "", "own time:"]
+    lines += [f"{c / total:6.1%}  {f}" for f, c in own.most_common(top)]
+    lines += ["", "inclusive:"]
+    lines += [f"{c / total:6.1%}  {f}" for f, c in inclusive.most_common(top)]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", type=Path, default=DATASET)
+    parser.add_argument("--seconds", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/worker.pyspy"))
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record(args.dataset, args.seconds, args.out)
+    print(summarize(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
