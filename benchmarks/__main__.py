@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,19 +22,12 @@ import psutil
 from benchmarks import ann, stream
 from streamer.replay import open_log
 from streamer.settings import Settings
-from streamer.stack import LocalStack
 
 DATASET = Path(__file__).resolve().parents[1].parent / "shared/datasets/movielens-100k"
 
 
 #: Lookups per second per reader for the headline lookup figures (2 readers: 4,000/s).
 LOOKUP_RATE = 2000.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def machine() -> dict[str, Any]:
@@ -52,19 +43,8 @@ def machine() -> dict[str, Any]:
 def run(dataset: Path, out: Path, quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M")}
     ml = list(open_log(dataset))
-    with tempfile.TemporaryDirectory() as state:
-        base = Settings(
-            broker=f"127.0.0.1:{free_port()}",
-            redis_url=f"redis://127.0.0.1:{free_port()}/0",
-            state_dir=state,
-        )
-        stack = LocalStack(base)
-        stack.up()
-        logs = Path(state)
-        try:
-            results.update(stream_figures(base, ml, logs, quick))
-        finally:
-            stack.down()
+    with stream.local_stack() as base:
+        results.update(stream_figures(base, ml, Path(base.state_dir), quick))
     results["ann"] = ann_figures(quick)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -15,15 +15,13 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from benchmarks import stream
-from benchmarks.__main__ import DATASET, free_port
+from benchmarks.__main__ import DATASET
 from streamer.replay import open_log
 from streamer.replay.producer import replay
-from streamer.settings import Settings
-from streamer.stack import LocalStack, create_topics
+from streamer.stack import create_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 _PREFIXES = re.compile(rf"\([^()]*?(?:site-packages/|python3\.\d+/|{re.escape(str(ROOT))}/)")
@@ -32,25 +30,15 @@ _PREFIXES = re.compile(rf"\([^()]*?(?:site-packages/|python3\.\d+/|{re.escape(st
 def record(dataset: Path, seconds: int, out: Path) -> None:
     """Collapsed py-spy stacks of a worker consuming ``dataset``, written to ``out``."""
     events = list(open_log(dataset))
-    with tempfile.TemporaryDirectory() as state:
-        base = Settings(
-            broker=f"127.0.0.1:{free_port()}",
-            redis_url=f"redis://127.0.0.1:{free_port()}/0",
-            state_dir=state,
-        )
-        stack = LocalStack(base)
-        stack.up()
-        try:
-            settings = stream.fresh(base)
-            create_topics(settings.broker, settings.topics, settings.partitions)
-            replay(events, settings, progress=False)
-            spy = Path(sys.executable).with_name("py-spy")
-            command = [str(spy), "record", "-r", "200", "-d", str(seconds), "-f", "raw"]
-            command += ["-o", str(out), "--", sys.executable, "-m", "streamer.cli", "worker"]
-            log = (Path(state) / "worker.log").open("wb")
-            subprocess.run(command, env={**os.environ, **settings.as_env()}, stdout=log, check=True)
-        finally:
-            stack.down()
+    with stream.local_stack() as base:
+        settings = stream.fresh(base)
+        create_topics(settings.broker, settings.topics, settings.partitions)
+        replay(events, settings, progress=False)
+        spy = Path(sys.executable).with_name("py-spy")
+        command = [str(spy), "record", "-r", "200", "-d", str(seconds), "-f", "raw"]
+        command += ["-o", str(out), "--", sys.executable, "-m", "streamer.cli", "worker"]
+        log = (Path(base.state_dir) / "worker.log").open("wb")
+        subprocess.run(command, env={**os.environ, **settings.as_env()}, stdout=log, check=True)
 
 
 def summarize(path: Path, top: int = 25) -> str:

@@ -8,12 +8,15 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,30 @@ from streamer.client import get_recommendations
 from streamer.replay.producer import replay
 from streamer.replay.record import LogRecord
 from streamer.settings import Settings
-from streamer.stack import create_topics
+from streamer.stack import LocalStack, create_topics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def local_stack() -> Iterator[Settings]:
+    """Tansu + Redis on free loopback ports, state in a temporary directory; their settings."""
+    with tempfile.TemporaryDirectory() as state:
+        base = Settings(
+            broker=f"127.0.0.1:{free_port()}",
+            redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            state_dir=state,
+        )
+        stack = LocalStack(base)
+        stack.up()
+        try:
+            yield base
+        finally:
+            stack.down()
 
 
 def fresh(settings: Settings, **overrides: Any) -> Settings:

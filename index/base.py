@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Container, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -57,10 +57,8 @@ def empty_result(n: int, k: int) -> SearchResult:
     return SearchResult(np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64))
 
 
-def filter_top(
-    scores: np.ndarray, ids: np.ndarray, k: int, exclude: Exclude, drop: Container[int] = ()
-) -> SearchResult:
-    """Keep per row the best ``k`` ids that are valid, not excluded and not in ``drop``.
+def filter_top(scores: np.ndarray, ids: np.ndarray, k: int, exclude: Exclude) -> SearchResult:
+    """Keep per row the best ``k`` ids that are valid and not excluded.
 
     >>> s = np.array([[3.0, 2.0, 1.0, 0.5]], np.float32)
     >>> i = np.array([[7, 8, -1, 9]])
@@ -72,7 +70,7 @@ def filter_top(
         skip = exclude[row] if exclude is not None else ()
         n = 0
         for score, item in zip(scores[row], ids[row], strict=True):
-            if item < 0 or item in skip or item in drop:
+            if item < 0 or item in skip:
                 continue
             out.scores[row, n], out.ids[row, n] = score, item
             n += 1

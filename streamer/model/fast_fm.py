@@ -94,10 +94,6 @@ class _FastPairwise:
 
     # -- the fast path ---------------------------------------------------------------------
 
-    def raw_rows(self, rows: np.ndarray, xs: np.ndarray) -> float:
-        """The raw output (before the link) for one encoded sample."""
-        return float(self.raw_flat(Flat.of([(rows, xs)]))[0])
-
     def raw_flat(self, flat: Flat) -> np.ndarray:
         """The raw outputs of many encoded samples at once."""
         return self._forward(flat)[0]
