@@ -134,39 +134,48 @@ class _FastPairwise:
         features too slowly for cold start (``tests/e2e``, the new Film-Noir item).
         """
         with np.errstate(over="ignore", invalid="ignore"):
-            raw, totals, v, weights = self._forward(flat)
+            raw, totals, xv, v, weights = self._forward(flat)
             g = self.loss.gradient(y_true=np.asarray(ys, float), y_pred=raw)
             g = np.clip(g, -self.clip_gradient, self.clip_gradient) * np.asarray(ws, float)
-            t, x = self.table, flat.xs
-            gx = g[flat.sample] * x  # per (sample, feature) entry
-            w_step = self.weight_optimizer.learning_rate * (gx + self.l2_weight * weights)
-            v_step = gx[:, None] * totals[flat.sample] - (gx * x)[:, None] * v
-            v_step += self.l2_latent * v
+            t, x, per_entry = self.table, flat.xs, g[flat.sample]
+            # d raw_s / d w_f = x_f;  d raw_s / d v_f = x_f (sum_s x v - x_f v_f)
+            w_step = self.weight_optimizer.learning_rate * (per_entry * x)
+            v_step = (per_entry * x)[:, None] * (totals[flat.sample] - xv)
+            if self.l2_weight:
+                w_step += self.weight_optimizer.learning_rate * self.l2_weight * weights
+            if self.l2_latent:
+                v_step += self.l2_latent * v
             g_intercept = float(g.sum())
-            if events is not None:
+            n_events = len(np.unique(events)) if events is not None else 1
+            if events is not None and n_events > self.shared_steps:  # else no row is bounded
                 share = flat.per_event_share(events, self.shared_steps)
                 w_step *= share
                 v_step *= share[:, None]
-                g_intercept *= min(1.0, self.shared_steps / len(np.unique(events)))
+                g_intercept *= self.shared_steps / n_events
+            v_step *= self.latent_optimizer.learning_rate
             np.subtract.at(t.weights, flat.rows, w_step)
-            np.subtract.at(t.latents, flat.rows, self.latent_optimizer.learning_rate * v_step)
+            np.subtract.at(t.latents, flat.rows, v_step)
             t.learned[flat.rows] = True
             sgd = self.weight_optimizer
             self.intercept -= self.intercept_lr.get(sgd.n_iterations) * g_intercept
             sgd.n_iterations += 1
             self.latent_optimizer.n_iterations += 1
-            self.finite = bool(np.isfinite(raw).all() and np.isfinite(t.latents[flat.rows]).all())
+            self.finite = bool(np.isfinite(raw).all() and np.isfinite(v_step).all())
         return raw
 
-    def _forward(self, flat: Flat) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Raw outputs, per-sample ``sum x v``, and the gathered latents and weights."""
+    def _forward(
+        self, flat: Flat
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Raw outputs, per-sample ``sum x v``, per-entry ``x v``, and the gathered latents
+        and weights."""
         t, x = self.table, flat.xs
         v, weights = t.latents[flat.rows], t.weights[flat.rows]
-        totals = np.add.reduceat(x[:, None] * v, flat.starts, axis=0)
-        squares = np.add.reduceat(x * x * np.einsum("ij,ij->i", v, v), flat.starts)
+        xv = x[:, None] * v
+        totals = np.add.reduceat(xv, flat.starts, axis=0)
+        squares = np.add.reduceat(np.einsum("ij,ij->i", xv, xv), flat.starts)
         linear = np.add.reduceat(x * weights, flat.starts)
         raw = self.intercept + linear + 0.5 * (np.einsum("ij,ij->i", totals, totals) - squares)
-        return raw, totals, v, weights
+        return raw, totals, xv, v, weights
 
 
 class Flat:
