@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -110,10 +111,17 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    # A stop asked for while the worker is still importing and starting (before Faust's own
+    # handlers are installed) is a clean exit, not a death by signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     from streamer.worker import run_worker
 
     run_worker(settings, args.loglevel)
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
