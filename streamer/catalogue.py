@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from streamer.events import ItemEvent
@@ -50,6 +52,15 @@ class Catalogue:
     def added_at(self, index_ids: np.ndarray) -> np.ndarray:
         """The engine event count at which each item was first seen."""
         return np.asarray(self._added, np.int64)[index_ids]
+
+    def first_added_since(self, clock: int) -> int:
+        """The first index id stamped at ``clock`` or later (ids are stamped in order).
+
+        >>> c = Catalogue(); _ = c.id_of("a"); c.clock = 5; _ = c.id_of("b")
+        >>> c.first_added_since(3), c.first_added_since(6)
+        (1, 2)
+        """
+        return bisect.bisect_left(self._added, clock)
 
     def item_of(self, index_id: int) -> str:
         return self._items[index_id]

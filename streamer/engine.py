@@ -29,6 +29,8 @@ from streamer.settings import Settings
 from streamer.users import UserState
 
 Event = Click | ContextEvent | ItemEvent
+#: The most young items whose vectors each batch recomputes (round robin among them).
+YOUNG_REFRESH = 256
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Engine:
             settings.pop_context_keys,
         )
         self._refresh_cursor = 0
+        self._young_cursor = 0
         self._popular_cache: dict[str, list[int]] = {}
         self.events = 0
         # Prequential evaluation: what each user was shown, scored against what they chose next.
@@ -124,7 +127,7 @@ class Engine:
         return out
 
     def _take(self, click: Click, batch: list[Interaction]) -> list[int]:
-        """Book one interaction and queue it for learning; returns the index ids it moves."""
+        """Book one interaction and queue it for learning; returns the index ids to refresh."""
         item = self.catalogue.id_of(click.item)
         history = self.users.history(click.user)
         user_x, item_x = user_features(click.user, click.context), self.catalogue.features(item)
@@ -146,7 +149,10 @@ class Engine:
             self.sampler.add(item)
             self.popularity.add(item, key)
             self.item_counts[item] += 1
-        return [item, *negatives]
+        # The negatives' vectors moved too, a little: the round-robin refresh rewrites them
+        # (every n / index_refresh_per_event events) instead of every event that samples them,
+        # which was 8 of every 9 index writes (MovieLens HitRate@10 0.1568 -> 0.1566).
+        return [item]
 
     def is_positive(self, click: Click) -> bool:
         """Click, purchase, or a rating of at least ``positive_rating``."""
@@ -175,7 +181,8 @@ class Engine:
         return self.metrics.report(len(self.catalogue))
 
     def refresh_items(self, touched: Iterable[int], events: int = 1) -> None:
-        """Re-upsert touched items, plus the next round-robin slice of the catalogue."""
+        """Re-upsert touched items, the next round-robin slice of the catalogue, and the
+        next slice of the young items (see :meth:`_young_slice`)."""
         ids = set(touched)
         n = len(self.catalogue)
         chunk = min(n, int(self.settings.index_refresh_per_event * events))
@@ -186,6 +193,7 @@ class Engine:
             start = self._refresh_cursor % n
             ids.update(range(start, min(start + chunk, n)))
             self._refresh_cursor = start + chunk
+        ids.update(self._young_slice())
         if not ids:
             return
         order = np.fromiter(sorted(ids), np.int64, len(ids))
@@ -193,6 +201,21 @@ class Engine:
         vectors[:, 0] += self.popularity_prior(order)
         self.index.upsert(order, vectors)
         self._maybe_switch_to_large_index()
+
+    def _young_slice(self) -> range:
+        """Up to ``YOUNG_REFRESH`` items younger than ``new_item_events``, round robin.
+
+        A cold item's vector is all content (its tags and words), and those rows move with
+        every event on its genre; refreshed only by the catalogue-wide round robin it can stay
+        the vector it had on arrival (before anyone liked its genre) for n / 4 events."""
+        first = self.catalogue.first_added_since(self.events - self.settings.new_item_events)
+        young = len(self.catalogue) - first
+        if young <= 0 or not self.settings.new_item_events:
+            return range(0)
+        start = first + self._young_cursor % young
+        stop = min(start + YOUNG_REFRESH, len(self.catalogue))
+        self._young_cursor += stop - start
+        return range(start, stop)
 
     def popularity_prior(self, ids: np.ndarray) -> np.ndarray:
         """``popularity_prior * log(1 + trending count)`` per item, added to the item bias:
