@@ -104,9 +104,9 @@ class _FastPairwise:
 
     def learn_many(self, xs: list[dict[str, float]], ys: list[Any], ws: list[float]) -> None:
         """One SGD step on several samples at once (see :meth:`learn_flat`)."""
-        if not self.plain:
+        if not self.plain:  # River's own path, sample normalisation included
             for x, y, w in zip(xs, ys, ws, strict=True):
-                super()._learn_one(x, y, w=w)  # type: ignore[misc]
+                self.learn_one(x, y, w=w)  # type: ignore[attr-defined]
             return
         self.learn_flat(Flat.of([self.encode(x) for x in xs]), ys, ws)
 

@@ -5,7 +5,7 @@ from river import facto
 
 from index import ExactIndex
 from streamer.features import item_features, user_features
-from streamer.model import FastFMClassifier, RecModel
+from streamer.model import FastFMClassifier, FastFMRegressor, RecModel
 from streamer.settings import Settings
 
 GENRES = ["action", "comedy", "drama", "horror"]
@@ -161,3 +161,14 @@ def test_a_round_moves_a_shared_feature_by_the_mean_of_its_events_steps():
     own = copy.deepcopy(start)
     own.learn_batch([batch[3]])
     assert np.allclose(together.ranker.latents["user=3"], own.ranker.latents["user=3"])
+
+
+def test_river_paths_outside_plain_sgd_match_river():
+    """Sample normalisation (not the vectorised step) goes through River's own learn_one."""
+    x = {"user=a": 1.0, "item=b": 2.0, "tag=c": 0.7}
+    slow = facto.FMRegressor(seed=5, sample_normalization=True)
+    fast = FastFMRegressor(seed=5, sample_normalization=True)
+    for y in [4.0, 2.0, 5.0] * 5:
+        slow.learn_one(x, y)
+        fast.learn_numeric(x, y)
+    assert abs(slow.predict_one(x) - fast.predict_one(x)) < 1e-9
