@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import bisect
 
-import numpy as np
-
 from streamer.events import ItemEvent
 from streamer.features import Features, item_features
 
@@ -48,10 +46,6 @@ class Catalogue:
             self._features.append(item_features(item))
             self._added.append(self.clock)
         return index_id
-
-    def added_at(self, index_ids: np.ndarray) -> np.ndarray:
-        """The engine event count at which each item was first seen."""
-        return np.asarray(self._added, np.int64)[index_ids]
 
     def first_added_since(self, clock: int) -> int:
         """The first index id stamped at ``clock`` or later (ids are stamped in order).

@@ -208,14 +208,20 @@ class Engine:
         A cold item's vector is all content (its tags and words), and those rows move with
         every event on its genre; refreshed only by the catalogue-wide round robin it can stay
         the vector it had on arrival (before anyone liked its genre) for n / 4 events."""
-        first = self.catalogue.first_added_since(self.events - self.settings.new_item_events)
+        if not self.settings.new_item_events:
+            return range(0)
+        first = self._first_young()
         young = len(self.catalogue) - first
-        if young <= 0 or not self.settings.new_item_events:
+        if young <= 0:
             return range(0)
         start = first + self._young_cursor % young
         stop = min(start + YOUNG_REFRESH, len(self.catalogue))
         self._young_cursor += stop - start
         return range(start, stop)
+
+    def _first_young(self) -> int:
+        """The first index id younger than ``new_item_events`` events (ids are in age order)."""
+        return self.catalogue.first_added_since(self.events - self.settings.new_item_events + 1)
 
     def popularity_prior(self, ids: np.ndarray) -> np.ndarray:
         """``popularity_prior * log(1 + trending count)`` per item, added to the item bias:
@@ -228,7 +234,7 @@ class Engine:
         # Optimism for new items: an item younger than new_item_events events counts at least
         # as the median item, so that a cold-start item gets shown and can earn its own count.
         if counts and self.settings.new_item_events:
-            young = self.events - self.catalogue.added_at(ids) < self.settings.new_item_events
+            young = ids >= self._first_young()
             if young.any():
                 trend[young] = np.maximum(trend[young], float(np.median(list(counts.values()))))
         return (weight * np.log1p(trend)).astype(np.float32)
