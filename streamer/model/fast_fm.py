@@ -96,7 +96,7 @@ class _FastPairwise:
 
     def raw_flat(self, flat: Flat) -> np.ndarray:
         """The raw outputs of many encoded samples at once."""
-        return self._forward(flat)[0]
+        return self.forward(flat)[0]
 
     def learn_numeric(self, x: dict[str, float], y: Any, w: float = 1.0) -> None:
         """``learn_one`` for features that are already numbers (no one-hot pass)."""
@@ -134,7 +134,7 @@ class _FastPairwise:
         features too slowly for cold start (``tests/e2e``, the new Film-Noir item).
         """
         with np.errstate(over="ignore", invalid="ignore"):
-            raw, totals, xv, v, weights = self._forward(flat)
+            raw, totals, xv, v, weights = self.forward(flat)
             g = self.loss.gradient(y_true=np.asarray(ys, float), y_pred=raw)
             g = np.clip(g, -self.clip_gradient, self.clip_gradient) * np.asarray(ws, float)
             t, x, per_entry = self.table, flat.xs, g[flat.sample]
@@ -163,7 +163,7 @@ class _FastPairwise:
             self.finite = bool(np.isfinite(raw).all() and np.isfinite(v_step).all())
         return raw
 
-    def _forward(
+    def forward(
         self, flat: Flat
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Raw outputs, per-sample ``sum x v``, per-entry ``x v``, and the gathered latents

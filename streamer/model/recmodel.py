@@ -203,8 +203,7 @@ class RecModel:
 
     def score(self, user_x: Features, item_x: Features) -> float:
         """The ranker's logit over the features it has learned (creates no parameters)."""
-        total, squares, linear = self._side_sums([_find(self.ranker, user_x | item_x)])
-        return float(self.ranker.intercept + linear[0] + 0.5 * (total[0] @ total[0] - squares[0]))
+        return float(self._learned_sums([_find(self.ranker, user_x | item_x)])[0][0])
 
     def knows(self, feature: str) -> bool:
         """Whether the ranker has learned anything about ``feature``."""
@@ -215,7 +214,7 @@ class RecModel:
         """``[1, q]`` per user side; features not learned yet contribute nothing."""
         out = np.ones((len(users), self.dim), np.float32)
         if users:
-            out[:, 1:] = self._side_sums([_find(self.ranker, u) for u in users])[0]
+            out[:, 1:] = self._learned_sums([_find(self.ranker, u) for u in users])[1]
         out[~np.isfinite(out)] = 0.0
         return out
 
@@ -223,29 +222,22 @@ class RecModel:
         """``[b_i, e_i]`` per item side; features not learned yet contribute nothing."""
         out = np.zeros((len(items), self.dim), np.float32)
         if items:
-            total, squares, linear = self._side_sums([self._item(i).ranking for i in items])
-            out[:, 0] = linear + 0.5 * (np.einsum("ij,ij->i", total, total) - squares)
+            raw, total = self._learned_sums([self._item(i).ranking for i in items])
+            out[:, 0] = raw - self.ranker.intercept  # b_i: the item side's own terms
             out[:, 1:] = total
         out[~np.isfinite(out)] = 0.0
         return out
 
-    def _side_sums(self, sides: Sequence[Rows]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per side: sum x_f v_f, sum x_f^2 |v_f|^2 and sum x_f w_f, all sides in one gather.
-
-        Rows that are -1 (never seen) or never learned contribute nothing."""
-        table = self.ranker.table
-        starts = np.zeros(len(sides), np.int64)
-        np.cumsum([len(rows) for rows, _ in sides[:-1]], out=starts[1:])
-        rows = np.concatenate([rows for rows, _ in sides])
-        xs = np.concatenate([x for _, x in sides])
-        found = rows >= 0
-        rows = np.where(found, rows, 0)
-        xs = np.where(found & table.learned[rows], xs, 0.0)
-        v = table.latents[rows]
-        total = np.add.reduceat(xs[:, None] * v, starts, axis=0)
-        squares = np.add.reduceat(xs * xs * np.einsum("ij,ij->i", v, v), starts)
-        linear = np.add.reduceat(xs * table.weights[rows], starts)
-        return total, squares, linear
+    def _learned_sums(self, sides: Sequence[Rows]) -> tuple[np.ndarray, np.ndarray]:
+        """Per side, over its learned features alone: the ranker's raw output (intercept
+        included) and ``sum x_f v_f``. Rows that are -1 (never seen) or never learned
+        contribute nothing."""
+        flat = Flat.of(sides)
+        found = flat.rows >= 0
+        flat.rows = np.where(found, flat.rows, 0)
+        flat.xs = np.where(found & self.ranker.table.learned[flat.rows], flat.xs, 0.0)
+        raw, totals, *_ = self.ranker.forward(flat)
+        return raw, totals
 
 
 class _Encoded:
