@@ -1,13 +1,13 @@
-"""River's factorization machines on a parameter table, with a vectorised SGD step.
+"""River's factorization machines on a parameter table, with a compiled SGD step.
 
 The model, its loss, its optimizers and its initializers are River's own, and River's
 ``learn_one`` / ``predict_one`` work as before; the parameters live in a
-:class:`~streamer.model.table.ParameterTable` (two numpy arrays, one row per feature) and with
-plain SGD a learning step is a few numpy calls on the rows of the sample's features. The
-pairwise term uses Rendle's identity ``sum_{i<j} <v_i, v_j> x_i x_j = (||sum_i x_i v_i||^2 -
-sum_i x_i^2 ||v_i||^2) / 2`` on one ``(p, k)`` gather instead of ``p^2`` dot products. Other
-optimizers, L1 and sample normalisation fall back to River's own step. Every step reports
-whether the parameters it touched stayed finite.
+:class:`~streamer.model.table.ParameterTable` (two numpy arrays, one row per feature). With
+plain SGD at constant rates, learning is :func:`~streamer.model.sgd_kernel.sgd_events`: a
+micro-batch of events in one compiled call, each event's step exactly River's. Predictions
+for many samples (:meth:`forward`) use Rendle's identity ``sum_{i<j} <v_i, v_j> x_i x_j =
+(||sum_i x_i v_i||^2 - sum_i x_i^2 ||v_i||^2) / 2`` on one ``(p, k)`` gather. Other
+optimizers, schedules, losses, L1 and sample normalisation fall back to River's own step.
 
 Examples
 --------
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from river import facto, optim
 
+from streamer.model.sgd_kernel import LOG, SQUARED, sgd_events
 from streamer.model.table import LatentView, ParameterTable, WeightView
 
 #: A sample's features as rows of the table and their values.
@@ -54,8 +55,6 @@ class _FastPairwise:
     l2_latent: float
 
     table: ParameterTable
-    shared_steps = 4.0  # see learn_flat
-    finite = True  # whether the last learning step left the touched parameters finite
 
     def _init_latents(self) -> Any:  # River's hook types it as a defaultdict
         """River's hook: the weights and latents become views of one parameter table."""
@@ -67,10 +66,16 @@ class _FastPairwise:
 
     @property
     def plain(self) -> bool:
-        """Plain SGD without L1: the case the vectorised step implements."""
+        """Plain SGD at constant rates, no L1, a compiled loss: what the compiled step does."""
+        constant = optim.schedulers.Constant
         return (
             type(self.latent_optimizer) is optim.SGD
             and type(self.weight_optimizer) is optim.SGD
+            and all(
+                type(s) is constant
+                for s in (self.latent_optimizer.lr, self.weight_optimizer.lr, self.intercept_lr)
+            )
+            and type(self.loss) in (optim.losses.Squared, optim.losses.Log)
             and not (self.l1_latent or self.l1_weight or self.sample_normalization)
         )
 
@@ -90,7 +95,7 @@ class _FastPairwise:
         if not self.plain or not x:
             super()._learn_one(x, y, w=w)  # type: ignore[misc]
             return
-        self.learn_flat(Flat.of([self.encode(x)]), [y], [w])
+        self.learn_events(Flat.of([self.encode(x)]), [y], [w], [0, 1])
 
     # -- the fast path ---------------------------------------------------------------------
 
@@ -103,65 +108,63 @@ class _FastPairwise:
         self.learn_many([x], [y], [w])
 
     def learn_many(self, xs: list[dict[str, float]], ys: list[Any], ws: list[float]) -> None:
-        """One SGD step on several samples at once (see :meth:`learn_flat`)."""
+        """One SGD step on several samples at once, every gradient taken at the same point."""
         if not self.plain:  # River's own path, sample normalisation included
             for x, y, w in zip(xs, ys, ws, strict=True):
                 self.learn_one(x, y, w=w)  # type: ignore[attr-defined]
             return
-        self.learn_flat(Flat.of([self.encode(x) for x in xs]), ys, ws)
+        self.learn_events(Flat.of([self.encode(x) for x in xs]), ys, ws, [0, len(xs)])
 
-    def learn_flat(
-        self,
-        flat: Flat,
-        ys: Sequence[Any],
-        ws: Sequence[float],
-        events: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """One plain-SGD step on encoded samples, in a fixed number of numpy calls; returns
-        the samples' raw outputs at the parameters before the step.
+    def learn_events(
+        self, flat: Flat, ys: Sequence[Any], ws: Sequence[float], event_starts: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Learn events in order (plain SGD only): event e is samples ``event_starts[e]`` up
+        to ``event_starts[e + 1]``, learned by one step with their gradients taken at the same
+        parameters (a positive and its negatives); one sample alone is River's step exactly.
 
-        Every sample's gradient is taken at the same parameters and the steps are summed: with
-        one sample this is River's step exactly; with a positive and its negatives it is
-        mini-batch SGD over the samples of one event. ``events`` (the event of each sample)
-        makes it a step for a micro-batch of events: a feature touched by n > ``shared_steps``
-        events (the intercept: by all) takes ``shared_steps / n`` of their summed step, i.e.
-        ``shared_steps`` times their mean step. Up to that many events it is their plain sum
-        (as event-by-event SGD would move it, nearly); past it the step is bounded by
-        ``shared_steps`` single steps. Summed without a bound, a context or tag seen by a
-        thousand events of a batch takes a thousand steps from the same point and diverges;
-        scaled by 1/sqrt(n) it still diverged on the synthetic benchmark stream (100k items,
-        1,000-event batches); 1/n (the mean step) is stable but learns shared content
-        features too slowly for cold start (``tests/e2e``, the new Film-Noir item).
+        Returns each sample's raw output before its event's step, and per event whether the
+        step was finite (a step that is not is skipped; :meth:`reset` its rows).
         """
-        with np.errstate(over="ignore", invalid="ignore"):
-            raw, totals, xv, v, weights = self.forward(flat)
-            g = self.loss.gradient(y_true=np.asarray(ys, float), y_pred=raw)
-            g = np.clip(g, -self.clip_gradient, self.clip_gradient) * np.asarray(ws, float)
-            t, x, per_entry = self.table, flat.xs, g[flat.sample]
-            # d raw_s / d w_f = x_f;  d raw_s / d v_f = x_f (sum_s x v - x_f v_f)
-            w_step = self.weight_optimizer.learning_rate * (per_entry * x)
-            v_step = (per_entry * x)[:, None] * (totals[flat.sample] - xv)
-            if self.l2_weight:
-                w_step += self.weight_optimizer.learning_rate * self.l2_weight * weights
-            if self.l2_latent:
-                v_step += self.l2_latent * v
-            g_intercept = float(g.sum())
-            n_events = len(np.unique(events)) if events is not None else 1
-            if events is not None and n_events > self.shared_steps:  # else no row is bounded
-                share = flat.per_event_share(events, self.shared_steps)
-                w_step *= share
-                v_step *= share[:, None]
-                g_intercept *= self.shared_steps / n_events
-            v_step *= self.latent_optimizer.learning_rate
-            np.subtract.at(t.weights, flat.rows, w_step)
-            np.subtract.at(t.latents, flat.rows, v_step)
-            t.learned[flat.rows] = True
-            sgd = self.weight_optimizer
-            self.intercept -= self.intercept_lr.get(sgd.n_iterations) * g_intercept
-            sgd.n_iterations += 1
-            self.latent_optimizer.n_iterations += 1
-            self.finite = bool(np.isfinite(raw).all() and np.isfinite(v_step).all())
-        return raw
+        raw = np.empty(len(ys))
+        ok = np.empty(len(event_starts) - 1, bool)
+        if not len(ok):
+            return raw, ok
+        loss = self.loss
+        log = type(loss) is optim.losses.Log
+        wopt, lopt = self.weight_optimizer, self.latent_optimizer
+        self.intercept = sgd_events(
+            self.table.weights,
+            self.table.latents,
+            self.table.learned,
+            float(self.intercept),
+            flat.rows,
+            flat.xs,
+            flat.bounds,
+            np.asarray(event_starts, np.int64),
+            np.asarray(ys, float),
+            np.asarray(ws, float),
+            float(wopt.learning_rate),
+            float(lopt.learning_rate),
+            float(self.intercept_lr.get(wopt.n_iterations)),
+            float(self.l2_weight),
+            float(self.l2_latent),
+            float(self.clip_gradient),
+            LOG if log else SQUARED,
+            float(loss.weight_pos) if log else 1.0,
+            float(loss.weight_neg) if log else 1.0,
+            raw,
+            ok,
+        )
+        wopt.n_iterations += len(ok)
+        lopt.n_iterations += len(ok)
+        return raw, ok
+
+    def reset(self, rows: np.ndarray) -> None:
+        """Forget the parameters of ``rows`` (they re-initialise), and a non-finite intercept;
+        after a step that was not finite."""
+        self.table.reset(rows)
+        if not np.isfinite(self.intercept):
+            self.intercept = 0.0
 
     def forward(
         self, flat: Flat
@@ -179,30 +182,22 @@ class _FastPairwise:
 
 
 class Flat:
-    """Encoded samples laid end to end: rows, values, and which sample each entry is of.
+    """Encoded samples laid end to end: rows, values, and where each sample starts.
 
     >>> f = Flat.of([(np.array([0, 1]), np.ones(2)), (np.array([0, 2, 3]), np.ones(3))])
-    >>> f.starts.tolist(), f.sample.tolist()
-    ([0, 2], [0, 0, 1, 1, 1])
+    >>> f.starts.tolist(), f.bounds.tolist()
+    ([0, 2], [0, 2, 5])
     """
 
-    __slots__ = ("rows", "sample", "starts", "xs")
+    __slots__ = ("bounds", "rows", "starts", "xs")
 
     def __init__(self, rows: np.ndarray, xs: np.ndarray, lengths: Sequence[int]) -> None:
         if not all(lengths):
             raise ValueError("every sample needs at least one feature")
         self.rows, self.xs = rows, xs
-        self.sample = np.repeat(np.arange(len(lengths)), lengths)
-        self.starts = np.zeros(len(lengths), np.int64)
-        np.cumsum(lengths[:-1], out=self.starts[1:])
-
-    def per_event_share(self, events: np.ndarray, steps: float = 1.0) -> np.ndarray:
-        """Per entry, ``min(1, steps / n)`` where n is the number of distinct events whose
-        samples hold its row."""
-        n_events = int(events.max()) + 1 if len(events) else 1
-        pairs = np.unique(self.rows * n_events + events[self.sample])
-        rows, counts = np.unique(pairs // n_events, return_counts=True)
-        return np.minimum(1.0, steps / counts[np.searchsorted(rows, self.rows)])
+        self.bounds = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths, out=self.bounds[1:])
+        self.starts = self.bounds[:-1]
 
     @classmethod
     def of(cls, parts: Sequence[Rows], per_sample: int = 1) -> Flat:

@@ -103,38 +103,19 @@ class RecModel:
         return self.learn_batch([Interaction(user_x, item_x, kind, value, negatives)])[0]
 
     def learn_batch(self, batch: Sequence[Interaction]) -> list[float | None]:
-        """Learn a micro-batch in rounds: round r holds every user's r-th event of the batch.
+        """Learn a micro-batch event by event, in order (one compiled call per model).
 
-        Each round is one SGD step per model with every event's gradient taken at the same
-        parameters, so a user's own events are learned in order, one after another, exactly
-        as event-by-event SGD would; what different users share (items, tags, context) takes
-        the round's summed step, divided by the number of events that touched it.
-        Returns, per event, the rating predicted just before learning it (prequential).
+        Each event is one SGD step per model: the rater's on its rating, the ranker's on its
+        positive and its negatives together. Returns, per event, the rating predicted just
+        before learning it (prequential), clipped to the range of the ratings before it.
         """
-        rounds: list[list[int]] = []
-        seen: dict[str, int] = {}
-        for n, event in enumerate(batch):
-            user = next(iter(event.user_x))
-            r = seen[user] = seen.get(user, -1) + 1
-            if r == len(rounds):
-                rounds.append([])
-            rounds[r].append(n)
-        predicted: list[float | None] = [None] * len(batch)
-        for members in rounds:
-            for n, y in self._learn_round([batch[n] for n in members]).items():
-                predicted[members[n]] = y
-        self.version += len(batch)
-        return predicted
-
-    def _learn_round(self, batch: Sequence[Interaction]) -> dict[int, float]:
-        """One step per model on events of distinct users; their rating predictions."""
         rating_parts: list[Rows] = []
         ratings: list[float] = []
         rating_events: list[int] = []
         rank_parts: list[Rows] = []
         labels: list[bool] = []
         weights: list[float] = []
-        rank_events: list[int] = []
+        rank_starts: list[int] = []
         for n, event in enumerate(batch):
             user, item = self._user(event.user_x), self._item(event.item_x)
             kind, value = event.kind, event.value
@@ -142,8 +123,8 @@ class RecModel:
                 rating_parts += (user.rating, item.rating)
                 ratings.append(value)
                 rating_events.append(n)
+            rank_starts.append(len(labels))
             rank_parts += (user.ranking, item.ranking)
-            rank_events.append(n)
             if kind == "skip":
                 labels.append(False)
                 weights.append(1.0)
@@ -157,35 +138,34 @@ class RecModel:
                 rank_parts += (user.ranking, self._item(negative).ranking)
                 labels.append(False)
                 weights.append(1.0)
-                rank_events.append(n)
-        predicted: dict[int, float] = {}
+        predicted: list[float | None] = [None] * len(batch)
         if ratings:
-            flat = Flat.of(rating_parts, 2)
-            raw = self._guarded(self.rater, flat, ratings, [1.0] * len(ratings), rating_events)
-            predicted = dict(zip(rating_events, self._ratings(raw), strict=True))
-            for value in ratings:
+            starts = list(range(len(ratings) + 1))
+            raw = self._learn(self.rater, Flat.of(rating_parts, 2), ratings, starts)
+            for n, y, value in zip(rating_events, self._finite(raw).tolist(), ratings, strict=True):
+                predicted[n] = self.range.clip(y)
                 self.range.see(value)
         if labels:
-            self._guarded(self.ranker, Flat.of(rank_parts, 2), labels, weights, rank_events)
+            rank_starts.append(len(labels))
+            self._learn(self.ranker, Flat.of(rank_parts, 2), labels, rank_starts, weights)
+        self.version += len(batch)
         return predicted
 
-    def _guarded(
+    def _learn(
         self,
         fm: FastFMRegressor | FastFMClassifier,
         flat: Flat,
         ys: list[float] | list[bool],
-        ws: list[float],
-        events: list[int],
+        event_starts: list[int],
+        ws: list[float] | None = None,
     ) -> np.ndarray:
-        """``learn_flat`` with a guard against divergence; the raw outputs before the step."""
-        several = len(events) > 1 and events[-1] != events[0]
-        raw = fm.learn_flat(flat, ys, ws, np.asarray(events) if several else None)
-        if not fm.finite:
-            # A diverging update: forget the parameters of these features (they re-initialise).
-            fm.table.reset(flat.rows)
-            if not math.isfinite(fm.intercept):
-                fm.intercept = 0.0
-            fm.finite = True
+        """Events learned in order, with a guard against divergence: an event whose step is
+        not finite is skipped and its features forgotten (they re-initialise). Returns the
+        raw outputs before each event's step."""
+        raw, ok = fm.learn_events(flat, ys, ws or [1.0] * len(ys), event_starts)
+        for e in np.flatnonzero(~ok).tolist():
+            first, last = flat.bounds[event_starts[e]], flat.bounds[event_starts[e + 1]]
+            fm.reset(flat.rows[first:last])
             self.resets += 1
         return raw
 
@@ -194,12 +174,12 @@ class RecModel:
     def predict_rating(self, user_x: Features, item_x: Features) -> float:
         """The rating the user would give, clipped to the range of the ratings seen so far."""
         flat = Flat.of([self._user(user_x).rating, self._item(item_x).rating], 2)
-        return self._ratings(self.rater.raw_flat(flat))[0]
+        return self.range.clip(float(self._finite(self.rater.raw_flat(flat))[0]))
 
-    def _ratings(self, raw: np.ndarray) -> list[float]:
-        """The rater's raw outputs as ratings: finite, clipped to the range seen."""
+    def _finite(self, raw: np.ndarray) -> np.ndarray:
+        """The rater's raw outputs, the intercept (or 0) where they are not finite."""
         fallback = self.rater.intercept if math.isfinite(self.rater.intercept) else 0.0
-        return [self.range.clip(y) for y in np.where(np.isfinite(raw), raw, fallback).tolist()]
+        return np.where(np.isfinite(raw), raw, fallback)
 
     def score(self, user_x: Features, item_x: Features) -> float:
         """The ranker's logit over the features it has learned (creates no parameters)."""

@@ -26,11 +26,8 @@ def trained_engine():
                             context={"device": device},
                         )
                     )
-    # Micro-batches of 10 events (a 20 ms batch at 500 events/s). In one batch a tag shared by
-    # more than `shared_steps` events takes a bounded step (FastFM.learn_flat), so with batches
-    # of 100 this small world's genres are learned too slowly for the margin asserted below.
-    for start in range(0, len(clicks), 10):
-        engine.process(clicks[start : start + 10])
+    for start in range(0, len(clicks), 100):  # micro-batches, as the worker takes them
+        engine.process(clicks[start : start + 100])
     return engine
 
 
