@@ -29,11 +29,12 @@ from typing import Any
 import numpy as np
 from river import facto, optim
 
-from streamer.model.sgd_kernel import LOG, SQUARED, sgd_events
+from streamer.model.sgd_kernel import LOG, SQUARED, Parts, sgd_events
 from streamer.model.table import LatentView, ParameterTable, WeightView
 
 #: A sample's features as rows of the table and their values.
 Rows = tuple[np.ndarray, np.ndarray]
+_NOTHING = Parts.of([(np.zeros(0, np.int64), np.zeros(0))])  # one empty part
 
 
 class _FastPairwise:
@@ -95,7 +96,7 @@ class _FastPairwise:
         if not self.plain or not x:
             super()._learn_one(x, y, w=w)  # type: ignore[misc]
             return
-        self.learn_events(Flat.of([self.encode(x)]), [y], [w], [0, 1])
+        self.learn_events(Parts.of([self.encode(x)]), _NOTHING, [0], [y], [w], [0, 1])
 
     # -- the fast path ---------------------------------------------------------------------
 
@@ -113,14 +114,24 @@ class _FastPairwise:
             for x, y, w in zip(xs, ys, ws, strict=True):
                 self.learn_one(x, y, w=w)  # type: ignore[attr-defined]
             return
-        self.learn_events(Flat.of([self.encode(x) for x in xs]), ys, ws, [0, len(xs)])
+        own = Parts.of([self.encode(x) for x in xs])
+        self.learn_events(_NOTHING, own, range(len(xs)), ys, ws, [0, len(xs)])
 
     def learn_events(
-        self, flat: Flat, ys: Sequence[Any], ws: Sequence[float], event_starts: Sequence[int]
+        self,
+        shared: Parts,
+        own: Parts,
+        sample_own: Sequence[int],
+        ys: Sequence[Any],
+        ws: Sequence[float],
+        event_starts: Sequence[int],
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Learn events in order (plain SGD only): event e is samples ``event_starts[e]`` up
-        to ``event_starts[e + 1]``, learned by one step with their gradients taken at the same
-        parameters (a positive and its negatives); one sample alone is River's step exactly.
+        """Learn events in order (plain SGD only; :func:`~streamer.model.sgd_kernel.sgd_events`).
+
+        Event e's samples are ``event_starts[e]`` up to ``event_starts[e + 1]``, sample s
+        made of part e of ``shared`` and part ``sample_own[s]`` of ``own``. An event is one
+        step with its samples' gradients taken at the same parameters (a positive and its
+        negatives); one sample alone is River's step exactly.
 
         Returns each sample's raw output before its event's step, and per event whether the
         step was finite (a step that is not is skipped; :meth:`reset` its rows).
@@ -137,9 +148,9 @@ class _FastPairwise:
             self.table.latents,
             self.table.learned,
             float(self.intercept),
-            flat.rows,
-            flat.xs,
-            flat.bounds,
+            *shared,
+            *own,
+            np.asarray(sample_own, np.int64),
             np.asarray(event_starts, np.int64),
             np.asarray(ys, float),
             np.asarray(ws, float),
@@ -185,19 +196,18 @@ class Flat:
     """Encoded samples laid end to end: rows, values, and where each sample starts.
 
     >>> f = Flat.of([(np.array([0, 1]), np.ones(2)), (np.array([0, 2, 3]), np.ones(3))])
-    >>> f.starts.tolist(), f.bounds.tolist()
-    ([0, 2], [0, 2, 5])
+    >>> f.starts.tolist()
+    [0, 2]
     """
 
-    __slots__ = ("bounds", "rows", "starts", "xs")
+    __slots__ = ("rows", "starts", "xs")
 
     def __init__(self, rows: np.ndarray, xs: np.ndarray, lengths: Sequence[int]) -> None:
         if not all(lengths):
             raise ValueError("every sample needs at least one feature")
         self.rows, self.xs = rows, xs
-        self.bounds = np.zeros(len(lengths) + 1, np.int64)
-        np.cumsum(lengths, out=self.bounds[1:])
-        self.starts = self.bounds[:-1]
+        self.starts = np.zeros(len(lengths), np.int64)
+        np.cumsum(lengths[:-1], out=self.starts[1:])
 
     @classmethod
     def of(cls, parts: Sequence[Rows], per_sample: int = 1) -> Flat:

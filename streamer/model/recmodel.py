@@ -24,6 +24,7 @@ from river import optim
 from streamer.features import Features
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor, Flat, Rows
 from streamer.model.rating_range import RatingRange
+from streamer.model.sgd_kernel import Parts
 from streamer.settings import Settings
 
 #: How much each interaction type says about a user's taste, for the ranker.
@@ -109,63 +110,87 @@ class RecModel:
         positive and its negatives together. Returns, per event, the rating predicted just
         before learning it (prequential), clipped to the range of the ratings before it.
         """
-        rating_parts: list[Rows] = []
+        users = [self._user(event.user_x) for event in batch]
+        pool: dict[int, int] = {}  # id of an item's encoding -> its part in the pool
+        items: list[_Encoded] = []
+
+        def part(item_x: Features) -> int:
+            encoded = self._item(item_x)
+            index = pool.get(id(encoded))
+            if index is None:
+                index = pool[id(encoded)] = len(items)
+                items.append(encoded)
+            return index
+
+        rated: list[int] = []  # events with a rating
         ratings: list[float] = []
-        rating_events: list[int] = []
-        rank_parts: list[Rows] = []
+        rated_items: list[int] = []
+        own: list[int] = []  # the ranker's samples: item part, label, weight
         labels: list[bool] = []
         weights: list[float] = []
-        rank_starts: list[int] = []
+        starts = [0]
         for n, event in enumerate(batch):
-            user, item = self._user(event.user_x), self._item(event.item_x)
             kind, value = event.kind, event.value
+            item = part(event.item_x)
             if kind == "rating" and value is not None:
-                rating_parts += (user.rating, item.rating)
+                rated.append(n)
                 ratings.append(value)
-                rating_events.append(n)
-            rank_starts.append(len(labels))
-            rank_parts += (user.ranking, item.ranking)
+                rated_items.append(item)
+            own.append(item)
             if kind == "skip":
                 labels.append(False)
                 weights.append(1.0)
-                continue
-            weight = POSITIVE_WEIGHTS.get(kind, 1.0)
-            if kind == "rating" and value is not None and value < self.settings.positive_rating:
-                weight = 0.5
-            labels.append(True)
-            weights.append(weight)
-            for negative in event.negatives:
-                rank_parts += (user.ranking, self._item(negative).ranking)
-                labels.append(False)
-                weights.append(1.0)
+            else:
+                positive = (
+                    kind != "rating" or value is None or value >= self.settings.positive_rating
+                )
+                labels.append(True)
+                weights.append(POSITIVE_WEIGHTS.get(kind, 1.0) if positive else 0.5)
+                for negative in event.negatives:
+                    own.append(part(negative))
+                    labels.append(False)
+                    weights.append(1.0)
+            starts.append(len(labels))
         predicted: list[float | None] = [None] * len(batch)
         if ratings:
-            starts = list(range(len(ratings) + 1))
-            raw = self._learn(self.rater, Flat.of(rating_parts, 2), ratings, starts)
-            for n, y, value in zip(rating_events, self._finite(raw).tolist(), ratings, strict=True):
+            shared = Parts.of([users[n].rating for n in rated])
+            pooled = Parts.of([item.rating for item in items])
+            raw = self._learn(
+                self.rater,
+                shared,
+                pooled,
+                rated_items,
+                ratings,
+                [1.0] * len(ratings),
+                list(range(len(ratings) + 1)),
+            )
+            for n, y, value in zip(rated, self._finite(raw).tolist(), ratings, strict=True):
                 predicted[n] = self.range.clip(y)
                 self.range.see(value)
-        if labels:
-            rank_starts.append(len(labels))
-            self._learn(self.ranker, Flat.of(rank_parts, 2), labels, rank_starts, weights)
+        if batch:
+            shared = Parts.of([user.ranking for user in users])
+            pooled = Parts.of([item.ranking for item in items])
+            self._learn(self.ranker, shared, pooled, own, labels, weights, starts)
         self.version += len(batch)
         return predicted
 
     def _learn(
         self,
         fm: FastFMRegressor | FastFMClassifier,
-        flat: Flat,
+        shared: Parts,
+        own: Parts,
+        sample_own: list[int],
         ys: list[float] | list[bool],
-        event_starts: list[int],
-        ws: list[float] | None = None,
+        ws: list[float],
+        starts: list[int],
     ) -> np.ndarray:
         """Events learned in order, with a guard against divergence: an event whose step is
         not finite is skipped and its features forgotten (they re-initialise). Returns the
         raw outputs before each event's step."""
-        raw, ok = fm.learn_events(flat, ys, ws or [1.0] * len(ys), event_starts)
+        raw, ok = fm.learn_events(shared, own, sample_own, ys, ws, starts)
         for e in np.flatnonzero(~ok).tolist():
-            first, last = flat.bounds[event_starts[e]], flat.bounds[event_starts[e + 1]]
-            fm.reset(flat.rows[first:last])
+            parts = [own.rows_of(sample_own[s]) for s in range(starts[e], starts[e + 1])]
+            fm.reset(np.concatenate([shared.rows_of(e), *parts]))
             self.resets += 1
         return raw
 

@@ -1,21 +1,22 @@
 """The factorization machine's SGD step, compiled: events one after another, in one call.
 
-A micro-batch of events is laid out as samples (rows of the parameter table and their values,
-end to end) grouped by event: a rating is one sample, a click is its positive and its sampled
-negatives. Events are learned in order, each by one SGD step over its samples with every
-gradient taken at the same parameters (mini-batch SGD within an event, plain SGD across
-events), exactly what River's ``learn_one`` would do sample by sample for a single sample.
+A micro-batch is laid out as events, each with a shared part (the user side: user and
+context features) and one or more samples, each sample its event's shared part plus an own
+part (an item side) from a pool of parts: a rating is one sample, a click its positive and its
+sampled negatives. Parts are rows of the parameter table and their values, end to end, so the
+caller never copies a user side once per negative. Events are learned in order, each by one
+SGD step over its samples with every gradient taken at the same parameters (mini-batch SGD
+within an event, plain SGD across events): for a single sample, River's ``learn_one`` exactly.
 A step whose output or update is not finite is not applied; the caller re-initialises its rows.
 
 Examples
 --------
 >>> import numpy as np
 >>> w, v, seen = np.zeros(2), np.full((2, 1), 0.1), np.zeros(2, bool)
->>> rows, xs = np.array([0, 1]), np.ones(2)
+>>> user, item = Parts.of([(np.array([0]), np.ones(1))]), Parts.of([(np.array([1]), np.ones(1))])
 >>> raw, ok = np.zeros(1), np.zeros(1, bool)
->>> b = sgd_events(w, v, seen, 0.0, rows, xs, np.array([0, 2]), np.array([0, 1]),
-...     np.array([1.0]), np.ones(1), 0.1, 0.1, 0.1,
-...     0.0, 0.0, 5.0, SQUARED, 1.0, 1.0, raw, ok)
+>>> b = sgd_events(w, v, seen, 0.0, *user, *item, np.array([0]), np.array([0, 1]),
+...     np.array([1.0]), np.ones(1), 0.1, 0.1, 0.1, 0.0, 0.0, 5.0, SQUARED, 1.0, 1.0, raw, ok)
 >>> raw.round(3).tolist(), ok.tolist(), round(b, 3)  # 0 + 0 + 0.1 * 0.1 before the step
 ([0.01], [True], 0.198)
 """
@@ -23,11 +24,37 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
 SQUARED, LOG = 0, 1  # the losses compiled: River's Squared and Log
+
+
+class Parts(NamedTuple):
+    """Feature parts end to end: part p is ``rows[bounds[p]:bounds[p + 1]]`` (may be empty).
+
+    >>> Parts.of([(np.array([3, 4]), np.ones(2)), (np.array([], np.int64), np.ones(0))]).bounds
+    array([0, 2, 2])
+    """
+
+    rows: np.ndarray
+    xs: np.ndarray
+    bounds: np.ndarray
+
+    @classmethod
+    def of(cls, parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> Parts:
+        bounds = np.zeros(len(parts) + 1, np.int64)
+        np.cumsum([len(rows) for rows, _ in parts], out=bounds[1:])
+        if not parts:
+            return cls(np.zeros(0, np.int64), np.zeros(0), bounds)
+        rows = np.concatenate([rows for rows, _ in parts]).astype(np.int64, copy=False)
+        return cls(rows, np.concatenate([xs for _, xs in parts]).astype(float, copy=False), bounds)
+
+    def rows_of(self, part: int) -> np.ndarray:
+        return self.rows[self.bounds[part] : self.bounds[part + 1]]
 
 
 @numba.njit(cache=True)
@@ -50,9 +77,13 @@ def sgd_events(
     latents: np.ndarray,
     learned: np.ndarray,
     intercept: float,
-    rows: np.ndarray,
-    xs: np.ndarray,
-    starts: np.ndarray,
+    shared_rows: np.ndarray,
+    shared_xs: np.ndarray,
+    shared_bounds: np.ndarray,
+    own_rows: np.ndarray,
+    own_xs: np.ndarray,
+    own_bounds: np.ndarray,
+    sample_own: np.ndarray,
     event_starts: np.ndarray,
     ys: np.ndarray,
     ws: np.ndarray,
@@ -70,37 +101,48 @@ def sgd_events(
 ) -> float:
     """Learn every event in order; returns the new intercept.
 
-    ``starts[s]`` is where sample s begins in ``rows``/``xs`` (``starts[-1]`` = their length),
-    ``event_starts[e]`` the first sample of event e (one more entry than events). Per sample:
-    ``ys``, ``ws`` (sample weight). The learning rates are constants. Fills ``raw_out``
-    (each sample's raw output before its event's step) and ``ok_out`` (per event, whether
-    its step was finite and applied). Mutates ``weights``, ``latents`` and ``learned``.
+    Event e's shared part is part e of ``shared_*``; its samples are ``event_starts[e]`` up
+    to ``event_starts[e + 1]``, sample s made of that shared part and part ``sample_own[s]``
+    of ``own_*``. Per sample: ``ys``, ``ws`` (sample weight). The learning rates are
+    constants. Fills ``raw_out`` (each sample's raw output before its event's step) and
+    ``ok_out`` (per event, whether its step was finite and applied). Mutates ``weights``,
+    ``latents`` and ``learned``.
     """
     k = latents.shape[1]
     n_events = len(event_starts) - 1
     widest = 0
     for e in range(n_events):
-        widest = max(widest, starts[event_starts[e + 1]] - starts[event_starts[e]])
+        width = 0
+        shared = shared_bounds[e + 1] - shared_bounds[e]
+        for s in range(event_starts[e], event_starts[e + 1]):
+            width += shared + own_bounds[sample_own[s] + 1] - own_bounds[sample_own[s]]
+        widest = max(widest, width)
+    step_rows = np.empty(widest, np.int64)
     w_step = np.empty(widest)
     v_step = np.empty((widest, k))
     total = np.empty(k)
     for e in range(n_events):
-        first, last = event_starts[e], event_starts[e + 1]
-        base = starts[first]
         g_sum = 0.0
         finite = True
-        for s in range(first, last):
+        i = 0  # entries of this event's step so far
+        for s in range(event_starts[e], event_starts[e + 1]):
+            # the sample's entries: its event's shared part, then its own part
+            parts = (
+                (shared_rows, shared_xs, shared_bounds[e], shared_bounds[e + 1]),
+                (own_rows, own_xs, own_bounds[sample_own[s]], own_bounds[sample_own[s] + 1]),
+            )
             # forward at the parameters before this event's step
             raw = intercept
             squares = 0.0
             total[:] = 0.0
-            for j in range(starts[s], starts[s + 1]):
-                r, x = rows[j], xs[j]
-                raw += x * weights[r]
-                for f in range(k):
-                    xv = x * latents[r, f]
-                    total[f] += xv
-                    squares += xv * xv
+            for rows, xs, first, last in parts:
+                for j in range(first, last):
+                    r, x = rows[j], xs[j]
+                    raw += x * weights[r]
+                    for f in range(k):
+                        xv = x * latents[r, f]
+                        total[f] += xv
+                        squares += xv * xv
             dot = 0.0
             for f in range(k):
                 dot += total[f] * total[f]
@@ -111,24 +153,26 @@ def sgd_events(
             g_sum += g
             finite = finite and math.isfinite(raw) and math.isfinite(g)
             # d raw / d w_r = x;  d raw / d v_r = x (total - x v_r)
-            for j in range(starts[s], starts[s + 1]):
-                r, x = rows[j], xs[j]
-                i = j - base
-                w_step[i] = lr_weight * (g * x + l2_weight * weights[r])
-                for f in range(k):
-                    step = lr_latent * (
-                        g * x * (total[f] - x * latents[r, f]) + l2_latent * latents[r, f]
-                    )
-                    v_step[i, f] = step
-                    finite = finite and math.isfinite(step)
+            for rows, xs, first, last in parts:
+                for j in range(first, last):
+                    r, x = rows[j], xs[j]
+                    step_rows[i] = r
+                    w_step[i] = lr_weight * (g * x + l2_weight * weights[r])
+                    for f in range(k):
+                        step = lr_latent * (
+                            g * x * (total[f] - x * latents[r, f]) + l2_latent * latents[r, f]
+                        )
+                        v_step[i, f] = step
+                        finite = finite and math.isfinite(step)
+                    i += 1
         ok_out[e] = finite
         if not finite:
             continue
-        for j in range(base, starts[last]):
-            r, i = rows[j], j - base
-            weights[r] -= w_step[i]
+        for j in range(i):
+            r = step_rows[j]
+            weights[r] -= w_step[j]
             for f in range(k):
-                latents[r, f] -= v_step[i, f]
+                latents[r, f] -= v_step[j, f]
             learned[r] = True
         intercept -= lr_intercept * g_sum
     return intercept
