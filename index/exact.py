@@ -31,8 +31,9 @@ class ExactIndex:
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        self._ids: set[int] = set()
+        self._flat = faiss.IndexFlatIP(dim)
+        self._index = faiss.IndexIDMap2(self._flat)
+        self._ids: dict[int, int] = {}  # id -> its row in the flat storage
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -49,15 +50,23 @@ class ExactIndex:
         _, last = np.unique(ids[::-1], return_index=True)
         keep = np.sort(len(ids) - 1 - last)
         ids, vectors = ids[keep], vectors[keep]
-        self.remove(ids)
-        self._index.add_with_ids(vectors, ids)
-        self._ids.update(ids.tolist())
+        rows = np.fromiter((self._ids.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
+        known = rows >= 0
+        if known.any():  # rewritten in place: O(k), where remove + add would move O(n) rows
+            storage = faiss.rev_swig_ptr(self._flat.get_xb(), self._flat.ntotal * self.dim)
+            storage.reshape(-1, self.dim)[rows[known]] = vectors[known]
+        new = ids[~known]
+        if len(new):
+            first = self._flat.ntotal
+            self._index.add_with_ids(vectors[~known], new)
+            self._ids.update(zip(new.tolist(), range(first, first + len(new)), strict=True))
 
     def remove(self, ids: np.ndarray) -> None:
         present = [i for i in as_ids(ids).tolist() if i in self._ids]
         if present:
             self._index.remove_ids(np.asarray(present, dtype=np.int64))  # type: ignore[arg-type]
-            self._ids.difference_update(present)
+            order = faiss.vector_to_array(self._index.id_map).tolist()  # rows moved up
+            self._ids = {item: row for row, item in enumerate(order)}
 
     def all_items(self) -> tuple[np.ndarray, np.ndarray]:
         """All ids and their vectors, in storage order."""

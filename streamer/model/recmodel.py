@@ -111,15 +111,14 @@ class RecModel:
         before learning it (prequential), clipped to the range of the ratings before it.
         """
         users = [self._user(event.user_x) for event in batch]
-        pool: dict[int, int] = {}  # id of an item's encoding -> its part in the pool
+        pool: dict[int, int] = {}  # id of an item side (alive in the batch) -> its part
         items: list[_Encoded] = []
 
         def part(item_x: Features) -> int:
-            encoded = self._item(item_x)
-            index = pool.get(id(encoded))
+            index = pool.get(id(item_x))
             if index is None:
-                index = pool[id(encoded)] = len(items)
-                items.append(encoded)
+                index = pool[id(item_x)] = len(items)
+                items.append(self._item(item_x))
             return index
 
         rated: list[int] = []  # events with a rating

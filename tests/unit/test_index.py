@@ -43,6 +43,29 @@ def test_exact_upsert_replaces_and_remove_forgets():
     assert index.search(np.array([[0.0, 1.0]]), 2).ids.tolist() == [[2, -1]]
 
 
+def test_exact_rewrites_removes_and_adds_in_any_order_like_a_dict(data):
+    """Upserts rewrite rows in place and removals move rows: searches still equal brute force
+    over what a plain dict of the same writes holds."""
+    _, queries = data
+    rng = np.random.default_rng(3)
+    index, truth = ExactIndex(16), {}
+    for step in range(30):
+        ids = rng.integers(0, 400, size=50)
+        new = rng.normal(size=(50, 16)).astype(np.float32)
+        index.upsert(ids, new)
+        truth.update(zip(ids.tolist(), new, strict=True))  # last write wins, as in upsert
+        if step % 4 == 3:
+            gone = rng.integers(0, 400, size=20)
+            index.remove(gone)
+            for i in gone.tolist():
+                truth.pop(i, None)
+    keys = np.array(sorted(truth))
+    got = index.search(queries, 10)
+    want = keys[brute_force(np.stack([truth[i] for i in keys]), queries, 10)]
+    assert len(index) == len(truth)
+    assert (got.ids == want).all()
+
+
 def test_exact_rejects_bad_vectors():
     index = ExactIndex(2)
     with pytest.raises(ValueError, match="dimension 3"):
