@@ -24,7 +24,7 @@ from river import optim
 from streamer.features import Features
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor, Flat, Rows
 from streamer.model.rating_range import RatingRange
-from streamer.model.sgd_kernel import Parts
+from streamer.model.sgd_kernel import Parts, warm_up
 from streamer.settings import Settings
 
 #: How much each interaction type says about a user's taste, for the ranker.
@@ -74,6 +74,7 @@ class RecModel:
         self._items: dict[str, _Encoded] = {}
         self.version = 0
         self.resets = 0
+        warm_up()
 
     # -- encoding -------------------------------------------------------------------------
 

@@ -176,3 +176,33 @@ def sgd_events(
             learned[r] = True
         intercept -= lr_intercept * g_sum
     return intercept
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the step now, not in the first batch."""
+    part = Parts.of([(np.zeros(1, np.int64), np.ones(1))])
+    weights, latents, learned = np.zeros(1), np.zeros((1, 1)), np.zeros(1, bool)
+    for loss in (SQUARED, LOG):
+        sgd_events(
+            weights,
+            latents,
+            learned,
+            0.0,
+            *part,
+            *part,
+            np.zeros(1, np.int64),
+            np.array([0, 1]),
+            np.ones(1),
+            np.ones(1),
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            1.0,
+            loss,
+            1.0,
+            1.0,
+            np.zeros(1),
+            np.zeros(1, bool),
+        )
