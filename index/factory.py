@@ -7,6 +7,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from index.background import BackgroundBuild
 from index.base import ItemIndex
 from index.exact import ExactIndex
 from index.hnsw import HNSWIndex
@@ -20,7 +21,7 @@ LARGE = "ivf"
 
 def make_index(
     backend: str, dim: int, expected_items: int = 0, large_min_items: int = 50_000
-) -> ExactIndex | SnapshotIndex:
+) -> ExactIndex | IVFIndex | SnapshotIndex:
     """An empty index: ``exact``, ``ivf``, ``hnsw``, or ``auto`` (exact for catalogues under
     ``large_min_items``, else ``LARGE``).
 
@@ -54,6 +55,6 @@ def load_index(path: Path) -> ItemIndex:
         index = make_index(str(data["kind"]), int(data["dim"]))
         if len(data["ids"]):
             index.upsert(data["ids"], data["vectors"])
-    if isinstance(index, SnapshotIndex):
+    if isinstance(index, BackgroundBuild):
         index.rebuild()
     return index

@@ -1,4 +1,4 @@
-"""The rebuild-and-swap machinery shared by the approximate backends.
+"""Rebuild-and-swap for approximate indexes that cannot be updated in place (HNSW).
 
 An approximate FAISS index is built from a snapshot of all vectors. Vectors written after the
 snapshot live in a small exact side index (their stale copies in the built index are skipped
@@ -9,14 +9,13 @@ swapped in.
 
 from __future__ import annotations
 
-import threading
-from abc import ABC, abstractmethod
-from pathlib import Path
+from abc import abstractmethod
 from typing import Any
 
 import faiss
 import numpy as np
 
+from index.background import BackgroundBuild
 from index.base import (
     Exclude,
     SearchResult,
@@ -26,11 +25,10 @@ from index.base import (
     search_excluding,
 )
 from index.exact import ExactIndex
-from index.store import VectorStore
 
 
-class SnapshotIndex(ABC):
-    """Base of the approximate backends: subclasses say how to build and how to search."""
+class SnapshotIndex(BackgroundBuild):
+    """Base of rebuilt backends: subclasses say how to build and how to search."""
 
     kind = "snapshot"
 
@@ -41,19 +39,14 @@ class SnapshotIndex(ABC):
         rebuild_min: int = 2000,
         background: bool = True,
     ) -> None:
-        self.dim = dim
+        super().__init__(dim, background)
         self.rebuild_fraction, self.rebuild_min = rebuild_fraction, rebuild_min
-        self.background = background
-        self._store = VectorStore(dim)
         self._built: Any = None
         self._built_ids = np.zeros(0, np.int64)  # position in the built index -> item id
         self._position = np.zeros(0, np.int64)  # item id -> position in the built index, or -1
         self._stale: set[int] = set()  # positions whose item was rewritten or removed since
         self._fresh = ExactIndex(dim)  # items written after the built index's snapshot
         self._gone: set[int] = set()  # built items removed since its snapshot
-        self._lock = threading.RLock()
-        self._builder: threading.Thread | None = None
-        self.rebuilds = 0
 
     @abstractmethod
     def _build(self, vectors: np.ndarray) -> Any:
@@ -65,9 +58,6 @@ class SnapshotIndex(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores and positions of the best ``fetch`` rows of the built index per query,
         without the positions ``skip`` (a FAISS ``IDSelector``, or None) rejects."""
-
-    def __len__(self) -> int:
-        return len(self._store)
 
     @property
     def built_size(self) -> int:
@@ -115,38 +105,9 @@ class SnapshotIndex(ABC):
         positions = self._position[known]
         self._stale.update(positions[positions >= 0].tolist())
 
-    def wait(self) -> None:
-        """Block until a running rebuild has swapped in."""
-        builder = self._builder
-        if builder is not None:
-            builder.join()
-
-    def rebuild(self) -> None:
-        """Rebuild from all current vectors now (inline)."""
-        with self._lock:
-            ids, vectors, seq = self._store.snapshot()
-        self._build_and_swap(ids, vectors, seq)
-
-    def save(self, path: Path) -> None:
-        with self._lock:
-            ids, vectors, _ = self._store.snapshot()
-        np.savez(path, kind=self.kind, dim=self.dim, ids=ids, vectors=vectors)
-
-    def _maybe_rebuild(self) -> None:
+    def _due(self) -> bool:
         pending = len(self._fresh) + len(self._gone)
-        if pending < max(self.rebuild_min, self.rebuild_fraction * len(self._store)):
-            return
-        if self._builder is not None and self._builder.is_alive():
-            return
-        with self._lock:
-            ids, vectors, seq = self._store.snapshot()
-        if self.background:
-            self._builder = threading.Thread(
-                target=self._build_and_swap, args=(ids, vectors, seq), daemon=True
-            )
-            self._builder.start()
-        else:
-            self._build_and_swap(ids, vectors, seq)
+        return pending >= max(self.rebuild_min, self.rebuild_fraction * len(self._store))
 
     def _build_and_swap(self, ids: np.ndarray, vectors: np.ndarray, seq: int) -> None:
         built = self._build(vectors) if len(ids) else None
