@@ -5,5 +5,7 @@ COPY streamer ./streamer
 COPY index ./index
 RUN pip install --no-cache-dir .
 USER nobody
+# numba caches the compiled SGD step here (site-packages is read-only for nobody)
+ENV NUMBA_CACHE_DIR=/tmp/numba-cache
 ENTRYPOINT ["streamrec"]
 CMD ["worker"]

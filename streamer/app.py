@@ -17,12 +17,15 @@ log = logging.getLogger("streamrec")
 
 def base_app(settings: Settings) -> faust.App:
     """A Faust app configured from ``settings``, with no agents yet."""
+    datadir = settings.state_path / "faust" / settings.app_id  # not ./{app_id}-data
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates the last level only
     app = faust.App(
         settings.app_id,
         broker=f"streamrec://{settings.broker}",
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),

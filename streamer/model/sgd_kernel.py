@@ -24,13 +24,23 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
 
 SQUARED, LOG = 0, 1  # the losses compiled: River's Squared and Log
+
+
+def _compiled(function: Callable[..., Any]) -> Any:
+    """``numba.njit``, its machine code cached on disk (next to this file, else in
+    ``NUMBA_CACHE_DIR`` or the user's cache directory); where none is writable (a read-only
+    install run by a user without a home), compiled anew in each process instead of failing."""
+    try:
+        return numba.njit(cache=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(function)
 
 
 class Parts(NamedTuple):
@@ -57,7 +67,7 @@ class Parts(NamedTuple):
         return self.rows[self.bounds[part] : self.bounds[part + 1]]
 
 
-@numba.njit(cache=True)
+@_compiled
 def _gradient(loss: int, y: float, raw: float, w_pos: float, w_neg: float) -> float:
     if loss == SQUARED:
         return 2.0 * (raw - y)
@@ -71,7 +81,7 @@ def _gradient(loss: int, y: float, raw: float, w_pos: float, w_neg: float) -> fl
     return weight * -sign / (math.exp(z) + 1.0)
 
 
-@numba.njit(cache=True)
+@_compiled
 def sgd_events(
     weights: np.ndarray,
     latents: np.ndarray,

@@ -177,3 +177,18 @@ def test_river_paths_outside_plain_sgd_match_river():
         slow.learn_one(x, y)
         fast.learn_numeric(x, y)
     assert abs(slow.predict_one(x) - fast.predict_one(x)) < 1e-9
+
+
+def test_the_compiled_step_runs_where_numba_has_nowhere_to_cache_it():
+    """A read-only install run by a user without a home: numba cannot cache (it raises for
+    code without a writable cache location, like code with no source file); compile anyway."""
+    import numba
+    import pytest
+
+    from streamer.model.sgd_kernel import _compiled
+
+    namespace: dict = {}
+    exec("def add_one(x):\n    return x + 1\n", namespace)  # no file: no cache locator
+    with pytest.raises(RuntimeError, match="cannot cache"):
+        numba.njit(cache=True)(namespace["add_one"])
+    assert _compiled(namespace["add_one"])(1) == 2
