@@ -136,6 +136,8 @@ class _FastPairwise:
         Returns each sample's raw output before its event's step, and per event whether the
         step was finite (a step that is not is skipped; :meth:`reset` its rows).
         """
+        if not self.plain:
+            raise ValueError("learn_events needs plain SGD at constant rates (see `plain`)")
         raw = np.empty(len(ys))
         ok = np.empty(len(event_starts) - 1, bool)
         if not len(ok):

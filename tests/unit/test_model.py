@@ -1,11 +1,13 @@
 """The model identity that makes contextual top-K a FAISS search, and the model's guards."""
 
 import numpy as np
-from river import facto
+import pytest
+from river import facto, optim
 
 from index import ExactIndex
 from streamer.features import item_features, user_features
 from streamer.model import FastFMClassifier, FastFMRegressor, RecModel
+from streamer.model.fast_fm import _NOTHING
 from streamer.settings import Settings
 
 GENRES = ["action", "comedy", "drama", "horror"]
@@ -63,6 +65,10 @@ def test_fast_fm_matches_river():
         fast_r.learn_one(x, y)
     assert abs(slow_r.predict_one(x) - fast_r.predict_one(x)) < 1e-9
     assert fast_r.plain and fast.plain  # the compiled path ran, not River's fallback
+    adaptive = FastFMRegressor(seed=3, latent_optimizer=optim.Adam())
+    assert not adaptive.plain  # River's own step for it; the compiled one refuses it
+    with pytest.raises(ValueError, match="plain SGD"):
+        adaptive.learn_events(_NOTHING, _NOTHING, [0], [1.0], [1.0], [0, 1])
 
 
 def test_cold_start_item_is_placed_by_its_tags():
@@ -183,7 +189,6 @@ def test_the_compiled_step_runs_where_numba_has_nowhere_to_cache_it():
     """A read-only install run by a user without a home: numba cannot cache (it raises for
     code without a writable cache location, like code with no source file); compile anyway."""
     import numba
-    import pytest
 
     from streamer.model.sgd_kernel import _compiled
 
