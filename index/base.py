@@ -53,6 +53,18 @@ def as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
     return m
 
 
+def last_writes(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ids`` and their vectors once each, the last write winning for an id given twice.
+
+    >>> ids, vecs = last_writes(np.array([4, 5, 4]), np.array([[1.0], [2.0], [3.0]]))
+    >>> ids.tolist(), vecs.tolist()
+    ([5, 4], [[2.0], [3.0]])
+    """
+    _, last = np.unique(ids[::-1], return_index=True)
+    keep = np.sort(len(ids) - 1 - last)
+    return ids[keep], vectors[keep]
+
+
 def empty_result(n: int, k: int) -> SearchResult:
     return SearchResult(np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64))
 

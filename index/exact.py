@@ -7,7 +7,15 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.base import Exclude, SearchResult, as_ids, as_matrix, empty_result, search_excluding
+from index.base import (
+    Exclude,
+    SearchResult,
+    as_ids,
+    as_matrix,
+    empty_result,
+    last_writes,
+    search_excluding,
+)
 
 
 class ExactIndex:
@@ -46,10 +54,7 @@ class ExactIndex:
         vectors = as_matrix(vectors, self.dim)
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
-        # Last write wins for an id given twice in one call.
-        _, last = np.unique(ids[::-1], return_index=True)
-        keep = np.sort(len(ids) - 1 - last)
-        ids, vectors = ids[keep], vectors[keep]
+        ids, vectors = last_writes(ids, vectors)
         rows = np.fromiter((self._ids.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
         known = rows >= 0
         if known.any():  # rewritten in place: O(k), where remove + add would move O(n) rows

@@ -23,7 +23,7 @@ import faiss
 import numpy as np
 
 from index.background import BackgroundBuild
-from index.base import Exclude, SearchResult, as_ids, as_matrix, search_excluding
+from index.base import Exclude, SearchResult, as_ids, as_matrix, last_writes, search_excluding
 from index.exact import ExactIndex
 
 
@@ -150,9 +150,7 @@ class IVFIndex(BackgroundBuild):
 
 def _write(ivf: Any, ids: np.ndarray, vectors: np.ndarray) -> None:
     """Insert or replace ``ids`` (the last write wins for an id given twice)."""
-    _, last = np.unique(ids[::-1], return_index=True)
-    keep = np.sort(len(ids) - 1 - last)
-    ids, vectors = ids[keep], vectors[keep]
+    ids, vectors = last_writes(ids, vectors)
     _remove(ivf, ids)
     ivf.add_with_ids(vectors, ids)
 
