@@ -90,10 +90,11 @@ class Engine:
         self.item_counts: Counter[int] = Counter()
 
     def process(self, events: Sequence[Event], with_popular: bool = False) -> BatchOutput:
-        """Learn from ``events`` (one step per model for the batch); return the lists to publish.
+        """Learn from ``events`` in order (one compiled call per model for the batch); return
+        the lists to publish.
 
-        Prequential: every rating is predicted and every positive scored against the list its
-        user had, before anything of the batch is learned."""
+        Prequential: every rating is predicted just before its own event is learned, and every
+        positive is scored against the list its user had before the batch."""
         touched_items: set[int] = set()
         requests: dict[str, Request] = {}
         self._popular_cache.clear()
