@@ -23,6 +23,7 @@ from river import optim
 
 from streamer.features import Features
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor, Flat, Rows
+from streamer.model.part_store import PartStore
 from streamer.model.rating_range import RatingRange
 from streamer.model.sgd_kernel import Parts, warm_up
 from streamer.settings import Settings
@@ -71,20 +72,28 @@ class RecModel:
         self._side = settings.rating_side_weight
         self.range = RatingRange(default=(settings.rating_min, settings.rating_max))
         self.dim = k + 1
-        self._items: dict[str, _Encoded] = {}
+        self._items: dict[str, tuple[Features, int]] = {}  # item key -> (features, slot)
+        self._ranking_items = PartStore()  # item sides by slot, as the ranker's rows
+        self._rating_items = PartStore()  # and as the rater's (side-weighted)
         self.version = 0
         self.resets = 0
         warm_up()
 
     # -- encoding -------------------------------------------------------------------------
 
-    def _item(self, item_x: Features) -> _Encoded:
-        """The item side as rows of both models (cached per item while its features hold)."""
+    def _slot(self, item_x: Features) -> int:
+        """The item side's slot in the part stores, encoded again when its features changed
+        (an item is keyed by its first feature, ``item=...``)."""
         key = next(iter(item_x))
         cached = self._items.get(key)
-        if cached is None or cached.features is not item_x:
-            cached = self._items[key] = _Encoded(item_x, self.ranker, self.rater, self._side)
-        return cached
+        if cached is not None and cached[0] is item_x:
+            return cached[1]
+        slot = len(self._items) if cached is None else cached[1]
+        self._items[key] = (item_x, slot)
+        encoded = _Encoded(item_x, self.ranker, self.rater, self._side)
+        self._ranking_items.put(slot, *encoded.ranking)
+        self._rating_items.put(slot, *encoded.rating)
+        return slot
 
     def _user(self, user_x: Features) -> _Encoded:
         return _Encoded(user_x, self.ranker, self.rater, self._side)
@@ -112,16 +121,7 @@ class RecModel:
         before learning it (prequential), clipped to the range of the ratings before it.
         """
         users = [self._user(event.user_x) for event in batch]
-        pool: dict[int, int] = {}  # id of an item side (alive in the batch) -> its part
-        items: list[_Encoded] = []
-
-        def part(item_x: Features) -> int:
-            index = pool.get(id(item_x))
-            if index is None:
-                index = pool[id(item_x)] = len(items)
-                items.append(self._item(item_x))
-            return index
-
+        part = self._slot  # items are named by their slot in the part stores
         rated: list[int] = []  # events with a rating
         ratings: list[float] = []
         rated_items: list[int] = []
@@ -154,11 +154,10 @@ class RecModel:
         predicted: list[float | None] = [None] * len(batch)
         if ratings:
             shared = Parts.of([users[n].rating for n in rated])
-            pooled = Parts.of([item.rating for item in items])
             raw = self._learn(
                 self.rater,
                 shared,
-                pooled,
+                self._rating_items.parts(),
                 rated_items,
                 ratings,
                 [1.0] * len(ratings),
@@ -169,7 +168,7 @@ class RecModel:
                 self.range.see(value)
         if batch:
             shared = Parts.of([user.ranking for user in users])
-            pooled = Parts.of([item.ranking for item in items])
+            pooled = self._ranking_items.parts()
             self._learn(self.ranker, shared, pooled, own, labels, weights, starts)
         self.version += len(batch)
         return predicted
@@ -198,7 +197,7 @@ class RecModel:
 
     def predict_rating(self, user_x: Features, item_x: Features) -> float:
         """The rating the user would give, clipped to the range of the ratings seen so far."""
-        flat = Flat.of([self._user(user_x).rating, self._item(item_x).rating], 2)
+        flat = Flat.of([self._user(user_x).rating, self._rating_items.part(self._slot(item_x))], 2)
         return self.range.clip(float(self._finite(self.rater.raw_flat(flat))[0]))
 
     def _finite(self, raw: np.ndarray) -> np.ndarray:
@@ -227,7 +226,8 @@ class RecModel:
         """``[b_i, e_i]`` per item side; features not learned yet contribute nothing."""
         out = np.zeros((len(items), self.dim), np.float32)
         if items:
-            raw, total = self._learned_sums([self._item(i).ranking for i in items])
+            slots = [self._slot(i) for i in items]
+            raw, total = self._learned_sums([self._ranking_items.part(s) for s in slots])
             out[:, 0] = raw - self.ranker.intercept  # b_i: the item side's own terms
             out[:, 1:] = total
         out[~np.isfinite(out)] = 0.0

@@ -44,27 +44,31 @@ def _compiled(function: Callable[..., Any]) -> Any:
 
 
 class Parts(NamedTuple):
-    """Feature parts end to end: part p is ``rows[bounds[p]:bounds[p + 1]]`` (may be empty).
+    """Feature parts: part p is ``rows[starts[p]:stops[p]]`` and its values (may be empty).
 
-    >>> Parts.of([(np.array([3, 4]), np.ones(2)), (np.array([], np.int64), np.ones(0))]).bounds
-    array([0, 2, 2])
+    >>> p = Parts.of([(np.array([3, 4]), np.ones(2)), (np.array([], np.int64), np.ones(0))])
+    >>> p.starts.tolist(), p.stops.tolist(), p.rows_of(0).tolist()
+    ([0, 2], [2, 2], [3, 4])
     """
 
     rows: np.ndarray
     xs: np.ndarray
-    bounds: np.ndarray
+    starts: np.ndarray
+    stops: np.ndarray
 
     @classmethod
     def of(cls, parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> Parts:
+        """Parts laid end to end."""
         bounds = np.zeros(len(parts) + 1, np.int64)
         np.cumsum([len(rows) for rows, _ in parts], out=bounds[1:])
         if not parts:
-            return cls(np.zeros(0, np.int64), np.zeros(0), bounds)
+            return cls(np.zeros(0, np.int64), np.zeros(0), bounds[:-1], bounds[1:])
         rows = np.concatenate([rows for rows, _ in parts]).astype(np.int64, copy=False)
-        return cls(rows, np.concatenate([xs for _, xs in parts]).astype(float, copy=False), bounds)
+        xs = np.concatenate([xs for _, xs in parts]).astype(float, copy=False)
+        return cls(rows, xs, bounds[:-1], bounds[1:])
 
     def rows_of(self, part: int) -> np.ndarray:
-        return self.rows[self.bounds[part] : self.bounds[part + 1]]
+        return self.rows[self.starts[part] : self.stops[part]]
 
 
 @_compiled
@@ -89,10 +93,12 @@ def sgd_events(
     intercept: float,
     shared_rows: np.ndarray,
     shared_xs: np.ndarray,
-    shared_bounds: np.ndarray,
+    shared_starts: np.ndarray,
+    shared_stops: np.ndarray,
     own_rows: np.ndarray,
     own_xs: np.ndarray,
-    own_bounds: np.ndarray,
+    own_starts: np.ndarray,
+    own_stops: np.ndarray,
     sample_own: np.ndarray,
     event_starts: np.ndarray,
     ys: np.ndarray,
@@ -111,21 +117,22 @@ def sgd_events(
 ) -> float:
     """Learn every event in order; returns the new intercept.
 
-    Event e's shared part is part e of ``shared_*``; its samples are ``event_starts[e]`` up
-    to ``event_starts[e + 1]``, sample s made of that shared part and part ``sample_own[s]``
-    of ``own_*``. Per sample: ``ys``, ``ws`` (sample weight). The learning rates are
-    constants. Fills ``raw_out`` (each sample's raw output before its event's step) and
-    ``ok_out`` (per event, whether its step was finite and applied). Mutates ``weights``,
-    ``latents`` and ``learned``.
+    Part p of ``shared_*`` is ``shared_rows[shared_starts[p]:shared_stops[p]]`` (and its
+    ``shared_xs``), the same for ``own_*``. Event e's shared part is part e; its samples
+    are ``event_starts[e]`` up to ``event_starts[e + 1]``, sample s made of that shared part
+    and part ``sample_own[s]`` of ``own_*``. Per sample: ``ys``, ``ws`` (sample weight).
+    The learning rates are constants. Fills ``raw_out`` (each sample's raw output before its
+    event's step) and ``ok_out`` (per event, whether its step was finite and applied).
+    Mutates ``weights``, ``latents`` and ``learned``.
     """
     k = latents.shape[1]
     n_events = len(event_starts) - 1
     widest = 0
     for e in range(n_events):
         width = 0
-        shared = shared_bounds[e + 1] - shared_bounds[e]
+        shared = shared_stops[e] - shared_starts[e]
         for s in range(event_starts[e], event_starts[e + 1]):
-            width += shared + own_bounds[sample_own[s] + 1] - own_bounds[sample_own[s]]
+            width += shared + own_stops[sample_own[s]] - own_starts[sample_own[s]]
         widest = max(widest, width)
     step_rows = np.empty(widest, np.int64)
     w_step = np.empty(widest)
@@ -138,8 +145,8 @@ def sgd_events(
         for s in range(event_starts[e], event_starts[e + 1]):
             # the sample's entries: its event's shared part, then its own part
             parts = (
-                (shared_rows, shared_xs, shared_bounds[e], shared_bounds[e + 1]),
-                (own_rows, own_xs, own_bounds[sample_own[s]], own_bounds[sample_own[s] + 1]),
+                (shared_rows, shared_xs, shared_starts[e], shared_stops[e]),
+                (own_rows, own_xs, own_starts[sample_own[s]], own_stops[sample_own[s]]),
             )
             # forward at the parameters before this event's step
             raw = intercept

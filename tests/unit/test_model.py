@@ -197,3 +197,34 @@ def test_the_compiled_step_runs_where_numba_has_nowhere_to_cache_it():
     with pytest.raises(RuntimeError, match="cannot cache"):
         numba.njit(cache=True)(namespace["add_one"])
     assert _compiled(namespace["add_one"])(1) == 2
+
+
+def test_part_store_keeps_every_slots_last_write():
+    """Random writes, rewrites of other lengths and the compactions they cause, against a dict."""
+    from streamer.model.part_store import PartStore
+
+    rng = np.random.default_rng(3)
+    store, expected = PartStore(capacity=8), {}
+    for step in range(3000):
+        slot = int(rng.integers(len(expected) + 1))
+        rows, xs = rng.integers(0, 100, rng.integers(0, 6)), rng.random(6)
+        store.put(slot, rows, xs[: len(rows)])
+        expected[slot] = (rows.tolist(), xs[: len(rows)].tolist())
+        if step % 50 == 0:
+            parts = store.parts()
+            for s, (r, x) in expected.items():
+                assert parts.rows_of(s).tolist() == r
+                assert parts.xs[parts.starts[s] : parts.stops[s]].tolist() == x
+    assert len(store) == len(expected)
+    assert store.garbage < 3000  # compacted on the way, not grown without end
+
+
+def test_an_item_whose_metadata_changed_is_learned_with_its_new_features():
+    m = RecModel(Settings(n_factors=4, negatives=0))
+    u = user_features("1", {})
+    m.learn_one(u, item_features("m", ["drama"]), "click", None, [])
+    assert not m.knows("tag=noir")
+    m.learn_one(u, item_features("m", ["drama", "noir"]), "click", None, [])
+    assert m.knows("tag=noir") and m.knows("tag=drama")
+    vector = m.item_vectors([item_features("m", ["noir"])])  # the newest features count
+    assert np.allclose(vector[0, 1:], m.ranker.latents["item=m"] + m.ranker.latents["tag=noir"])
