@@ -30,6 +30,9 @@ from streamer.replay.record import LogRecord
 from streamer.settings import Settings
 from streamer.stack import LocalStack, create_topics
 
+#: Keys of the freshness probes: clicks by users never seen before.
+PROBE_PREFIX = "probe-"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -147,7 +150,7 @@ def freshness_at(process: Process, records: list[LogRecord], rate: float) -> dic
     for n, record in enumerate(records):
         pacer.wait(0.0)
         if n % 10 == 0:
-            user = f"probe-{phase}-{n}"
+            user = f"{PROBE_PREFIX}{phase}-{n}"
             value = {"user": user, "item": record.value["item"], "type": "click"}
             sent[user] = time.time()
             producer.send(

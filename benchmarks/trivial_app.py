@@ -1,7 +1,10 @@
 """Faust's own ceiling: the same app, topics and micro-batching as the worker, empty agents.
 
 Each agent only counts its events and writes the count to Redis once per batch (as the worker
-writes its progress), so the figure is what Faust costs before streamrec does any work.
+writes its progress), so the figure is what Faust costs before streamrec does any work. It
+also answers the freshness benchmark's probe clicks (keys starting with ``probe-``, see
+``benchmarks.stream.freshness_at``) with a list in the same write: the time from a probe's
+send to that list is Faust's own floor of freshness on this machine.
 
     python -m benchmarks.trivial_app      # settings from STREAMREC_* like the worker
 """
@@ -16,6 +19,7 @@ from typing import Any
 import faust
 import redis
 
+from benchmarks.stream import PROBE_PREFIX
 from streamer.app import base_app, batches, input_topics
 from streamer.settings import Settings
 from streamer.worker import Worker
@@ -25,6 +29,7 @@ def create_trivial_app(settings: Settings) -> faust.App:
     app = base_app(settings)
     client = redis.Redis.from_url(settings.redis_url)
     count = [0]
+    probe = PROBE_PREFIX.encode()
 
     for kind, name in input_topics(settings).items():
         topic = app.topic(name, key_type=bytes, value_type=bytes)
@@ -33,7 +38,13 @@ def create_trivial_app(settings: Settings) -> faust.App:
             async for events in batches(stream, settings):
                 count[0] += len(events)
                 progress = {"events": count[0], "ts": time.time()}
-                client.set(f"{settings.redis_prefix}progress", json.dumps(progress))
+                with client.pipeline(transaction=False) as pipe:
+                    pipe.set(f"{settings.redis_prefix}progress", json.dumps(progress))
+                    for event in events:
+                        key = event.message.key
+                        if key and key.startswith(probe):
+                            pipe.set(f"{settings.redis_prefix}rec:{key.decode()}", b"[]")
+                    pipe.execute()
 
         app.agent(topic, name=f"trivial.{kind}")(empty)
     return app
