@@ -22,10 +22,12 @@ import numpy as np
 from river import optim
 
 from streamer.features import Features
+from streamer.model import sgd_kernel, side_kernel
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor, Flat, Rows
 from streamer.model.part_store import PartStore
 from streamer.model.rating_range import RatingRange
-from streamer.model.sgd_kernel import Parts, warm_up
+from streamer.model.sgd_kernel import Parts
+from streamer.model.side_kernel import side_sums
 from streamer.settings import Settings
 
 #: How much each interaction type says about a user's taste, for the ranker.
@@ -77,7 +79,8 @@ class RecModel:
         self._rating_items = PartStore()  # and as the rater's (side-weighted)
         self.version = 0
         self.resets = 0
-        warm_up()
+        sgd_kernel.warm_up()  # compile (or load from numba's cache) now, not in a batch
+        side_kernel.warm_up()
 
     # -- encoding -------------------------------------------------------------------------
 
@@ -224,12 +227,13 @@ class RecModel:
 
     def item_vectors(self, items: Sequence[Features]) -> np.ndarray:
         """``[b_i, e_i]`` per item side; features not learned yet contribute nothing."""
-        out = np.zeros((len(items), self.dim), np.float32)
-        if items:
-            slots = [self._slot(i) for i in items]
-            raw, total = self._learned_sums([self._ranking_items.part(s) for s in slots])
-            out[:, 0] = raw - self.ranker.intercept  # b_i: the item side's own terms
-            out[:, 1:] = total
+        slots = np.fromiter((self._slot(i) for i in items), np.int64, len(items))
+        bias, total = np.empty(len(items)), np.empty((len(items), self.dim - 1))
+        table = self.ranker.table
+        parts = self._ranking_items.parts()
+        side_sums(table.weights, table.latents, table.learned, *parts, slots, bias, total)
+        out = np.empty((len(items), self.dim), np.float32)
+        out[:, 0], out[:, 1:] = bias, total  # b_i: the item side's own terms
         out[~np.isfinite(out)] = 0.0
         return out
 

@@ -1,0 +1,67 @@
+"""An item side's terms of the factorization machine, compiled: the vectors the index holds.
+
+For item sides stored as parts (:class:`~streamer.model.part_store.PartStore`), over their
+learned features alone: ``b_i`` (the linear terms and the pairwise terms inside the side)
+and ``e_i = sum x_f v_f``; the index holds ``[b_i, e_i]`` (see :mod:`streamer.model.recmodel`).
+
+Examples
+--------
+>>> import numpy as np
+>>> w, v = np.array([0.5, 1.0]), np.array([[1.0, 0.0], [2.0, 1.0]])
+>>> learned = np.array([True, True])
+>>> rows, xs = np.array([0, 1]), np.ones(2)
+>>> bias, total = np.zeros(1), np.zeros((1, 2))
+>>> side_sums(w, v, learned, rows, xs, np.array([0]), np.array([2]), np.array([0]), bias, total)
+>>> bias.tolist(), total.tolist()  # 0.5 + 1.0 + <v0, v1> = 1.5 + 2.0
+([3.5], [[3.0, 1.0]])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer.model.sgd_kernel import _compiled
+
+
+@_compiled
+def side_sums(
+    weights: np.ndarray,
+    latents: np.ndarray,
+    learned: np.ndarray,
+    rows: np.ndarray,
+    xs: np.ndarray,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    parts: np.ndarray,
+    bias_out: np.ndarray,
+    total_out: np.ndarray,
+) -> None:
+    """Per ``parts[i]`` (``rows[starts[p]:stops[p]]`` and its ``xs``), skipping rows not
+    ``learned``: ``bias_out[i]`` = linear + pairwise terms, ``total_out[i]`` = sum x v."""
+    k = latents.shape[1]
+    for i in range(len(parts)):
+        p = parts[i]
+        linear = 0.0
+        squares = 0.0
+        total_out[i, :] = 0.0
+        for j in range(starts[p], stops[p]):
+            r = rows[j]
+            if not learned[r]:
+                continue
+            x = xs[j]
+            linear += x * weights[r]
+            for f in range(k):
+                xv = x * latents[r, f]
+                total_out[i, f] += xv
+                squares += xv * xv
+        dot = 0.0
+        for f in range(k):
+            dot += total_out[i, f] * total_out[i, f]
+        bias_out[i] = linear + 0.5 * (dot - squares)
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) now, not in the first batch."""
+    zero, one = np.zeros(1, np.int64), np.ones(1, np.int64)
+    weights, latents, learned = np.zeros(1), np.zeros((1, 1)), np.ones(1, bool)
+    side_sums(weights, latents, learned, zero, np.ones(1), zero, one, zero, *np.zeros((2, 1, 1)))
