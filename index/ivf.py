@@ -91,6 +91,7 @@ class IVFIndex(BackgroundBuild):
             self._exact.remove(ids)
             if self._ivf is not None:
                 _remove(self._ivf, ids)
+        self._maybe_rebuild()  # removals can leave the cells uneven
 
     def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> SearchResult:
         queries = as_matrix(queries, self.dim)
@@ -127,7 +128,7 @@ class IVFIndex(BackgroundBuild):
             newer_ids, newer_vectors = self._store.since(seq)
             if len(newer_ids):
                 _write(built, newer_ids, newer_vectors)
-            gone = np.array([i for i in ids.tolist() if i not in self._store], np.int64)
+            gone = self._store.missing(ids)
             if len(gone):
                 _remove(built, gone)
             self._ivf, self._trained_on = built, len(ids)

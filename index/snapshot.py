@@ -113,14 +113,13 @@ class SnapshotIndex(BackgroundBuild):
         built = self._build(vectors) if len(ids) else None
         with self._lock:
             fresh_ids, fresh_vectors = self._store.since(seq)
-            in_built = set(ids.tolist())
             self._built, self._built_ids = built, ids
             self._position = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, np.int64)
             self._position[ids] = np.arange(len(ids))
             self._fresh = ExactIndex(self.dim)
             if len(fresh_ids):
                 self._fresh.upsert(fresh_ids, fresh_vectors)
-            self._gone = {i for i in in_built if i not in self._store}
+            self._gone = set(self._store.missing(ids).tolist())
             self._stale = set()
             self._mark_stale(np.concatenate([as_ids(fresh_ids), as_ids(list(self._gone))]))
             self.rebuilds += 1

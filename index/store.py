@@ -16,6 +16,8 @@ class VectorStore:
     1
     >>> ids, vecs, seq = s.snapshot(); ids.tolist(), vecs.tolist(), seq
     ([6], [[3.0, 4.0]], 3)
+    >>> s.missing(np.array([5, 6])).tolist()  # 5 was removed
+    [5]
     """
 
     def __init__(self, dim: int, capacity: int = 1024) -> None:
@@ -48,6 +50,10 @@ class VectorStore:
             if slot is not None:
                 self._free.append(slot)
         self.seq += 1
+
+    def missing(self, ids: np.ndarray) -> np.ndarray:
+        """Those of ``ids`` not in the store: removed since a snapshot that held them."""
+        return np.array([i for i in ids.tolist() if i not in self._slot], np.int64)
 
     def written(self, item: int) -> int:
         return int(self._written[self._slot[item]])

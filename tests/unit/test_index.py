@@ -174,3 +174,16 @@ def test_a_stale_copy_in_the_built_index_is_never_returned(data, backend):
     index.rebuild_min = 10_000
     index.upsert(np.array([5]), -queries[:1] * 10)  # now its worst
     assert 5 not in index.search(queries[:1], 20).ids[0]
+
+
+@pytest.mark.parametrize("backend", [HNSWIndex, IVFIndex])
+def test_an_item_removed_while_a_rebuild_ran_stays_removed(data, backend):
+    vectors, queries = data
+    index = backend(16, background=False, rebuild_min=100)
+    index.upsert(np.arange(len(vectors)), vectors)
+    ids, snapshot, seq = index._store.snapshot()  # what a background build starts from
+    best = int(index.search(queries[:1], 1).ids[0, 0])
+    index.remove(np.array([best]))
+    index._build_and_swap(ids, snapshot, seq)  # and it finishes after the removal
+    assert best not in index.search(queries[:1], 50).ids[0]
+    assert len(index) == len(vectors) - 1
