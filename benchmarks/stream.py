@@ -66,15 +66,19 @@ def fresh(settings: Settings, **overrides: Any) -> Settings:
 class Process:
     """A worker process (the real one or the trivial app) on ``settings``."""
 
-    def __init__(self, settings: Settings, module: str, log: Path) -> None:
+    def __init__(
+        self, settings: Settings, module: str, log: Path, code: Path | None = None
+    ) -> None:
         command = [sys.executable, "-m", module]
         if module == "streamer.cli":
             command.append("worker")
         self.settings = settings
         self.redis = redis.Redis.from_url(settings.redis_url)
+        # ``code``: run another checkout's streamer (and empty agents) under this harness
+        path = {"PYTHONPATH": str(code)} if code else {}
         self.process = subprocess.Popen(
             command,
-            env={**os.environ, **settings.as_env()},
+            env={**os.environ, **settings.as_env(), **path},
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
         )
