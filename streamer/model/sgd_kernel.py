@@ -33,7 +33,7 @@ import numpy as np
 SQUARED, LOG = 0, 1  # the losses compiled: River's Squared and Log
 
 
-def _compiled(function: Callable[..., Any]) -> Any:
+def compiled(function: Callable[..., Any]) -> Any:
     """``numba.njit``, its machine code cached on disk (next to this file, else in
     ``NUMBA_CACHE_DIR`` or the user's cache directory); where none is writable (a read-only
     install run by a user without a home), compiled anew in each process instead of failing."""
@@ -71,7 +71,7 @@ class Parts(NamedTuple):
         return self.rows[self.starts[part] : self.stops[part]]
 
 
-@_compiled
+@compiled
 def _gradient(loss: int, y: float, raw: float, w_pos: float, w_neg: float) -> float:
     if loss == SQUARED:
         return 2.0 * (raw - y)
@@ -85,7 +85,7 @@ def _gradient(loss: int, y: float, raw: float, w_pos: float, w_neg: float) -> fl
     return weight * -sign / (math.exp(z) + 1.0)
 
 
-@_compiled
+@compiled
 def sgd_events(
     weights: np.ndarray,
     latents: np.ndarray,

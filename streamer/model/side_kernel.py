@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.model.sgd_kernel import _compiled
+from streamer.model.sgd_kernel import compiled
 
 
-@_compiled
+@compiled
 def side_sums(
     weights: np.ndarray,
     latents: np.ndarray,
@@ -64,4 +64,5 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) now, not in the first batch."""
     zero, one = np.zeros(1, np.int64), np.ones(1, np.int64)
     weights, latents, learned = np.zeros(1), np.zeros((1, 1)), np.ones(1, bool)
-    side_sums(weights, latents, learned, zero, np.ones(1), zero, one, zero, *np.zeros((2, 1, 1)))
+    bias, total = np.zeros(1), np.zeros((1, 1))  # the types item_vectors passes
+    side_sums(weights, latents, learned, zero, np.ones(1), zero, one, zero, bias, total)

@@ -190,13 +190,13 @@ def test_the_compiled_step_runs_where_numba_has_nowhere_to_cache_it():
     code without a writable cache location, like code with no source file); compile anyway."""
     import numba
 
-    from streamer.model.sgd_kernel import _compiled
+    from streamer.model.sgd_kernel import compiled
 
     namespace: dict = {}
     exec("def add_one(x):\n    return x + 1\n", namespace)  # no file: no cache locator
     with pytest.raises(RuntimeError, match="cannot cache"):
         numba.njit(cache=True)(namespace["add_one"])
-    assert _compiled(namespace["add_one"])(1) == 2
+    assert compiled(namespace["add_one"])(1) == 2
 
 
 def test_part_store_keeps_every_slots_last_write():
@@ -244,3 +244,25 @@ def test_item_vectors_are_the_rankers_own_sums_over_learned_features():
     assert not m.knows("tag=new")
     assert np.allclose(vectors[:, 0], raw - m.ranker.intercept, atol=1e-6)
     assert np.allclose(vectors[:, 1:], total, atol=1e-6)
+
+
+def test_warm_up_compiles_what_the_model_calls():
+    """Nothing is compiled in the first batch: the warm-ups cover the calls' argument types.
+    In a fresh interpreter, as other tests here compile the kernels for their own calls."""
+    import subprocess
+    import sys
+
+    script = """
+from streamer.features import item_features, user_features
+from streamer.model import RecModel, sgd_kernel, side_kernel
+from streamer.settings import Settings
+m = RecModel(Settings(n_factors=4))
+kernels = (sgd_kernel.sgd_events, side_kernel.side_sums)
+before = [len(k.signatures) for k in kernels]
+u, items = user_features("1", {"device": "tv"}), [item_features(i, ["x"]) for i in "ab"]
+m.learn_one(u, items[0], "rating", 4.0, [items[1]])
+m.item_vectors(items)
+print(before, [len(k.signatures) for k in kernels])
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[1,", "1]", "[1,", "1]"]
