@@ -210,7 +210,7 @@ class RecModel:
 
     def score(self, user_x: Features, item_x: Features) -> float:
         """The ranker's logit over the features it has learned (creates no parameters)."""
-        return float(self._learned_sums([_find(self.ranker, user_x | item_x)])[0][0])
+        return float(self.ranker.intercept + self._found_sums([user_x | item_x])[0][0])
 
     def knows(self, feature: str) -> bool:
         """Whether the ranker has learned anything about ``feature``."""
@@ -221,43 +221,43 @@ class RecModel:
         """``[1, q]`` per user side; features not learned yet contribute nothing."""
         out = np.ones((len(users), self.dim), np.float32)
         if users:
-            out[:, 1:] = self._learned_sums([_find(self.ranker, u) for u in users])[1]
+            out[:, 1:] = self._found_sums(users)[1]
         out[~np.isfinite(out)] = 0.0
         return out
 
     def item_vectors(self, items: Sequence[Features]) -> np.ndarray:
         """``[b_i, e_i]`` per item side; features not learned yet contribute nothing."""
         slots = np.fromiter((self._slot(i) for i in items), np.int64, len(items))
-        bias, total = np.empty(len(items)), np.empty((len(items), self.dim - 1))
-        table = self.ranker.table
-        parts = self._ranking_items.parts()
-        side_sums(table.weights, table.latents, table.learned, *parts, slots, bias, total)
+        bias, total = self._learned_sums(self._ranking_items.parts(), slots)
         out = np.empty((len(items), self.dim), np.float32)
         out[:, 0], out[:, 1:] = bias, total  # b_i: the item side's own terms
         out[~np.isfinite(out)] = 0.0
         return out
 
-    def _learned_sums(self, sides: Sequence[Rows]) -> tuple[np.ndarray, np.ndarray]:
-        """Per side, over its learned features alone: the ranker's raw output (intercept
-        included) and ``sum x_f v_f``. Rows that are -1 (never seen) or never learned
-        contribute nothing."""
-        flat = Flat.of(sides)
-        found = flat.rows >= 0
-        flat.rows = np.where(found, flat.rows, 0)
-        flat.xs = np.where(found & self.ranker.table.learned[flat.rows], flat.xs, 0.0)
-        raw, totals, *_ = self.ranker.forward(flat)
-        return raw, totals
+    def _learned_sums(self, parts: Parts, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per part of ``which``, over its learned features alone (rows that are -1, never
+        seen, or never learned contribute nothing): the ranker's linear and pairwise terms
+        inside the part, and ``sum x_f v_f``."""
+        bias, total = np.empty(len(which)), np.empty((len(which), self.dim - 1))
+        table = self.ranker.table
+        side_sums(table.weights, table.latents, table.learned, *parts, which, bias, total)
+        return bias, total
+
+    def _found_sums(self, sides: Sequence[Features]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_learned_sums` of sides that are not stored (users with their context),
+        creating no parameters for features never seen."""
+        parts = Parts.of([_find(self.ranker, x) for x in sides])
+        return self._learned_sums(parts, np.arange(len(sides)))
 
 
 class _Encoded:
     """One side's features as rows of the ranker and, side-weighted, of the rater."""
 
-    __slots__ = ("features", "ranking", "rating")
+    __slots__ = ("ranking", "rating")
 
     def __init__(
         self, features: Features, ranker: FastFMClassifier, rater: FastFMRegressor, side: float
     ) -> None:
-        self.features = features
         self.ranking = ranker.encode(features)
         # Side features (context, content) weigh ``side`` in the rating model: shared by many
         # events, at full weight they take steps too large for SGD.

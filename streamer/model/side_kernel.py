@@ -1,8 +1,10 @@
-"""An item side's terms of the factorization machine, compiled: the vectors the index holds.
+"""One side's terms of the factorization machine, compiled: the vectors the index holds.
 
-For item sides stored as parts (:class:`~streamer.model.part_store.PartStore`), over their
-learned features alone: ``b_i`` (the linear terms and the pairwise terms inside the side)
-and ``e_i = sum x_f v_f``; the index holds ``[b_i, e_i]`` (see :mod:`streamer.model.recmodel`).
+For sides laid out as parts (an item's in :class:`~streamer.model.part_store.PartStore`, a
+user's and context's as :class:`~streamer.model.sgd_kernel.Parts`), over their learned
+features alone: the linear terms and the pairwise terms inside the side (``b_i`` for an item)
+and ``sum x_f v_f`` (``e_i``, or the query ``q``); the index holds ``[b_i, e_i]`` and is
+searched with ``[1, q]`` (see :mod:`streamer.model.recmodel`).
 
 Examples
 --------
@@ -14,6 +16,10 @@ Examples
 >>> side_sums(w, v, learned, rows, xs, np.array([0]), np.array([2]), np.array([0]), bias, total)
 >>> bias.tolist(), total.tolist()  # 0.5 + 1.0 + <v0, v1> = 1.5 + 2.0
 ([3.5], [[3.0, 1.0]])
+>>> rows = np.array([0, -1])  # a feature never seen: nothing, not the table's last row
+>>> side_sums(w, v, learned, rows, xs, np.array([0]), np.array([2]), np.array([0]), bias, total)
+>>> bias.tolist(), total.tolist()
+([0.5], [[1.0, 0.0]])
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ def side_sums(
     bias_out: np.ndarray,
     total_out: np.ndarray,
 ) -> None:
-    """Per ``parts[i]`` (``rows[starts[p]:stops[p]]`` and its ``xs``), skipping rows not
-    ``learned``: ``bias_out[i]`` = linear + pairwise terms, ``total_out[i]`` = sum x v."""
+    """Per ``parts[i]`` (``rows[starts[p]:stops[p]]`` and its ``xs``), skipping rows that
+    are -1 (a feature never seen) or not ``learned``: ``bias_out[i]`` = linear + pairwise
+    terms, ``total_out[i]`` = sum x v."""
     k = latents.shape[1]
     for i in range(len(parts)):
         p = parts[i]
@@ -46,7 +53,7 @@ def side_sums(
         total_out[i, :] = 0.0
         for j in range(starts[p], stops[p]):
             r = rows[j]
-            if not learned[r]:
+            if r < 0 or not learned[r]:
                 continue
             x = xs[j]
             linear += x * weights[r]

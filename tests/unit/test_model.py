@@ -230,17 +230,36 @@ def test_an_item_whose_metadata_changed_is_learned_with_its_new_features():
     assert np.allclose(vector[0, 1:], m.ranker.latents["item=m"] + m.ranker.latents["tag=noir"])
 
 
+def _forward_over_learned(m, sides):
+    """The ranker's own (numpy) forward pass over ``sides``, features never seen or never
+    learned masked out: the reference for the compiled sums."""
+    from streamer.model.fast_fm import Flat
+
+    flat = Flat.of([(m.ranker.table.find(list(x)), np.array(list(x.values()))) for x in sides])
+    found = flat.rows >= 0
+    flat.rows = np.where(found, flat.rows, 0)
+    flat.xs = np.where(found & m.ranker.table.learned[flat.rows], flat.xs, 0.0)
+    raw, totals, *_ = m.ranker.forward(flat)
+    return raw, totals
+
+
 def test_item_vectors_are_the_rankers_own_sums_over_learned_features():
     """The compiled item vectors equal the ranker's forward pass over the same sides, with
-    features not learned yet left out (tag=new is encoded but never learned)."""
+    features not learned yet left out (tag=new is encoded but never learned); so do the
+    query vectors and scores, whose features may never have been seen (device=radio)."""
     m = RecModel(Settings(n_factors=4, negatives=0))
     items = [item_features(f"m{i}", ["drama", "noir"][: 1 + i % 2]) for i in range(6)]
     for n in range(40):
         u = user_features(str(n % 7), {"device": "tv"})
         m.learn_one(u, items[n % 6], "rating", float(1 + n % 5), [items[(n + 3) % 6]])
+    users = [user_features("3", {"device": "tv"}), user_features("3", {"device": "radio"})]
+    raw, total = _forward_over_learned(m, users)
+    assert np.allclose(m.query_vectors(users)[:, 1:], total, atol=1e-6)
+    raw, _ = _forward_over_learned(m, [users[1] | items[2]])
+    assert np.isclose(m.score(users[1], items[2]), raw[0])
     fresh = item_features("m9", ["drama", "new"])
     vectors = m.item_vectors([*items, fresh])
-    raw, total = m._learned_sums([m.ranker.encode(x) for x in [*items, fresh]])
+    raw, total = _forward_over_learned(m, [*items, fresh])
     assert not m.knows("tag=new")
     assert np.allclose(vectors[:, 0], raw - m.ranker.intercept, atol=1e-6)
     assert np.allclose(vectors[:, 1:], total, atol=1e-6)
@@ -262,6 +281,7 @@ before = [len(k.signatures) for k in kernels]
 u, items = user_features("1", {"device": "tv"}), [item_features(i, ["x"]) for i in "ab"]
 m.learn_one(u, items[0], "rating", 4.0, [items[1]])
 m.item_vectors(items)
+m.query_vectors([u, user_features("2", {"device": "radio"})])
 print(before, [len(k.signatures) for k in kernels])
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
