@@ -4,9 +4,10 @@
 
 Each run starts Faust's empty agents, then the worker, on one local stack, each over the same
 pre-produced MovieLens events, and prints their events/s, their CPU per event (all threads of
-the process, from its first to its last batch) and the ratio. ``--rate`` then measures the
-worker's freshness at that fixed rate after ``--preload`` events. ``--code DIR`` runs another
-checkout's worker and empty agents under this harness, e.g. the code before a change::
+the process, from its first to its last batch: :class:`benchmarks.stream.Window`) and the
+ratio. ``--rate`` then measures the worker's freshness at that fixed rate after ``--preload``
+events. ``--code DIR`` runs another checkout's worker and empty agents under this harness,
+e.g. the code before a change::
 
     git worktree add /tmp/before HEAD~1
     python -m benchmarks.pair --code /tmp/before; python -m benchmarks.pair   # and again
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +30,12 @@ from streamer.stack import create_topics
 
 def consume(base: Settings, module: str, records: list[Any], code: Path | None) -> dict[str, Any]:
     """Events/s and CPU µs per event of ``module`` over pre-produced ``records``."""
-    settings = stream.fresh(base)
-    create_topics(settings.broker, settings.topics, settings.partitions)
-    replay(records, settings, progress=False)
-    process = stream.Process(settings, module, Path(base.state_dir) / "pair.log", code)
-    try:
-        first: tuple[float, int, float] | None = None
-        while True:
-            seen = process.progress()
-            if seen["events"] and first is None:
-                first = (seen["ts"], seen["events"], _cpu(process))
-            if first is not None and seen["events"] >= len(records):
-                last = (seen["ts"], seen["events"], _cpu(process))
-                break
-            time.sleep(0.02)
-    finally:
-        process.stop()
-    events = last[1] - first[1]
+    log = Path(base.state_dir) / "pair.log"
+    process, window = stream.run_consumer(stream.fresh(base), module, records, log, code)
+    process.stop()
     return {
-        "events_per_s": round(events / (last[0] - first[0])),
-        "cpu_us_per_event": round((last[2] - first[2]) / events * 1e6),
+        "events_per_s": round(window.events_per_s),
+        "cpu_us_per_event": round(window.cpu_us_per_event),
     }
 
 
@@ -67,11 +53,6 @@ def fixed_rate(
         return stream.freshness_at(process, ratings[: int(8 * rate)], rate)
     finally:
         process.stop()
-
-
-def _cpu(process: stream.Process) -> float:
-    times = process.ps.cpu_times()
-    return float(times.user + times.system)
 
 
 def main() -> None:

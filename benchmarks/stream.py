@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import psutil
@@ -95,20 +95,25 @@ class Process:
     def rss_mb(self) -> float:
         return self.ps.memory_info().rss / 2**20
 
-    def wait_events(self, count: int, timeout: float = 600) -> tuple[float, int, float, int]:
-        """Poll until ``count`` events are processed: (t_first, n_first, t_last, n_last)."""
+    def wait_events(self, count: int, timeout: float = 600) -> Window:
+        """Poll until ``count`` events are processed; the window from the first batch on."""
         deadline = time.monotonic() + timeout
-        first: tuple[float, int] | None = None
+        first: tuple[float, int, float] | None = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}")
             seen = self.progress()
             if seen["events"] and first is None:
-                first = (seen["ts"], seen["events"])
+                first = (seen["ts"], seen["events"], self.cpu_s())
             if seen["events"] >= count and first is not None:
-                return first[0], first[1], seen["ts"], seen["events"]
+                return Window(*first, seen["ts"], seen["events"], self.cpu_s())
             time.sleep(0.02)
         raise TimeoutError(f"{self.progress()} after {timeout} s, wanted {count}")
+
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by all the process's threads."""
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -118,19 +123,36 @@ class Process:
             self.process.kill()
 
 
-def throughput(first_ts: float, first_n: int, last_ts: float, last_n: int) -> float:
-    return (last_n - first_n) / (last_ts - first_ts) if last_ts > first_ts else float("nan")
+class Window(NamedTuple):
+    """A process's progress from its first batch (as written to Redis) to its last."""
+
+    first_ts: float
+    first_events: int
+    first_cpu_s: float
+    last_ts: float
+    last_events: int
+    last_cpu_s: float
+
+    @property
+    def events_per_s(self) -> float:
+        elapsed = self.last_ts - self.first_ts
+        return (self.last_events - self.first_events) / elapsed if elapsed > 0 else float("nan")
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        events = self.last_events - self.first_events
+        cpu = self.last_cpu_s - self.first_cpu_s
+        return cpu / events * 1e6 if events else float("nan")
 
 
 def run_consumer(
-    settings: Settings, module: str, records: list[LogRecord], log: Path
-) -> tuple[Process, float]:
-    """Pre-produce ``records``, then start a consumer and measure its sustained events/s."""
+    settings: Settings, module: str, records: list[LogRecord], log: Path, code: Path | None = None
+) -> tuple[Process, Window]:
+    """Pre-produce ``records``, then start a consumer and measure it over all of them."""
     create_topics(settings.broker, settings.topics, settings.partitions)
     replay(records, settings, progress=False)
-    process = Process(settings, module, log)
-    window = process.wait_events(len(records))
-    return process, throughput(*window)
+    process = Process(settings, module, log, code)
+    return process, process.wait_events(len(records))
 
 
 def freshness_at(process: Process, records: list[LogRecord], rate: float) -> dict[str, Any]:
