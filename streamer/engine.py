@@ -26,6 +26,8 @@ from streamer.model.recmodel import Interaction
 from streamer.popularity import Popularity, context_key
 from streamer.recommender import PopList, RecList, Recommender, Request
 from streamer.settings import Settings
+from streamer.strategies import FreshItems, Observation, Personal
+from streamer.strategies.factory import make_strategies
 from streamer.users import UserState
 
 Event = Click | ContextEvent | ItemEvent
@@ -55,8 +57,9 @@ class Engine:
     ... ])
     >>> [(r.user, r.source, len(r.items)) for r in out.lists]
     [('u', 'model', 2)]
-    >>> "a" in [item for item, _ in out.lists[0].items]  # already seen: excluded
-    False
+    >>> rec = out.lists[0]
+    >>> [(item, strategy) for (item, _), strategy in zip(rec.items, rec.strategies)]
+    [('c', 'personal'), ('a', 'recent')]
     """
 
     def __init__(self, settings: Settings, index: ItemIndex | None = None) -> None:
@@ -70,15 +73,16 @@ class Engine:
         self.index = index or make_index(
             settings.index_backend, self.model.dim, large_min_items=settings.large_index_min_items
         )
+        self.strategies = make_strategies(settings, self.model, self.index, self.popularity)
         self.recommender = Recommender(
-            self.model,
-            self.index,
+            settings,
+            self.strategies,
             self.catalogue,
             self.users,
             self.popularity,
-            settings.top_k,
-            settings.pop_context_keys,
+            lambda: self.model.version,
         )
+        self._window = max(settings.knn_window, settings.knn_last, settings.top_k)
         self._refresh_cursor = 0
         self._young_cursor = 0
         self._popular_cache: dict[str, list[int]] = {}
@@ -102,12 +106,14 @@ class Engine:
         failed: list[tuple[int, Exception]] = []
         for position, event in enumerate(events):
             try:
+                size = len(self.catalogue)
                 if isinstance(event, Click):
                     touched_items.update(self._take(event, batch))
                 elif isinstance(event, ContextEvent):
                     self.users.set_context(event.user, event.context)
                 else:
                     touched_items.add(self.catalogue.add_metadata(event))
+                self._new_items(range(size, len(self.catalogue)))
             except Exception as exc:  # a bug must not cost the batch: the caller dead-letters
                 failed.append((position, exc))
                 continue
@@ -121,8 +127,9 @@ class Engine:
                 for board in self.scoreboards:
                     board.ratings.update(y_pred, interaction.value)
         self.refresh_items(touched_items, len(events))
-        out = BatchOutput(self.recommender.recommend(list(requests.values())), failed=failed)
-        self._audit(out.lists)
+        known = {u for u in requests if self.model.knows(f"user={u}")}
+        out = BatchOutput(self.recommender.recommend(list(requests.values()), known), failed=failed)
+        self._remember(out.lists)
         if with_popular:
             out.popular = self.recommender.popular_lists()
         return out
@@ -139,14 +146,19 @@ class Engine:
                 shown = self._popular_for(key, history)
             for board in self.scoreboards:
                 board.ranking.update(item, shown)
+                board.audit.update(shown, self.item_counts, self.catalogue.tags, len(self.users))
+            self.recommender.policy.credit(click.user, item)
         negatives = [] if click.type == "skip" else self._negatives(history, item)
         features = self.catalogue.features
         batch.append(
             Interaction(user_x, item_x, click.type, click.value, [features(n) for n in negatives])
         )
-        self.users.add(click.user, item)
         self.users.set_context(click.user, click.context)
-        if click.type != "skip":
+        if click.type != "skip":  # a skip is learned as a negative, never joins the history
+            seen = Observation(click.user, item, key, self.users.recent(click.user, self._window))
+            for strategy in self.strategies:
+                strategy.learn(seen)
+            self.users.add(click.user, item)
             self.sampler.add(item)
             self.popularity.add(item, key)
             self.item_counts[item] += 1
@@ -170,13 +182,17 @@ class Engine:
         fresh = (i for i in ranked if i not in history)
         return tuple(itertools.islice(fresh, self.settings.eval_k))
 
-    def _audit(self, lists: Sequence[RecList]) -> None:
+    def _remember(self, lists: Sequence[RecList]) -> None:
+        """Each user's list, to score (and audit) at the user's next positive."""
         k = self.settings.eval_k
         for rec in lists:
-            ids = tuple(self.catalogue.id_of(item) for item, _ in rec.items[:k])
-            self.shown[rec.user] = ids
-            for board in self.scoreboards:
-                board.audit.update(ids, self.item_counts, self.catalogue.tags, len(self.users))
+            self.shown[rec.user] = tuple(self.catalogue.id_of(item) for item, _ in rec.items[:k])
+
+    def _new_items(self, ids: range) -> None:
+        for strategy in self.strategies:
+            if isinstance(strategy, FreshItems):
+                for item in ids:
+                    strategy.add(item)
 
     def metrics_report(self) -> dict[str, Any]:
         return self.metrics.report(len(self.catalogue))
@@ -254,7 +270,10 @@ class Engine:
             return
         large = make_index("auto", self.model.dim, len(self.index), s.large_index_min_items)
         large.upsert(*self.index.all_items())  # findable at once; it builds meanwhile
-        self.index = self.recommender.index = large
+        self.index = large
+        for strategy in self.strategies:
+            if isinstance(strategy, Personal):
+                strategy.index = large
 
     def _negatives(self, history: Container[int], item: int) -> list[int]:
         exclude = _Union(history, item)

@@ -35,7 +35,7 @@ class RedisSink:
     >>> sink.setup()
     >>> ts = sink.write([RecList("u1", [("i9", 0.5)], {}, 3, 1.0, "model")], [PopList("", [])])
     >>> sorted(sink.client.data), sink.client.data["t:rec:u1"]["items"]
-    (['t:pop', 't:rec:u1'], [{'item': 'i9', 'score': 0.5}])
+    (['t:pop', 't:rec:u1'], [{'item': 'i9', 'score': 0.5, 'strategy': 'model'}])
     """
 
     def __init__(self, client: Any, prefix: str = "streamrec:", ttl_s: int = 0) -> None:

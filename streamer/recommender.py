@@ -1,17 +1,21 @@
-"""Top-K per (user, context): one batched FAISS search, history excluded, popular fallback."""
+"""Lists per (user, context): every strategy's candidates, fused by the policy."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.base import ItemIndex
 from streamer.catalogue import Catalogue
-from streamer.features import user_features
-from streamer.model import RecModel
+from streamer.policy import Blend, activity
 from streamer.popularity import Popularity, context_key
+from streamer.settings import Settings
+from streamer.strategies import Query, Scored, Strategy
 from streamer.users import UserState
+
+#: How the user's own items are treated: never listed, listed by any strategy, or listed by
+#: the re-consumption strategy when the policy finds that it pays (``seen_items`` setting).
+SEEN_ITEMS = ("exclude", "allow", "policy")
 
 
 @dataclass(frozen=True)
@@ -25,19 +29,27 @@ class Request:
 
 @dataclass(frozen=True)
 class RecList:
-    """A user's list, as published to ``{prefix}rec:{user}``."""
+    """A user's list, as published to ``{prefix}rec:{user}``; ``strategies[n]`` placed
+    ``items[n]``; a click that carries ``rec_id`` is credited to this list."""
 
     user: str
     items: list[tuple[str, float]]
     context: dict[str, str]
     model_version: int
     event_ts: float
-    source: str  # "model" or "popular"
+    source: str  # "model" (a user the model knows) or "popular"
+    strategies: list[str] = field(default_factory=list)
+    rec_id: str = ""
 
     def to_json(self, published_ts: float) -> dict[str, Any]:
+        strategies = self.strategies or [self.source] * len(self.items)
         return {
             "user": self.user,
-            "items": [{"item": item, "score": round(score, 6)} for item, score in self.items],
+            "rec_id": self.rec_id,
+            "items": [
+                {"item": item, "score": round(score, 6), "strategy": strategy}
+                for (item, score), strategy in zip(self.items, strategies, strict=True)
+            ],
             "context": self.context,
             "model_version": self.model_version,
             "source": self.source,
@@ -62,37 +74,86 @@ class PopList:
 
 
 class Recommender:
-    """Candidates from the item index, filtered by the user's history."""
+    """Asks every strategy for candidates and lets the policy fuse them into one list."""
 
     def __init__(
         self,
-        model: RecModel,
-        index: ItemIndex,
+        settings: Settings,
+        strategies: Sequence[Strategy],
         catalogue: Catalogue,
         users: UserState,
         popularity: Popularity[int],
-        k: int,
-        pop_context_keys: Sequence[str],
+        version: Any,
     ) -> None:
-        self.model, self.index, self.catalogue = model, index, catalogue
-        self.users, self.popularity = users, popularity
-        self.k, self.pop_context_keys = k, tuple(pop_context_keys)
+        if settings.seen_items not in SEEN_ITEMS:
+            raise ValueError(f"seen_items={settings.seen_items!r}: expected one of {SEEN_ITEMS}")
+        self.settings = settings
+        self.strategies = [
+            s for s in strategies if not (s.repeats and settings.seen_items == "exclude")
+        ]
+        self.catalogue, self.users, self.popularity = catalogue, users, popularity
+        self.version = version  # () -> the model version stamped on lists
+        self.k = settings.top_k
+        self.policy = Blend(
+            [s.name for s in self.strategies],
+            depth=settings.top_k,
+            exploration=settings.exploration,
+            max_users=settings.policy_users,
+            seed=settings.seed,
+        )
 
-    def recommend(self, requests: Sequence[Request]) -> list[RecList]:
-        """One list per request: the model's for known users, popular-in-context otherwise."""
-        known = [r for r in requests if self.model.knows(f"user={r.user}")]
-        out = [self._popular(r) for r in requests if not self.model.knows(f"user={r.user}")]
-        if not known or not len(self.index):
-            return out + [self._popular(r) for r in known]
-        queries = self.model.query_vectors([user_features(r.user, r.context) for r in known])
-        exclude = [self.users.history(r.user) for r in known]
-        result = self.index.search(queries, self.k, exclude=exclude)
-        for row, request in enumerate(known):
-            valid = result.ids[row] >= 0
-            items = self._named(
-                list(zip(result.ids[row][valid], result.scores[row][valid], strict=True))
+    def bucket(self, user: str, context: dict[str, str]) -> str:
+        """The policy's context bucket: the chosen context keys and the user's activity."""
+        keys = context_key(context, self.settings.policy_context_keys)
+        return f"{keys}|a={activity(len(self.users.history(user)))}"
+
+    def proposals(self, requests: Sequence[Request]) -> list[list[Scored]]:
+        """Every strategy's candidates per request (``[strategy][request]``), best first."""
+        window = max(self.settings.knn_window, self.settings.knn_last, self.k)
+        pop_keys = self.settings.pop_context_keys
+        seen = self.settings.seen_items
+        queries = [
+            Query(
+                r.user,
+                context_key(r.context, pop_keys),
+                self.users.recent(r.user, window),
+                frozenset() if seen == "allow" else self.users.history(r.user),
+                r.context,
             )
-            out.append(self._list(request, items, "model"))
+            for r in requests
+        ]
+        repeat_queries = [
+            Query(q.user, q.bucket, q.recent, frozenset(), q.context) for q in queries
+        ]
+        return [
+            s.candidates(repeat_queries if s.repeats else queries, self.k) for s in self.strategies
+        ]
+
+    def recommend(self, requests: Sequence[Request], known: Collection[str] = ()) -> list[RecList]:
+        """One fused list per request; ``known`` users are marked ``model``, others ``popular``."""
+        if not requests:
+            return []
+        proposals = self.proposals(requests)
+        out = []
+        for n, request in enumerate(requests):
+            fused = self.policy.fuse(
+                request.user,
+                self.bucket(request.user, request.context),
+                [lists[n] for lists in proposals],
+                self.k,
+            )
+            out.append(
+                RecList(
+                    request.user,
+                    self._named(fused.items),
+                    request.context,
+                    self.version(),
+                    request.event_ts,
+                    "model" if request.user in known else "popular",
+                    fused.strategies,
+                    fused.rec_id,
+                )
+            )
         return out
 
     def popular_lists(self) -> list[PopList]:
@@ -102,16 +163,5 @@ class Recommender:
             for key in self.popularity.keys()  # noqa: SIM118 (not a dict)
         ]
 
-    def _popular(self, request: Request) -> RecList:
-        key = context_key(request.context, self.pop_context_keys)
-        history = self.users.history(request.user)
-        items = self._named(self.popularity.top(key, self.k, exclude=history))
-        return self._list(request, items, "popular")
-
     def _named(self, scored: Sequence[tuple[int, float]]) -> list[tuple[str, float]]:
         return [(self.catalogue.item_of(int(i)), float(s)) for i, s in scored]
-
-    def _list(self, request: Request, items: list[tuple[str, float]], source: str) -> RecList:
-        return RecList(
-            request.user, items, request.context, self.model.version, request.event_ts, source
-        )

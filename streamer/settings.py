@@ -62,7 +62,16 @@ class Settings:
     rating_max: float = 5.0
     positive_rating: float = 4.0
     seed: int = 42
-    # Recommending.
+    # Recommending: the strategies that propose candidates, and the policy that fuses them.
+    strategies: tuple[str, ...] = ("personal", "similar", "recent", "popular", "fresh")
+    seen_items: str = "policy"  # exclude | allow | policy (re-consumption when it pays)
+    knn_last: int = 5  # item-kNN scores over the user's last N items
+    knn_window: int = 50  # co-occurrences counted within a user's last N items
+    knn_neighbours: int = 300  # neighbours kept per item (twice this before a prune)
+    exploration: float = 0.1  # share of lists built from Thompson samples of the policy
+    policy_context_keys: tuple[str, ...] = ("device", "daypart")
+    policy_users: int = 200_000  # users whose last candidate lists are kept for credit
+    fresh_items: int = 200  # the newest items the fresh strategy proposes
     top_k: int = 20
     eval_k: int = 10
     history_size: int = 500

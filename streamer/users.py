@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 
 
@@ -13,8 +14,8 @@ class UserState:
     >>> s = UserState(history_size=2)
     >>> for item in (1, 2, 3):
     ...     s.add("u", item)
-    >>> sorted(s.history("u")), s.history("nobody")
-    ([2, 3], set())
+    >>> sorted(s.history("u")), s.history("nobody"), s.recent("u", 5)
+    ([2, 3], set(), [2, 3])
     >>> s.set_context("u", {"device": "tv"}); s.context("u")
     {'device': 'tv'}
     """
@@ -39,6 +40,13 @@ class UserState:
     def history(self, user: str) -> set[int] | OrderedDict[int, None]:
         """The user's recent items (supports ``in`` and ``len``)."""
         return self._history.get(user) or set()
+
+    def recent(self, user: str, n: int) -> list[int]:
+        """The user's last ``n`` distinct items, the most recent last."""
+        items = self._history.get(user)
+        if not items:
+            return []
+        return list(itertools.islice(reversed(items), n))[::-1]
 
     def set_context(self, user: str, context: dict[str, str]) -> None:
         self._context[user] = context

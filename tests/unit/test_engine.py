@@ -1,5 +1,6 @@
 from streamer.engine import Engine
 from streamer.events import Click, ContextEvent, ItemEvent
+from streamer.recommender import Request
 from streamer.settings import Settings
 
 from .conftest import catalogue_events
@@ -86,13 +87,14 @@ def test_auto_backend_moves_to_an_approximate_index_past_the_threshold():
     e.process(catalogue_events()[:4])
     assert e.index.kind == "exact"
     e.process([*catalogue_events()[4:], Click(user="u", item="h0", type="click", ts=1.0)])
-    assert e.index.kind == "ivf" and e.recommender.index is e.index
+    personal = e.strategies[e.settings.strategies.index("personal")]
+    assert e.index.kind == "ivf" and personal.index is e.index
     assert len(e.index) == 6
     out = e.process([ContextEvent(user="u", ts=2.0, context={})])
     assert len(out.lists[0].items) == 4
 
 
-def test_the_published_order_is_the_engines_score_order():
+def test_the_personal_order_is_the_engines_score_order():
     """With the popularity prior in the item bias, the index still ranks by Engine.score."""
     e = engine(top_k=6)
     e.process(catalogue_events())
@@ -108,8 +110,10 @@ def test_the_published_order_is_the_engines_score_order():
                 )
             ]
         )
-    out = e.process([ContextEvent(user="u0", ts=99.0, context={"device": "tv"})])
-    listed = [item for item, _ in out.lists[0].items]
+    personal = e.settings.strategies.index("personal")
+    proposed = e.recommender.proposals([Request("u0", {"device": "tv"}, 99.0)])[personal][0]
+    listed = [e.catalogue.item_of(i) for i, _ in proposed]
+    assert len(listed) == 6 - len(e.users.history("u0")) > 0
     e.refresh_items(range(len(e.catalogue)), events=0)  # the index exactly as of now
     scores = {item: e.score("u0", {"device": "tv"}, e.catalogue.id_of(item)) for item in listed}
     assert listed == sorted(listed, key=lambda item: -scores[item])

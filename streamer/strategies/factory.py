@@ -1,0 +1,37 @@
+"""The strategies named by ``Settings.strategies``, built over the engine's shared state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from index.base import ItemIndex
+from streamer.model import RecModel
+from streamer.popularity import Popularity
+from streamer.settings import Settings
+from streamer.strategies.base import Strategy
+from streamer.strategies.fresh import FreshItems
+from streamer.strategies.item_knn import ItemKNN
+from streamer.strategies.personal import Personal
+from streamer.strategies.popular import PopularInContext
+from streamer.strategies.recent import RecentItems
+
+NAMES = ("personal", "similar", "recent", "popular", "fresh")
+
+
+def make_strategies(
+    settings: Settings, model: RecModel, index: ItemIndex, popularity: Popularity[int]
+) -> list[Strategy]:
+    """One strategy per name in ``settings.strategies``, in that order."""
+    unknown = set(settings.strategies) - set(NAMES)
+    if unknown:
+        raise ValueError(f"unknown strategies {sorted(unknown)}; expected some of {NAMES}")
+    build: dict[str, Callable[[], Strategy]] = {
+        "personal": lambda: Personal(model, index),
+        "similar": lambda: ItemKNN(
+            settings.knn_last, settings.knn_window, settings.knn_neighbours, "similar"
+        ),
+        "recent": RecentItems,
+        "popular": lambda: PopularInContext(popularity=popularity, name="popular"),
+        "fresh": lambda: FreshItems(settings.fresh_items),
+    }
+    return [build[name]() for name in settings.strategies]

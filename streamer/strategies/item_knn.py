@@ -1,0 +1,139 @@
+"""Item-to-item kNN: co-occurrence cosine learned per event, scored over the user's last items."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+import numpy as np
+
+from streamer.strategies.base import Observation, Query, Scored
+
+
+class _Row:
+    """One item's co-occurrence counts: neighbour ids and counts in growable arrays."""
+
+    __slots__ = ("counts", "ids", "position", "size")
+
+    def __init__(self) -> None:
+        self.position: dict[int, int] = {}
+        self.ids = np.empty(8, np.int64)
+        self.counts = np.empty(8, np.float64)
+        self.size = 0
+
+    def add(self, neighbour: int, weight: float) -> None:
+        at = self.position.get(neighbour)
+        if at is None:
+            if self.size == len(self.ids):
+                self.ids = np.resize(self.ids, 2 * self.size)
+                self.counts = np.resize(self.counts, 2 * self.size)
+            at = self.position[neighbour] = self.size
+            self.ids[at], self.counts[at] = neighbour, 0.0
+            self.size += 1
+        self.counts[at] += weight
+
+    def prune(self, keep: int) -> None:
+        """Keep the ``keep`` largest counts (bounded memory per item)."""
+        best = np.argpartition(-self.counts[: self.size], keep)[:keep]
+        self.ids[:keep], self.counts[:keep] = self.ids[best], self.counts[best]
+        self.size = keep
+        self.position = {int(i): n for n, i in enumerate(self.ids[:keep].tolist())}
+
+
+class ItemKNN:
+    """Items that co-occur in users' recent histories, by cosine of co-occurrence counts.
+
+    Each positive of item ``j`` adds, for each of the user's last ``window`` items ``i``, one
+    co-occurrence to the pair; ``sim(i, j) = c(i, j) / sqrt(n_i n_j)``. A user's candidates are
+    ``sum over the last `last` items i of sim(i, j)``. Each item keeps at most
+    ``2 * max_neighbours`` neighbours (the largest counts survive a prune): bounded memory.
+
+    Examples
+    --------
+    >>> knn = ItemKNN(last=1)
+    >>> for user, items in {"a": [1, 2], "b": [1, 2], "c": [1, 3]}.items():
+    ...     for n, item in enumerate(items):
+    ...         knn.learn(Observation(user, item, "", items[:n]))
+    >>> [[i for i, _ in c] for c in knn.candidates([Query("d", "", recent=[1], exclude={1})], 5)]
+    [[2, 3]]
+    >>> [(i, round(s, 3)) for i, s in knn.similar(2, 3)]
+    [(1, 0.816)]
+    """
+
+    repeats = False
+
+    def __init__(
+        self, last: int = 5, window: int = 50, max_neighbours: int = 300, name: str = ""
+    ) -> None:
+        self.last, self.window, self.max_neighbours = last, window, max_neighbours
+        self.name = name or f"item-kNN (last {last})"
+        self._rows: dict[int, _Row] = {}
+        self._n = np.zeros(1024, np.float64)  # positives per item
+
+    def learn(self, observation: Observation) -> None:
+        item = observation.item
+        if item >= len(self._n):
+            grown = np.zeros(max(2 * len(self._n), item + 1))
+            grown[: len(self._n)] = self._n
+            self._n = grown
+        self._n[item] += 1.0
+        before = observation.recent[-self.window :] if self.window else ()
+        for other in set(before):
+            if other == item:
+                continue
+            self._row(other).add(item, 1.0)
+            self._row(item).add(other, 1.0)
+
+    def _row(self, item: int) -> _Row:
+        row = self._rows.get(item)
+        if row is None:
+            row = self._rows[item] = _Row()
+        if row.size >= 2 * self.max_neighbours:
+            row.prune(self.max_neighbours)
+        return row
+
+    def _sims(self, item: int) -> tuple[np.ndarray, np.ndarray] | None:
+        row = self._rows.get(item)
+        if row is None or not row.size:
+            return None
+        ids = row.ids[: row.size]
+        norm = np.sqrt(self._n[item] * self._n[ids])
+        return ids, row.counts[: row.size] / np.maximum(norm, 1e-12)
+
+    def similar(self, item: int, k: int) -> Scored:
+        """The ``k`` items most similar to ``item``."""
+        found = self._sims(item)
+        if found is None:
+            return []
+        ids, sims = found
+        return _top(ids, sims, k, frozenset())
+
+    def candidates(self, queries: Sequence[Query], k: int) -> list[Scored]:
+        out: list[Scored] = []
+        for query in queries:
+            last = dict.fromkeys(query.recent[-self.last :])
+            parts = [found for i in last if (found := self._sims(i)) is not None]
+            if not parts:
+                out.append([])
+                continue
+            ids = np.concatenate([p[0] for p in parts])
+            sims = np.concatenate([p[1] for p in parts])
+            unique, where = np.unique(ids, return_inverse=True)
+            out.append(_top(unique, np.bincount(where, weights=sims), k, query.exclude))
+        return out
+
+
+def _top(ids: np.ndarray, scores: np.ndarray, k: int, exclude: Collection[int]) -> Scored:
+    """The ``k`` best (id, score) pairs not in ``exclude``."""
+    depth = min(len(ids), k + len(exclude))
+    order = np.argsort(-scores, kind="stable") if depth >= len(ids) else None
+    if order is None:
+        part = np.argpartition(-scores, depth - 1)[:depth]
+        order = part[np.argsort(-scores[part], kind="stable")]
+    picked: Scored = []
+    for n in order.tolist():
+        item = int(ids[n])
+        if item not in exclude:
+            picked.append((item, float(scores[n])))
+            if len(picked) == k:
+                break
+    return picked

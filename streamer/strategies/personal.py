@@ -1,0 +1,44 @@
+"""Personal: the factorization machine's top-K, read from the item index (one FAISS search)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from index.base import ItemIndex
+from streamer.features import user_features
+from streamer.model import RecModel
+from streamer.strategies.base import Observation, Query, Scored
+
+
+class Personal:
+    """The ranker's inner-product top-K for the users it knows (``[1, q]`` against ``[b_i, e_i]``).
+
+    The model learns in the engine's own step (one compiled call per batch), so ``learn`` has
+    nothing to do; ``index`` is the engine's item index (replaced when the engine swaps it).
+    """
+
+    name = "personal"
+    repeats = False
+
+    def __init__(self, model: RecModel, index: ItemIndex) -> None:
+        self.model, self.index = model, index
+
+    def learn(self, observation: Observation) -> None:
+        """The engine's compiled step learns the model."""
+
+    def candidates(self, queries: Sequence[Query], k: int) -> list[Scored]:
+        out: list[Scored] = [[] for _ in queries]
+        known = [n for n, q in enumerate(queries) if self.model.knows(f"user={q.user}")]
+        if not known or not len(self.index):
+            return out
+        vectors = self.model.query_vectors(
+            [user_features(queries[n].user, queries[n].context) for n in known]
+        )
+        result = self.index.search(vectors, k, exclude=[queries[n].exclude for n in known])
+        for row, n in enumerate(known):
+            valid = result.ids[row] >= 0
+            out[n] = [
+                (int(i), float(s))
+                for i, s in zip(result.ids[row][valid], result.scores[row][valid], strict=True)
+            ]
+        return out
