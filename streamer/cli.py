@@ -162,7 +162,7 @@ def cmd_recommend(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     import itertools
 
-    from streamer.evaluation.report import table, write_json, write_report
+    from streamer.evaluation.report import table, verdict, write_json, write_report
     from streamer.evaluation.runner import run_evaluation
     from streamer.replay import open_log
     from streamer.replay.sources import LogError
@@ -176,6 +176,8 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
         print(f"streamrec evaluate: {exc}", file=sys.stderr)
         return 2
     print(table(result))
+    print()
+    print(verdict(result))
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}")

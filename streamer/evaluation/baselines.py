@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +9,8 @@ import numpy as np
 from river import optim, reco
 
 from streamer.model.rating_range import RatingRange
-from streamer.popularity import Popularity
+from streamer.settings import Settings
+from streamer.strategies import ItemKNN, PopularInContext, RecentItems, Strategy
 
 
 class GlobalMean:
@@ -71,21 +71,17 @@ def river_biased_mf() -> RiverRating:
     )
 
 
-class PopularInContext:
-    """Top-K by (decayed) popularity in the event's context bucket, the user's items excluded."""
-
-    name = "popularity in context"
-
-    def __init__(self) -> None:
-        self.popularity: Popularity[str] = Popularity()
-        self.history: dict[str, set[str]] = defaultdict(set)
-
-    def top_k(self, user: str, bucket: str, k: int) -> list[str]:
-        return [i for i, _ in self.popularity.top(bucket, k, exclude=self.history[user])]
-
-    def learn(self, user: str, item: str, bucket: str) -> None:
-        self.popularity.add(item, bucket)
-        self.history[user].add(item)
+def list_baselines(settings: Settings) -> list[Strategy]:
+    """What a team would ship without a model: item-kNN over the last 5 and 20 items, the
+    user's recent items, popularity overall and in context (each a candidate strategy)."""
+    window = settings.knn_window
+    return [
+        ItemKNN(5, window, settings.knn_neighbours, name="item-kNN (last 5)"),
+        ItemKNN(20, window, settings.knn_neighbours, name="item-kNN (last 20)"),
+        RecentItems(),
+        PopularInContext(global_only=True, name="popularity"),
+        PopularInContext(name="popularity in context"),
+    ]
 
 
 class TruncatedSVD:

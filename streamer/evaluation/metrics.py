@@ -125,6 +125,7 @@ class ListAudit:
         self.k = k
         self.counts: Counter[Any] = Counter()
         self.lists = 0
+        self.empty = 0  # lists with no item (counted in ``lists``)
         self._diversity = 0.0
         self._novelty = 0.0
         self._popularity = 0.0
@@ -138,9 +139,10 @@ class ListAudit:
         users: int,
     ) -> None:
         top = list(items[: self.k])
-        if not top:
-            return
         self.lists += 1
+        if not top:
+            self.empty += 1
+            return
         self.counts.update(top)
         for item in top:
             count = popularity.get(item, 0.0)
@@ -154,8 +156,9 @@ class ListAudit:
         shown = max(self._shown, 1)
         return {
             "lists": self.lists,
+            "empty_lists": self.empty,
             "coverage": _r(len(self.counts) / self.catalogue_size if self.catalogue_size else 0),
-            "intra_list_diversity": _r(self._diversity / max(self.lists, 1)),
+            "intra_list_diversity": _r(self._diversity / max(self.lists - self.empty, 1)),
             "novelty_bits": _r(self._novelty / shown),
             "mean_popularity": _r(self._popularity / shown),
             "gini": _r(gini(self._all_counts())),

@@ -39,6 +39,17 @@ def table(result: dict[str, Any], segment: str = "all") -> str:
     return "\n".join(rows)
 
 
+def verdict(result: dict[str, Any]) -> str:
+    """Per metric: the best baseline of the run and the model's ratio to it."""
+    rows = ["| metric | best baseline | its value | streamrec | ratio |", "|---|---|---|---|---|"]
+    for metric, best in result["best_baselines"].items():
+        rows.append(
+            f"| {metric} | {best['baseline']} | {best['value']:g} | {best['model']:g} | "
+            f"{best['ratio']:g} |"
+        )
+    return "\n".join(rows)
+
+
 def write_json(result: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # per-event pairs and per-item counts feed the figures; the JSON keeps the metrics
@@ -82,6 +93,11 @@ def write_report(result: dict[str, Any], directory: Path, source: str) -> Path:
         "",
         table(result, "all"),
         "",
+        "Against the best baseline of this run, per metric (ratio > 1 is better for HitRate, "
+        "NDCG, MRR and coverage; < 1 for RMSE and MAE):",
+        "",
+        verdict(result),
+        "",
         f"## The last part (from interaction {result['tail_from_click']:,}), where the batch SVD "
         "is scored",
         "",
@@ -115,7 +131,7 @@ def _predicted_vs_actual(result: dict[str, Any], path: Path) -> Path:
     ax.set(
         xlabel="actual rating",
         ylabel="predicted before learning",
-        title="streamrec FM: predicted vs actual ratings",
+        title="streamrec: predicted vs actual ratings",
     )
     return _save(fig, path)
 
@@ -130,7 +146,10 @@ def _rolling(result: dict[str, Any], key: str, title: str, path: Path) -> Path:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, label=name, linewidth=2 if name.startswith("streamrec") else 1)
     ax.set(xlabel="interactions seen", ylabel=key.replace("_", " "), title=title)
-    ax.legend(fontsize=8)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "nothing to plot in this log", ha="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -143,7 +162,7 @@ def _popularity(result: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for label, counts in (
         ("interactions (catalogue)", result["interaction_counts"]),
-        ("streamrec FM recommendations", result["recommended_counts"]),
+        ("streamrec recommendations", result["recommended_counts"]),
     ):
         values = np.sort(np.array(list(counts.values()) + [0] * (n - len(counts)), float))
         share = np.cumsum(values) / max(values.sum(), 1.0)

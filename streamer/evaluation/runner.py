@@ -4,16 +4,16 @@ order, with reference models scored on the same events in the same pass."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from streamer.engine import Engine, Event
 from streamer.evaluation.baselines import (
     GlobalMean,
-    PopularInContext,
     RiverRating,
     TruncatedSVD,
+    list_baselines,
     river_baseline,
     river_biased_mf,
 )
@@ -22,8 +22,13 @@ from streamer.events import Click, InvalidEvent, ItemEvent, Validator
 from streamer.popularity import context_key
 from streamer.replay.record import LogRecord
 from streamer.settings import Settings
+from streamer.strategies import Observation, Query
+from streamer.users import UserState
 
-MODEL = "streamrec FM"
+MODEL = "streamrec"
+#: Metrics where larger is better, and where smaller is (for naming the best baseline).
+HIGHER = ("hit_rate", "ndcg", "mrr", "coverage")
+LOWER = ("rmse", "mae")
 
 
 @dataclass
@@ -48,7 +53,8 @@ class Scoreboard:
 
 
 class References:
-    """The baselines: rating predictors, popularity in context, and the batch SVD."""
+    """The baselines: rating predictors, list baselines (item-kNN, recent, popularity) and the
+    batch SVD, all under the model's seen-items rule (``recent`` lists seen items by design)."""
 
     def __init__(self, settings: Settings, is_positive: Any) -> None:
         self.settings, self.is_positive, self.k = settings, is_positive, settings.eval_k
@@ -57,17 +63,23 @@ class References:
             river_baseline(),
             river_biased_mf(),
         ]
-        self.popular = PopularInContext()
+        self.rankers = list_baselines(settings)
         self.svd = TruncatedSVD()
-        self.names = [*(r.name for r in self.raters), self.popular.name, self.svd.name]
+        self.names = [r.name for r in (*self.raters, *self.rankers, self.svd)]
         self.boards = {
             name: Scoreboard(Prequential(self.k), Prequential(self.k)) for name in self.names
         }
+        self.history = UserState(settings.history_size)
+        self._ids: dict[str, int] = {}
+        self._items: list[str] = []
         # the stream so far, for the list audit
         self.tags: dict[str, tuple[str, ...]] = {}
         self.counts: dict[str, float] = {}
-        self.users: set[str] = set()
         self.train: list[tuple[str, str, float]] = []
+
+    @property
+    def users(self) -> int:
+        return len(self.history)
 
     def score(self, event: Click, in_tail: bool) -> None:
         """Predict with every reference model before any of them learns from ``event``."""
@@ -78,40 +90,82 @@ class References:
                 for board in self.boards[rater.name].boards(in_tail):
                     board.ratings.update(rater.predict(event.user, event.item), rating)
         if positive:
-            self._ranked(
-                self.popular.name,
-                event,
-                self.popular.top_k(event.user, self._bucket(event), self.k),
-                in_tail,
+            history = self.history.history(event.user)
+            exclude: Collection[int] = (
+                frozenset() if self.settings.seen_items == "allow" else history
             )
+            recent = self.history.recent(event.user, self.settings.knn_window)
+            query = Query(event.user, self._bucket(event), recent, exclude, event.context)
+            everything = Query(event.user, query.bucket, recent, frozenset(), event.context)
+            for ranker in self.rankers:
+                (scored,) = ranker.candidates([everything if ranker.repeats else query], self.k)
+                self._ranked(ranker.name, event, [self._items[i] for i, _ in scored], in_tail)
         if in_tail and self.svd.fitted:
             if rating is not None:
                 for board in self.boards[self.svd.name].boards(True):
                     board.ratings.update(self.svd.predict(event.user, event.item), rating)
             if positive:
-                exclude = self.popular.history[event.user]
-                self._ranked(
-                    self.svd.name, event, self.svd.top_k(event.user, self.k, exclude), True
-                )
+                seen = {self._items[i] for i in self.history.history(event.user)}
+                self._ranked(self.svd.name, event, self.svd.top_k(event.user, self.k, seen), True)
 
     def learn(self, event: Click, in_tail: bool) -> None:
-        self.users.add(event.user)
         if event.type == "rating" and event.value is not None:
             for rater in self.raters:
                 rater.learn(event.user, event.item, event.value)
             if not in_tail:
                 self.train.append((event.user, event.item, event.value))
         if event.type != "skip":
-            self.popular.learn(event.user, event.item, self._bucket(event))
+            item = self._id(event.item)
+            recent = self.history.recent(event.user, self.settings.knn_window)
+            seen = Observation(event.user, item, self._bucket(event), recent)
+            for ranker in self.rankers:
+                ranker.learn(seen)
+            self.history.add(event.user, item)
             self.counts[event.item] = self.counts.get(event.item, 0) + 1
+
+    def _id(self, item: str) -> int:
+        found = self._ids.get(item)
+        if found is None:
+            found = self._ids[item] = len(self._items)
+            self._items.append(item)
+        return found
 
     def _ranked(self, name: str, event: Click, shown: list[str], in_tail: bool) -> None:
         for board in self.boards[name].boards(in_tail):
             board.ranking.update(event.item, shown)
-            board.audit.update(shown, self.counts, self.tags, len(self.users))
+            board.audit.update(shown, self.counts, self.tags, self.users)
 
     def _bucket(self, event: Click) -> str:
         return context_key(event.context, self.settings.pop_context_keys)
+
+
+def best_baselines(models: dict[str, Any], segment: str = "all") -> dict[str, Any]:
+    """Per metric, the best baseline, its value, the model's, and the model's ratio to it.
+
+    >>> models = {MODEL: {"all": {"hit_rate": 0.3, "rmse": 0.9, "positives": 9, "ratings": 9}},
+    ...           "a": {"all": {"hit_rate": 0.2, "rmse": 1.0, "positives": 9, "ratings": 9}},
+    ...           "b": {"all": {"hit_rate": 0.1, "rmse": None, "positives": 9, "ratings": 0}}}
+    >>> best_baselines(models)["hit_rate"]
+    {'baseline': 'a', 'value': 0.2, 'model': 0.3, 'ratio': 1.5}
+    >>> best_baselines(models)["rmse"]["ratio"]
+    0.9
+    """
+    out: dict[str, Any] = {}
+    mine = models[MODEL][segment]
+    for metric in (*HIGHER, *LOWER):
+        needs = "ratings" if metric in LOWER else "positives"
+        scored = [
+            (name, m[segment][metric])
+            for name, m in models.items()
+            if name != MODEL and m[segment].get(metric) is not None and m[segment].get(needs)
+        ]
+        if not scored or mine.get(metric) is None:
+            continue
+        pick = min if metric in LOWER else max
+        name, value = pick(scored, key=lambda nv: nv[1])
+        ratio = round(mine[metric] / value, 4) if value else None
+        out[metric] = {"baseline": name, "value": value, "model": mine[metric], "ratio": ratio}
+    return out
 
 
 def decode(records: Iterable[LogRecord], settings: Settings) -> tuple[list[Event], int]:
@@ -179,20 +233,25 @@ def run_evaluation(
     engine.process(batch)
 
     catalogue = len(engine.catalogue)
+    models = {
+        name: {"all": b.all.report(catalogue), "tail": b.tail.report(catalogue)}
+        for name, b in boards.items()
+    }
+    policy = engine.recommender.policy
     return {
         "events": len(events),
         "invalid": invalid,
         "clicks": n_clicks,
         "tail_from_click": boundary,
         "catalogue": catalogue,
-        "users": len(refs.users),
+        "users": refs.users,
         "seconds": round(time.monotonic() - started, 1),
         "batch_size": batch_size,
         "settings": {k: v for k, v in asdict(settings).items() if not k.startswith("topic")},
-        "models": {
-            name: {"all": b.all.report(catalogue), "tail": b.tail.report(catalogue)}
-            for name, b in boards.items()
-        },
+        "models": models,
+        "best_baselines": best_baselines(models),
+        "policy": {"hit_rates": policy.hit_rates(), "mix": policy.mix()},
+        "resets": engine.model.resets,
         "series": {name: b.series for name, b in boards.items()},
         "pairs": engine.metrics.ratings.pairs,
         "recommended_counts": {

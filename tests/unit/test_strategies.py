@@ -1,0 +1,118 @@
+"""One contract over every candidate strategy, and known answers for each."""
+
+import random
+
+import numpy as np
+import pytest
+
+from streamer.engine import Engine
+from streamer.events import Click, ItemEvent
+from streamer.popularity import Popularity
+from streamer.settings import Settings
+from streamer.strategies import (
+    FreshItems,
+    ItemKNN,
+    Observation,
+    PopularInContext,
+    Query,
+    RecentItems,
+    Strategy,
+)
+
+ITEMS = 40
+
+
+def _standalone():
+    return [
+        ItemKNN(last=3, window=10, max_neighbours=5),
+        RecentItems(),
+        PopularInContext(),
+        PopularInContext(global_only=True),
+        FreshItems(window=15, cold=10_000),
+    ]
+
+
+def _personal():
+    engine = Engine(Settings(n_factors=4, top_k=10, seed=1))
+    engine.process([ItemEvent(item=str(i), ts=0.0, tags=[f"g{i % 4}"]) for i in range(ITEMS)])
+    return engine.strategies[engine.settings.strategies.index("personal")], engine
+
+
+def _stream(n=600, seed=0):
+    """Users who stay inside one of four item groups, in two context buckets."""
+    rng = random.Random(seed)
+    for _ in range(n):
+        user = rng.randrange(30)
+        group = user % 4
+        yield str(user), group * 10 + rng.randrange(10), f"device={'tv' if user % 2 else 'pc'}"
+
+
+@pytest.mark.parametrize("make", [*(lambda s=s: s for s in range(5)), None])
+def test_every_strategy_keeps_the_contract(make):
+    if make is None:
+        strategy, engine = _personal()
+    else:
+        strategy, engine = _standalone()[make()], None
+    assert isinstance(strategy, Strategy) and strategy.name
+    history: dict[str, list[int]] = {}
+    added: set[int] = set()
+    for user, item, bucket in _stream():
+        if engine is not None:
+            engine.process([Click(user=user, item=str(item), type="click", ts=1.0)])
+        else:
+            if isinstance(strategy, FreshItems) and item not in added:
+                strategy.add(item)
+                added.add(item)
+            strategy.learn(Observation(user, item, bucket, history.get(user, [])))
+        history.setdefault(user, []).append(item)
+    queries = [
+        Query(user, "device=tv", items, exclude=frozenset(items[-3:]))
+        for user, items in history.items()
+    ] + [Query("nobody", "device=radio", [])]
+    lists = strategy.candidates(queries, 7)
+    assert len(lists) == len(queries)
+    for query, scored in zip(queries, lists, strict=True):
+        assert len(scored) <= 7
+        ids = [i for i, _ in scored]
+        assert len(set(ids)) == len(ids)
+        assert all(isinstance(i, int) and 0 <= i < ITEMS for i in ids)
+        scores = [s for _, s in scored]
+        assert scores == sorted(scores, reverse=True)
+        assert not set(ids) & set(query.exclude)
+    assert any(lists)  # something was learned
+
+
+def test_item_knn_finds_the_items_of_the_users_group():
+    knn = ItemKNN(last=2, window=10)
+    history: dict[str, list[int]] = {}
+    for user, item, bucket in _stream(2000):
+        knn.learn(Observation(user, item, bucket, history.get(user, [])))
+        history.setdefault(user, []).append(item)
+    (scored,) = knn.candidates([Query("new", "", [21, 22], exclude={21, 22})], 8)
+    assert {i // 10 for i, _ in scored} == {2}
+    assert all(i // 10 == 3 for i, _ in knn.similar(35, 5))
+
+
+def test_item_knn_memory_is_bounded_per_item():
+    knn = ItemKNN(last=1, window=200, max_neighbours=10)
+    rng = np.random.default_rng(0)
+    recent: list[int] = []
+    for item in rng.integers(0, 500, 5000).tolist():
+        knn.learn(Observation("u", item, "", recent[-200:]))
+        recent.append(item)
+    assert max(row.size for row in knn._rows.values()) <= 20
+
+
+def test_popular_in_context_is_never_empty_while_the_catalogue_has_items():
+    pop = PopularInContext(popularity=Popularity())
+    pop.popularity.add(1, "device=tv")
+    pop.popularity.add(2, "device=pc")
+    pop.popularity.add(3, "device=pc")
+    (scored,) = pop.candidates([Query("u", "device=tv", [1], exclude={1})], 5)
+    assert [i for i, _ in scored] and 1 not in [i for i, _ in scored]
+    assert {i for i, _ in scored} == {2, 3}
+
+
+def test_recent_lists_the_users_items_most_recent_first():
+    (scored,) = RecentItems().candidates([Query("u", "", [5, 6, 5, 7])], 3)
+    assert [i for i, _ in scored] == [7, 5, 6]
