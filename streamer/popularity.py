@@ -38,18 +38,40 @@ class Popularity(Generic[Item]):
     [(1, 2.0)]
     """
 
-    def __init__(self, half_life: int = 20_000) -> None:
+    def __init__(self, half_life: int = 20_000, leaders: int = 256) -> None:
         self.half_life = half_life
         self._counts: dict[str, dict[Item, float]] = defaultdict(lambda: defaultdict(float))
+        # Per bucket, its ``leaders`` largest counts in order, kept exact as counts grow: an
+        # item's count moves only by its own increments, so only it can enter or climb.
+        self._leaders: dict[str, list[Item]] = defaultdict(list)
+        self.leaders = leaders
         self._since_halving = 0
 
     def add(self, item: Item, key: str, weight: float = 1.0) -> None:
-        self._counts[""][item] += weight
+        self._bump("", item, weight)
         if key:
-            self._counts[key][item] += weight
+            self._bump(key, item, weight)
         self._since_halving += 1
         if self._since_halving >= self.half_life:
             self._halve()
+
+    def _bump(self, key: str, item: Item, weight: float) -> None:
+        counts = self._counts[key]
+        counts[item] += weight
+        count = counts[item]
+        leaders = self._leaders[key]
+        try:
+            at = leaders.index(item)
+        except ValueError:
+            if len(leaders) >= self.leaders and count <= counts[leaders[-1]]:
+                return
+            leaders.append(item)
+            at = len(leaders) - 1
+        while at and counts[leaders[at - 1]] < count:  # climb past the smaller counts
+            leaders[at - 1], leaders[at] = leaders[at], leaders[at - 1]
+            at -= 1
+        if len(leaders) > self.leaders:
+            leaders.pop()
 
     def counts(self, key: str = "") -> dict[Item, float]:
         """The decayed counts of bucket ``key`` (read-only view)."""
@@ -60,14 +82,26 @@ class Popularity(Generic[Item]):
 
     def top(self, key: str, k: int, exclude: Collection[Item] = ()) -> list[tuple[Item, float]]:
         """The ``k`` most popular (item, count) of bucket ``key``, or of everyone's."""
-        counts = self._counts.get(key) or self._counts.get("") or {}
+        if not self._counts.get(key):
+            key = ""
+        counts = self._counts.get(key) or {}
+        leaders = self._leaders.get(key, [])
+        out = []
+        for item in leaders:
+            if item not in exclude:
+                out.append((item, counts[item]))
+                if len(out) == k:
+                    return out
+        if len(leaders) == len(counts):  # the leaders are the whole bucket
+            return out
         best = heapq.nlargest(k + len(exclude), counts.items(), key=lambda kv: kv[1])
         return [(item, count) for item, count in best if item not in exclude][:k]
 
     def _halve(self) -> None:
         self._since_halving = 0
-        for counts in self._counts.values():
+        for key, counts in self._counts.items():
             for item in list(counts):
                 counts[item] *= 0.5
                 if counts[item] < 0.01:
                     del counts[item]
+            self._leaders[key] = [i for i in self._leaders[key] if i in counts]

@@ -116,3 +116,20 @@ def test_popular_in_context_is_never_empty_while_the_catalogue_has_items():
 def test_recent_lists_the_users_items_most_recent_first():
     (scored,) = RecentItems().candidates([Query("u", "", [5, 6, 5, 7])], 3)
     assert [i for i, _ in scored] == [7, 5, 6]
+
+
+def test_popularity_leaders_are_the_exact_top_of_every_bucket():
+    pop: Popularity[int] = Popularity(half_life=700, leaders=8)
+    rng = np.random.default_rng(1)
+    for item in rng.zipf(1.3, 3000).tolist():
+        pop.add(item % 50, f"b{item % 3}")
+        for key in ("", "b0", "b1"):
+            counts = pop.counts(key) or pop.counts("")  # a bucket not seen yet: everyone's
+            expected = sorted(counts.values(), reverse=True)[:5]
+            assert [c for _, c in pop.top(key, 5)] == expected
+    counts = pop.counts("")
+    exclude = set(sorted(counts, key=counts.get, reverse=True)[:10])
+    deep = pop.top("", 3, exclude=exclude)  # past the leaders: the full count
+    assert [c for _, c in deep] == sorted(
+        (c for i, c in counts.items() if i not in exclude), reverse=True
+    )[:3]
