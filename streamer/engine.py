@@ -195,7 +195,12 @@ class Engine:
                     strategy.add(item)
 
     def metrics_report(self) -> dict[str, Any]:
-        return self.metrics.report(len(self.catalogue))
+        """Prequential metrics, the model's guards, and the policy's estimates per strategy."""
+        report = self.metrics.report(len(self.catalogue))
+        model = self.model
+        report.update(resets=model.resets, clamped=model.clamped, nonfinite=model.nonfinite)
+        report["strategies"] = self.recommender.policy.hit_rates()
+        return report
 
     def refresh_items(self, touched: Iterable[int], events: int = 1) -> None:
         """Re-upsert touched items, the next round-robin slice of the catalogue, and the

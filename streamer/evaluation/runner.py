@@ -252,6 +252,8 @@ def run_evaluation(
         "best_baselines": best_baselines(models),
         "policy": {"hit_rates": policy.hit_rates(), "mix": policy.mix()},
         "resets": engine.model.resets,
+        "clamped": engine.model.clamped,
+        "nonfinite": engine.model.nonfinite,
         "series": {name: b.series for name, b in boards.items()},
         "pairs": engine.metrics.ratings.pairs,
         "recommended_counts": {

@@ -56,12 +56,21 @@ class _FastPairwise:
     l2_latent: float
 
     table: ParameterTable
+    #: The max-norm bound of every weight and latent row (0: none, River's step exactly).
+    max_norm: float = 0.0
+    _clamped: np.ndarray
+
+    @property
+    def clamped(self) -> int:
+        """How many times the max-norm bound held a weight or latent row back."""
+        return int(self._clamped[0])
 
     def _init_latents(self) -> Any:  # River's hook types it as a defaultdict
         """River's hook: the weights and latents become views of one parameter table."""
         self.table = ParameterTable(
             self.n_factors, self.weight_initializer, self.latent_initializer
         )
+        self._clamped = np.zeros(1, np.int64)
         self.weights = WeightView(self.table)
         return LatentView(self.table)
 
@@ -165,8 +174,10 @@ class _FastPairwise:
             LOG if log else SQUARED,
             float(loss.weight_pos) if log else 1.0,
             float(loss.weight_neg) if log else 1.0,
+            float(self.max_norm),
             raw,
             ok,
+            self._clamped,
         )
         wopt.n_iterations += len(ok)
         lopt.n_iterations += len(ok)

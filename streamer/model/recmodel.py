@@ -71,6 +71,7 @@ class RecModel:
         self.ranker = FastFMClassifier(
             **_fm_params(settings, settings.ranking_lr, settings.seed + 1)
         )
+        self.rater.max_norm = self.ranker.max_norm = settings.max_norm
         self._side = settings.rating_side_weight
         self.range = RatingRange(default=(settings.rating_min, settings.rating_max))
         self.dim = k + 1
@@ -79,6 +80,7 @@ class RecModel:
         self._rating_items = PartStore()  # and as the rater's (side-weighted)
         self.version = 0
         self.resets = 0
+        self.nonfinite = 0  # vector entries that were not finite (served as 0)
         sgd_kernel.warm_up()  # compile (or load from numba's cache) now, not in a batch
         side_kernel.warm_up()
 
@@ -222,8 +224,7 @@ class RecModel:
         out = np.ones((len(users), self.dim), np.float32)
         if users:
             out[:, 1:] = self._found_sums(users)[1]
-        out[~np.isfinite(out)] = 0.0
-        return out
+        return self._guarded(out)
 
     def item_vectors(self, items: Sequence[Features]) -> np.ndarray:
         """``[b_i, e_i]`` per item side; features not learned yet contribute nothing."""
@@ -231,8 +232,20 @@ class RecModel:
         bias, total = self._learned_sums(self._ranking_items.parts(), slots)
         out = np.empty((len(items), self.dim), np.float32)
         out[:, 0], out[:, 1:] = bias, total  # b_i: the item side's own terms
-        out[~np.isfinite(out)] = 0.0
-        return out
+        return self._guarded(out)
+
+    def _guarded(self, vectors: np.ndarray) -> np.ndarray:
+        """``vectors`` with entries that are not finite set to 0, and counted."""
+        bad = ~np.isfinite(vectors)
+        if bad.any():
+            self.nonfinite += int(bad.sum())
+            vectors[bad] = 0.0
+        return vectors
+
+    @property
+    def clamped(self) -> int:
+        """Max-norm clamps of both models so far."""
+        return self.rater.clamped + self.ranker.clamped
 
     def _learned_sums(self, parts: Parts, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per part of ``which``, over its learned features alone (rows that are -1, never

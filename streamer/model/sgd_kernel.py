@@ -8,17 +8,29 @@ caller never copies a user side once per negative. Events are learned in order, 
 SGD step over its samples with every gradient taken at the same parameters (mini-batch SGD
 within an event, plain SGD across events): for a single sample, River's ``learn_one`` exactly.
 A step whose output or update is not finite is not applied; the caller re-initialises its rows.
+With ``max_norm > 0`` every row a step touched is held to ``|w_r| <= max_norm`` and
+``||v_r|| <= max_norm`` after it (a max-norm constraint, Srebro et al. 2005): a feature seen on
+every event (a context value) cannot run away however many steps it takes, and float32 item
+and query vectors cannot overflow. Each clamp is counted.
 
 Examples
 --------
 >>> import numpy as np
 >>> w, v, seen = np.zeros(2), np.full((2, 1), 0.1), np.zeros(2, bool)
 >>> user, item = Parts.of([(np.array([0]), np.ones(1))]), Parts.of([(np.array([1]), np.ones(1))])
->>> raw, ok = np.zeros(1), np.zeros(1, bool)
+>>> raw, ok, clamped = np.zeros(1), np.zeros(1, bool), np.zeros(1, np.int64)
 >>> b = sgd_events(w, v, seen, 0.0, *user, *item, np.array([0]), np.array([0, 1]),
-...     np.array([1.0]), np.ones(1), 0.1, 0.1, 0.1, 0.0, 0.0, 5.0, SQUARED, 1.0, 1.0, raw, ok)
+...     np.array([1.0]), np.ones(1), 0.1, 0.1, 0.1, 0.0, 0.0, 5.0, SQUARED, 1.0, 1.0, 0.0,
+...     raw, ok, clamped)
 >>> raw.round(3).tolist(), ok.tolist(), round(b, 3)  # 0 + 0 + 0.1 * 0.1 before the step
 ([0.01], [True], 0.198)
+>>> _ = sgd_events(w, v, seen, 0.0, *user, *item, np.array([0]), np.array([0, 1]),
+...     np.array([100.0]), np.ones(1), 0.1, 0.1, 0.1, 0.0, 0.0, 5.0, SQUARED, 1.0, 1.0, 0.15,
+...     raw, ok, clamped)
+>>> float(np.abs(w).max()) <= 0.15, float(np.linalg.norm(v, axis=1).max()) <= 0.15 + 1e-12
+(True, True)
+>>> int(clamped[0]) > 0
+True
 """
 
 from __future__ import annotations
@@ -112,8 +124,10 @@ def sgd_events(
     loss: int,
     w_pos: float,
     w_neg: float,
+    max_norm: float,
     raw_out: np.ndarray,
     ok_out: np.ndarray,
+    clamped_out: np.ndarray,
 ) -> float:
     """Learn every event in order; returns the new intercept.
 
@@ -122,8 +136,9 @@ def sgd_events(
     are ``event_starts[e]`` up to ``event_starts[e + 1]``, sample s made of that shared part
     and part ``sample_own[s]`` of ``own_*``. Per sample: ``ys``, ``ws`` (sample weight).
     The learning rates are constants. Fills ``raw_out`` (each sample's raw output before its
-    event's step) and ``ok_out`` (per event, whether its step was finite and applied).
-    Mutates ``weights``, ``latents`` and ``learned``.
+    event's step) and ``ok_out`` (per event, whether its step was finite and applied); adds
+    the clamps of ``max_norm`` to ``clamped_out[0]``. Mutates ``weights``, ``latents`` and
+    ``learned``.
     """
     k = latents.shape[1]
     n_events = len(event_starts) - 1
@@ -191,6 +206,20 @@ def sgd_events(
             for f in range(k):
                 latents[r, f] -= v_step[j, f]
             learned[r] = True
+        if max_norm > 0.0:
+            for j in range(i):
+                r = step_rows[j]
+                if abs(weights[r]) > max_norm:
+                    weights[r] = max_norm if weights[r] > 0.0 else -max_norm
+                    clamped_out[0] += 1
+                norm = 0.0
+                for f in range(k):
+                    norm += latents[r, f] * latents[r, f]
+                if norm > max_norm * max_norm:
+                    scale = max_norm / math.sqrt(norm)
+                    for f in range(k):
+                        latents[r, f] *= scale
+                    clamped_out[0] += 1
         intercept -= lr_intercept * g_sum
     return intercept
 
@@ -220,6 +249,8 @@ def warm_up() -> None:
             loss,
             1.0,
             1.0,
+            1.0,
             np.zeros(1),
             np.zeros(1, bool),
+            np.zeros(1, np.int64),
         )

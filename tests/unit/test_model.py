@@ -286,3 +286,47 @@ print(before, [len(k.signatures) for k in kernels])
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["[1,", "1]", "[1,", "1]"]
+
+
+def test_frequent_context_features_stay_bounded_at_a_rate_that_diverged():
+    """Context values seen on every event take a step on every event; at 3 x the default rate
+    the latents overflowed float32 within 4,000 clicks before the max-norm bound."""
+    import warnings
+
+    from streamer.engine import Engine
+    from streamer.events import Click
+
+    rng = np.random.default_rng(0)
+    engine = Engine(Settings(n_factors=10, seed=1, top_k=10, ranking_lr=0.3))
+    batch = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning fails the test
+        for n in range(6000):
+            context = {
+                "device": "mobile",
+                "platform": "aa",
+                "city": str(n % 3),
+                "hour": str(n // 400 % 24),
+                "weekday": str(n // 2000 % 7),
+            }
+            item = int(rng.zipf(1.2)) % 3000
+            batch.append(
+                Click(
+                    user=str(rng.integers(2000)),
+                    item=str(item),
+                    type="click",
+                    ts=float(n),
+                    context=context,
+                )
+            )
+            if len(batch) == 100:
+                engine.process(batch)
+                batch = []
+    model = engine.model
+    table = model.ranker.table
+    rows = len(table.ids)
+    assert np.isfinite(table.latents[:rows]).all() and np.isfinite(table.weights[:rows]).all()
+    assert np.linalg.norm(table.latents[:rows], axis=1).max() <= 10.0 + 1e-9
+    assert np.abs(table.weights[:rows]).max() <= 10.0
+    assert model.resets == 0 and model.nonfinite == 0
+    assert model.clamped > 0  # the bound acted, and was counted
