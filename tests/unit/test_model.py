@@ -87,13 +87,18 @@ def test_cold_start_item_is_placed_by_its_tags():
     assert q[0] @ e > q[1] @ e
 
 
-def test_rating_prediction_is_clipped_and_finite():
-    model = RecModel(Settings(n_factors=4, rating_lr=10.0, rating_side_weight=1.0))  # diverges
+@pytest.mark.parametrize("max_norm", [0.0, 10.0])
+def test_rating_prediction_is_clipped_and_finite(max_norm):
+    settings = Settings(n_factors=4, rating_lr=10.0, rating_side_weight=1.0, max_norm=max_norm)
+    model = RecModel(settings)  # diverges without the bound
     u, i = {"user=1": 1.0}, {"item=1": 1.0}
     for value in [5.0, 0.5] * 200:
         model.learn_one(u, i, "rating", value, [])
     y = model.predict_rating(u, i)
-    assert model.resets > 0  # the guard fired
+    if max_norm:  # the bound holds the rows back before anything overflows
+        assert model.resets == 0 and model.clamped > 0
+    else:
+        assert model.resets > 0  # the last guard fired
     assert np.isfinite(y) and 0.5 <= y <= 5.0
     assert np.isfinite(model.item_vectors([i])).all()
     assert np.isfinite(model.query_vectors([u])).all()
