@@ -4,39 +4,48 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+import heapq
+
 import numpy as np
 
 from streamer.strategies.base import Observation, Query, Scored
 
+#: How far (a share of a row's total count) scoring arrays may lag behind the counts.
+STALE = 0.05
+
 
 class _Row:
-    """One item's co-occurrence counts: neighbour ids and counts in growable arrays."""
+    """One item's co-occurrence counts: a dict to count in, and numpy arrays to score with,
+    rebuilt when the counts moved by more than ``STALE`` of their total since the last build."""
 
-    __slots__ = ("counts", "ids", "position", "size")
+    __slots__ = ("arrays", "counts", "pending", "total")
 
     def __init__(self) -> None:
-        self.position: dict[int, int] = {}
-        self.ids = np.empty(8, np.int64)
-        self.counts = np.empty(8, np.float64)
-        self.size = 0
+        self.counts: dict[int, float] = {}
+        self.total = self.pending = 0.0
+        self.arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def add(self, neighbour: int, weight: float) -> None:
-        at = self.position.get(neighbour)
-        if at is None:
-            if self.size == len(self.ids):
-                self.ids = np.resize(self.ids, 2 * self.size)
-                self.counts = np.resize(self.counts, 2 * self.size)
-            at = self.position[neighbour] = self.size
-            self.ids[at], self.counts[at] = neighbour, 0.0
-            self.size += 1
-        self.counts[at] += weight
+        self.counts[neighbour] = self.counts.get(neighbour, 0.0) + weight
+        self.total += weight
+        self.pending += weight
 
     def prune(self, keep: int) -> None:
         """Keep the ``keep`` largest counts (bounded memory per item)."""
-        best = np.argpartition(-self.counts[: self.size], keep)[:keep]
-        self.ids[:keep], self.counts[:keep] = self.ids[best], self.counts[best]
-        self.size = keep
-        self.position = {int(i): n for n, i in enumerate(self.ids[:keep].tolist())}
+        best = heapq.nlargest(keep, self.counts.items(), key=lambda kv: kv[1])
+        self.counts = dict(best)
+        self.arrays = None
+
+    def scoring(self) -> tuple[np.ndarray, np.ndarray]:
+        """(neighbour ids, counts) as arrays, at most ``STALE`` behind the counts."""
+        if self.arrays is None or self.pending > STALE * self.total:
+            n = len(self.counts)
+            self.arrays = (
+                np.fromiter(self.counts.keys(), np.int64, n),
+                np.fromiter(self.counts.values(), np.float64, n),
+            )
+            self.pending = 0.0
+        return self.arrays
 
 
 class ItemKNN:
@@ -87,17 +96,17 @@ class ItemKNN:
         row = self._rows.get(item)
         if row is None:
             row = self._rows[item] = _Row()
-        if row.size >= 2 * self.max_neighbours:
+        elif len(row.counts) >= 2 * self.max_neighbours:
             row.prune(self.max_neighbours)
         return row
 
     def _sims(self, item: int) -> tuple[np.ndarray, np.ndarray] | None:
         row = self._rows.get(item)
-        if row is None or not row.size:
+        if row is None or not row.counts:
             return None
-        ids = row.ids[: row.size]
+        ids, counts = row.scoring()
         norm = np.sqrt(self._n[item] * self._n[ids])
-        return ids, row.counts[: row.size] / np.maximum(norm, 1e-12)
+        return ids, counts / np.maximum(norm, 1e-12)
 
     def similar(self, item: int, k: int) -> Scored:
         """The ``k`` items most similar to ``item``."""
