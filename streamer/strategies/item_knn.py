@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-
 import heapq
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
