@@ -59,7 +59,7 @@ class Engine:
     [('u', 'model', 2)]
     >>> rec = out.lists[0]
     >>> [(item, strategy) for (item, _), strategy in zip(rec.items, rec.strategies)]
-    [('c', 'personal'), ('a', 'recent')]
+    [('c', 'personal'), ('b', 'personal')]
     """
 
     def __init__(self, settings: Settings, index: ItemIndex | None = None) -> None:

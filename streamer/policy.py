@@ -2,9 +2,12 @@
 
 Every strategy proposes a ranked list for the user. For each context bucket the policy learns,
 for each strategy and each rank of its list, how often the item there was the user's next
-positive: ``p[s, r] = P(next positive is at rank r of strategy s's list | bucket)``. The list a
-user is shown is the candidates ordered by ``1 - prod_s (1 - p[s, rank_s(item)])``, the chance
-that the item is the next positive if strategies were independent witnesses (noisy-OR).
+positive: ``p[s, r] = P(next positive is at rank r of strategy s's list | bucket)``. The
+candidates are then ranked by a stacker learned on the stream, a conditional logit over them
+("which candidate does the user choose next"): its features per item are ``D * p[s, rank_s]``
+for each strategy that proposed it, whether it did, and which pairs of strategies agree on it.
+It starts as the sum of the calibrated estimates and learns how much to trust their agreement
+(strategies are not independent witnesses: popular items are in every list).
 
 Feedback is full-information: at a positive, every strategy's last list for that user is checked,
 shown or not, so a strategy that is never served still earns its credit (in a live system the
@@ -59,8 +62,8 @@ class Blend:
     ...     _ = blend.fuse("u", "ctx", [[(1, 9.0), (2, 8.0)], [(3, 1.0), (1, 0.5)]], k=3)
     ...     blend.credit("u", 3)
     >>> fused = blend.fuse("u", "ctx", [[(1, 9.0), (2, 8.0)], [(3, 1.0), (1, 0.5)]], k=3)
-    >>> [item for item, _ in fused.items], fused.strategies
-    ([3, 1, 2], ['b', 'a', 'a'])
+    >>> fused.items[0][0], fused.strategies[0], len(fused.items)
+    (3, 'b', 3)
     >>> blend.mix()["ctx"]["b"] > 0.9
     True
     """
@@ -73,6 +76,7 @@ class Blend:
         half_life: int = 20_000,
         max_users: int = 200_000,
         seed: int = 0,
+        learning_rate: float = 0.02,
     ) -> None:
         self.names = list(names)
         self.depth, self.exploration, self.half_life = depth, exploration, half_life
@@ -83,6 +87,11 @@ class Blend:
         self._since_halving = 0
         self._last: OrderedDict[str, tuple[int, np.ndarray, str]] = OrderedDict()
         self._rng = np.random.default_rng(seed)
+        n = len(self.names)
+        self._pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+        # the stacker's weights: the estimates (start at 1), presence, agreement (start at 0)
+        self.weights = np.concatenate([np.ones(n), np.zeros(n + len(self._pairs))])
+        self.learning_rate = learning_rate
         # before any evidence: a strategy's first items are likelier than its last
         self._rank_prior = 0.01 / np.arange(1, depth + 1)
         self._ids = itertools.count()
@@ -95,6 +104,14 @@ class Blend:
         if last is None:
             return
         bucket, lists, _ = last
+        items, x = self._features(lists, self.estimates(bucket))
+        chosen = np.flatnonzero(items == item)
+        if len(chosen):  # a softmax step: the chosen candidate up, the others down by their odds
+            scores = x @ self.weights
+            odds = np.exp(scores - scores.max())
+            odds /= odds.sum()
+            odds[chosen[0]] -= 1.0
+            self.weights -= self.learning_rate * (odds @ x)
         hit_strategy, hit_rank = np.nonzero(lists == item)
         for b in {0, bucket}:
             self._trials[b] += 1.0
@@ -115,18 +132,33 @@ class Blend:
             for r, (item, _) in enumerate(scored[: self.depth]):
                 ranks[s, r] = item
         self._remember(user, b, ranks)
-        p = self.estimates(b, sample=self._rng.random() < self.exploration)
-        best: dict[int, tuple[float, float, int]] = {}  # item -> (prod(1-p), best p, strategy)
-        for s, r in zip(*np.nonzero(ranks >= 0), strict=True):
-            item, chance = int(ranks[s, r]), float(p[s, r])
-            miss, top, owner = best.get(item, (1.0, -1.0, s))
-            best[item] = (miss * (1.0 - chance), *((chance, s) if chance > top else (top, owner)))
-        order = sorted(best.items(), key=lambda kv: kv[1][0])[:k]
+        items, x = self._features(ranks, self.estimates(b, self._rng.random() < self.exploration))
+        if not len(items):
+            return Fused([], [], self._last[user][2])
+        scores = x @ self.weights
+        order = np.argsort(-scores, kind="stable")[:k]
+        n = len(self.names)
+        owners = np.argmax(x[order, :n] * self.weights[:n], axis=1)  # who placed it highest
         return Fused(
-            [(item, 1.0 - miss) for item, (miss, _, _) in order],
-            [self.names[owner] for _, (_, _, owner) in order],
+            [(int(items[i]), float(scores[i])) for i in order],
+            [self.names[s] for s in owners.tolist()],
             self._last[user][2],
         )
+
+    def _features(self, ranks: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates (in first-proposed order) and their stacker features."""
+        strategy, rank = np.nonzero(ranks >= 0)
+        proposed = ranks[strategy, rank]
+        items, first, where = np.unique(proposed, return_index=True, return_inverse=True)
+        keep = np.argsort(first, kind="stable")  # ties keep the strategies' order
+        n = len(self.names)
+        x = np.zeros((len(items), 2 * n + len(self._pairs)))
+        x[where, strategy] = self.depth * p[strategy, rank]
+        x[where, n + strategy] = 1.0
+        present = x[:, n : 2 * n]
+        for column, (a, b) in enumerate(self._pairs, start=2 * n):
+            x[:, column] = present[:, a] * present[:, b]
+        return items[keep], x[keep]
 
     def estimates(self, bucket: int, sample: bool = False) -> np.ndarray:
         """``p[strategy, rank]`` of a bucket, backed off to the global estimate."""

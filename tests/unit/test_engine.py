@@ -11,7 +11,7 @@ def engine(**overrides):
 
 
 def test_lists_hold_catalogue_items_and_exclude_history():
-    e = engine()
+    e = engine(seen_items="exclude")
     e.process(catalogue_events())
     out = e.process(
         [
@@ -25,6 +25,21 @@ def test_lists_hold_catalogue_items_and_exclude_history():
     assert not {"h0", "c1"} & set(items)
     assert set(items) <= {ev.item for ev in catalogue_events()}
     assert [s for _, s in rec.items] == sorted((s for _, s in rec.items), reverse=True)
+
+
+def test_seen_items_are_listed_only_by_recent_under_the_policy_and_by_any_when_allowed():
+    for seen, allowed in (("policy", {"recent"}), ("allow", None), ("exclude", set())):
+        e = engine(seen_items=seen, top_k=6)
+        e.process(catalogue_events())
+        e.process([Click(user="v", item=i, type="click", ts=1.0) for i in ("h0", "h1", "c0")])
+        (rec,) = e.process([Click(user="u", item="h0", type="click", ts=2.0)]).lists
+        placed = {s for (item, _), s in zip(rec.items, rec.strategies, strict=True) if item == "h0"}
+        personal = e.recommender.proposals([Request("u", {}, 3.0)])[0][0]
+        h0 = e.catalogue.id_of("h0")
+        assert (h0 in [i for i, _ in personal]) == (allowed is None)  # the model may list it
+        if allowed is not None:
+            assert placed <= allowed
+        assert ("recent" in e.recommender.policy.names) == (seen != "exclude")
 
 
 def test_history_is_bounded():
