@@ -20,7 +20,7 @@ from index.factory import make_index, set_threads
 from streamer.catalogue import Catalogue
 from streamer.evaluation.prequential import Prequential
 from streamer.events import Click, ContextEvent, ItemEvent
-from streamer.features import user_features
+from streamer.features import Features, user_features
 from streamer.model import NegativeSampler, RecModel
 from streamer.model.recmodel import Interaction
 from streamer.popularity import Popularity, context_key
@@ -73,7 +73,9 @@ class Engine:
         self.index = index or make_index(
             settings.index_backend, self.model.dim, large_min_items=settings.large_index_min_items
         )
-        self.strategies = make_strategies(settings, self.model, self.index, self.popularity)
+        self.strategies = make_strategies(
+            settings, self.model, self.index, self.popularity, self.query_features
+        )
         self.recommender = Recommender(
             settings,
             self.strategies,
@@ -138,7 +140,8 @@ class Engine:
         """Book one interaction and queue it for learning; returns the index ids to refresh."""
         item = self.catalogue.id_of(click.item)
         history = self.users.history(click.user)
-        user_x, item_x = user_features(click.user, click.context), self.catalogue.features(item)
+        user_x = self.query_features(click.user, click.context)
+        item_x = self.catalogue.features(item)
         key = context_key(click.context, self.settings.pop_context_keys)
         if self.is_positive(click):
             shown = self.shown.get(click.user)
@@ -264,7 +267,13 @@ class Engine:
     def score(self, user: str, context: dict[str, str], item: int) -> float:
         """The ranking score the index orders by: the model's logit plus the popularity prior."""
         prior = float(self.popularity_prior(np.array([item]))[0])
-        return self.model.score(user_features(user, context), self.catalogue.features(item)) + prior
+        query = self.query_features(user, context)
+        return self.model.score(query, self.catalogue.features(item)) + prior
+
+    def query_features(self, user: str, context: dict[str, str]) -> Features:
+        """The query side of ``user`` now: id, context and last items (before any new one)."""
+        previous = self.users.recent(user, self.settings.sequence_items)
+        return user_features(user, context, [self.catalogue.item_of(i) for i in previous])
 
     def _maybe_switch_to_large_index(self) -> None:
         """``auto``: past ``large_index_min_items`` items, move to the approximate backend."""

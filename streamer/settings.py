@@ -54,6 +54,7 @@ class Settings:
     rating_side_weight: float = 0.15
     rating_prior: float = 3.5
     l2: float = 0.0
+    sequence_items: int = 3  # the user's last N items as query-side features (0: none)
     max_norm: float = 10.0  # bound of every weight and latent row (0: none)
     negatives: int = 8
     uniform_negatives: float = 0.5

@@ -11,7 +11,7 @@ from streamer.settings import Settings
 from streamer.strategies.base import Strategy
 from streamer.strategies.fresh import FreshItems
 from streamer.strategies.item_knn import ItemKNN
-from streamer.strategies.personal import Personal
+from streamer.strategies.personal import Personal, QueryFeatures
 from streamer.strategies.popular import PopularInContext
 from streamer.strategies.recent import RecentItems
 
@@ -19,14 +19,18 @@ NAMES = ("personal", "similar", "recent", "popular", "fresh")
 
 
 def make_strategies(
-    settings: Settings, model: RecModel, index: ItemIndex, popularity: Popularity[int]
+    settings: Settings,
+    model: RecModel,
+    index: ItemIndex,
+    popularity: Popularity[int],
+    query_features: QueryFeatures,
 ) -> list[Strategy]:
     """One strategy per name in ``settings.strategies``, in that order."""
     unknown = set(settings.strategies) - set(NAMES)
     if unknown:
         raise ValueError(f"unknown strategies {sorted(unknown)}; expected some of {NAMES}")
     build: dict[str, Callable[[], Strategy]] = {
-        "personal": lambda: Personal(model, index),
+        "personal": lambda: Personal(model, index, query_features),
         "similar": lambda: ItemKNN(
             settings.knn_last, settings.knn_window, settings.knn_neighbours, "similar"
         ),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from index.base import ItemIndex
-from streamer.features import user_features
+from streamer.features import Features
 from streamer.model import RecModel
 from streamer.strategies.base import Observation, Query, Scored
+
+#: The query side of a user in a context (id, context, last items), as the model learns it.
+QueryFeatures = Callable[[str, dict[str, str]], Features]
 
 
 class Personal:
@@ -20,8 +23,8 @@ class Personal:
     name = "personal"
     repeats = False
 
-    def __init__(self, model: RecModel, index: ItemIndex) -> None:
-        self.model, self.index = model, index
+    def __init__(self, model: RecModel, index: ItemIndex, query_features: QueryFeatures) -> None:
+        self.model, self.index, self.query_features = model, index, query_features
 
     def learn(self, observation: Observation) -> None:
         """The engine's compiled step learns the model."""
@@ -32,7 +35,7 @@ class Personal:
         if not known or not len(self.index):
             return out
         vectors = self.model.query_vectors(
-            [user_features(queries[n].user, queries[n].context) for n in known]
+            [self.query_features(queries[n].user, dict(queries[n].context)) for n in known]
         )
         result = self.index.search(vectors, k, exclude=[queries[n].exclude for n in known])
         for row, n in enumerate(known):
