@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--context", default="", help="e.g. device=tv,location=home")
     rec.set_defaults(run=cmd_recommend)
 
+    similar = commands.add_parser("similar", help="print an item's similar items from Redis")
+    similar.add_argument("item")
+    similar.add_argument("-k", type=int, default=10)
+    similar.set_defaults(run=cmd_similar)
+
     evaluate = commands.add_parser("evaluate", help="prequential evaluation with baselines")
     evaluate.add_argument("log", type=Path, help="MovieLens-100K dir, .jsonl or .csv")
     evaluate.add_argument("--json", type=Path, default=None, help="write every metric here")
@@ -156,6 +161,16 @@ def cmd_recommend(settings: Settings, args: argparse.Namespace) -> int:
         settings.pop_context_keys,
     )
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_similar(settings: Settings, args: argparse.Namespace) -> int:
+    import redis
+
+    from streamer.client import get_similar
+
+    client = redis.Redis.from_url(settings.redis_url)
+    print(json.dumps(get_similar(client, args.item, args.k, settings.redis_prefix), indent=2))
     return 0
 
 

@@ -1,4 +1,6 @@
-"""The read helper: a user's list, else the popular list of the context, else overall."""
+"""The read helper: a user's list, else the popular list of the context, else overall; an
+item's similar items. Imports nothing beyond the standard library (the client passes its own
+redis-py connection)."""
 
 from __future__ import annotations
 
@@ -6,8 +8,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from streamer.keys import pop_key, rec_key, sim_key
 from streamer.popularity import context_key
-from streamer.publisher import pop_key, rec_key
 
 DEFAULT_POP_KEYS = ("device", "daypart", "location")
 
@@ -53,3 +55,19 @@ def get_recommendations(
             value["user"] = user
         return value
     return {"user": user, "items": [], "source": "none"}
+
+
+def get_similar(client: Any, item: str, k: int = 10, prefix: str = "streamrec:") -> dict[str, Any]:
+    """The items most similar to ``item`` (item-kNN co-occurrence), one ``GET``.
+
+    >>> class FakeRedis:
+    ...     def get(self, key): return None
+    >>> get_similar(FakeRedis(), "7")
+    {'item': '7', 'items': []}
+    """
+    raw = client.get(sim_key(prefix, item))
+    if raw is None:
+        return {"item": item, "items": []}
+    value: dict[str, Any] = json.loads(raw)
+    value["items"] = value.get("items", [])[:k]
+    return value

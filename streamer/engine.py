@@ -24,7 +24,7 @@ from streamer.features import Features, user_features
 from streamer.model import NegativeSampler, RecModel
 from streamer.model.recmodel import Interaction
 from streamer.popularity import Popularity, context_key
-from streamer.recommender import PopList, RecList, Recommender, Request
+from streamer.recommender import PopList, RecList, Recommender, Request, SimList
 from streamer.settings import Settings
 from streamer.strategies import FreshItems, Observation, Personal
 from streamer.strategies.factory import make_strategies
@@ -41,6 +41,7 @@ class BatchOutput:
 
     lists: list[RecList] = field(default_factory=list)
     popular: list[PopList] = field(default_factory=list)
+    similar: list[SimList] = field(default_factory=list)
     failed: list[tuple[int, Exception]] = field(default_factory=list)  # (position, error)
 
 
@@ -89,6 +90,7 @@ class Engine:
         self._young_cursor = 0
         self._popular_cache: dict[str, list[int]] = {}
         self.events = 0
+        self._chosen: set[int] = set()  # items chosen since the last similar lists
         # Prequential evaluation: what each user was shown, scored against what they chose next.
         self.metrics = Prequential(settings.eval_k)
         self.scoreboards: list[Prequential] = [self.metrics]  # more may watch (evaluate's tail)
@@ -132,8 +134,10 @@ class Engine:
         known = {u for u in requests if self.model.knows(f"user={u}")}
         out = BatchOutput(self.recommender.recommend(list(requests.values()), known), failed=failed)
         self._remember(out.lists)
-        if with_popular:
+        if with_popular:  # and the similar items of the items chosen since the last time
             out.popular = self.recommender.popular_lists()
+            out.similar = self.recommender.similar_lists(self._chosen)
+            self._chosen = set()
         return out
 
     def _take(self, click: Click, batch: list[Interaction]) -> list[int]:
@@ -162,6 +166,7 @@ class Engine:
             for strategy in self.strategies:
                 strategy.learn(seen)
             self.users.add(click.user, item)
+            self._chosen.add(item)
             self.sampler.add(item)
             self.popularity.add(item, key)
             self.item_counts[item] += 1

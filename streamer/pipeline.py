@@ -112,7 +112,9 @@ class Pipeline:
             "model_version": self.engine.model.version,
             "ts": now,
         }
-        published = self.sink.write(out.lists, out.popular, extra={"progress": progress})
+        published = self.sink.write(
+            out.lists, out.popular, extra={"progress": progress}, similar=out.similar
+        )
         self.stats.observe(
             events=len(messages),
             rejected=rejected,

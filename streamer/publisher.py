@@ -9,15 +9,8 @@ from typing import Any
 
 import redis
 
-from streamer.recommender import PopList, RecList
-
-
-def rec_key(prefix: str, user: str) -> str:
-    return f"{prefix}rec:{user}"
-
-
-def pop_key(prefix: str, context_key: str = "") -> str:
-    return f"{prefix}pop:{context_key}" if context_key else f"{prefix}pop"
+from streamer.keys import pop_key, rec_key, sim_key
+from streamer.recommender import PopList, RecList, SimList
 
 
 class RedisSink:
@@ -57,9 +50,10 @@ class RedisSink:
         lists: Sequence[RecList],
         popular: Sequence[PopList] = (),
         extra: dict[str, Any] | None = None,
+        similar: Sequence[SimList] = (),
     ) -> float:
         """Write everything in one pipeline; returns the ``published_ts`` it stamped."""
-        if not lists and not popular and not extra:
+        if not lists and not popular and not extra and not similar:
             return time.time()
         published = time.time()
         pipe = self.client.pipeline(transaction=False)
@@ -68,6 +62,8 @@ class RedisSink:
             pipe.set(rec_key(self.prefix, rec.user), _dumps(rec.to_json(published)), ex=ex)
         for pop in popular:
             pipe.set(pop_key(self.prefix, pop.key), _dumps(pop.to_json(published)))
+        for sim in similar:
+            pipe.set(sim_key(self.prefix, sim.item), _dumps(sim.to_json(published)))
         for name, value in (extra or {}).items():
             pipe.set(f"{self.prefix}{name}", _dumps(value))
         pipe.execute()

@@ -10,7 +10,7 @@ from streamer.catalogue import Catalogue
 from streamer.policy import Blend, activity
 from streamer.popularity import Popularity, context_key
 from streamer.settings import Settings
-from streamer.strategies import Query, Scored, Strategy
+from streamer.strategies import ItemKNN, Query, Scored, Strategy
 from streamer.users import UserState
 
 #: How the user's own items are treated: never listed, listed by any strategy, or listed by
@@ -68,6 +68,21 @@ class PopList:
     def to_json(self, published_ts: float) -> dict[str, Any]:
         return {
             "context_key": self.key,
+            "items": [{"item": item, "score": round(score, 6)} for item, score in self.items],
+            "published_ts": published_ts,
+        }
+
+
+@dataclass(frozen=True)
+class SimList:
+    """An item's similar items, as published to ``{prefix}sim:{item}``."""
+
+    item: str
+    items: list[tuple[str, float]] = field(default_factory=list)
+
+    def to_json(self, published_ts: float) -> dict[str, Any]:
+        return {
+            "item": self.item,
             "items": [{"item": item, "score": round(score, 6)} for item, score in self.items],
             "published_ts": published_ts,
         }
@@ -155,6 +170,14 @@ class Recommender:
                 )
             )
         return out
+
+    def similar_lists(self, items: Collection[int]) -> list[SimList]:
+        """The similar items of ``items`` (by the first item-kNN strategy), for ``sim:`` keys."""
+        knn = next((s for s in self.strategies if isinstance(s, ItemKNN)), None)
+        if knn is None:
+            return []
+        named = self.catalogue.item_of
+        return [SimList(named(i), self._named(knn.similar(i, self.k))) for i in items]
 
     def popular_lists(self) -> list[PopList]:
         """The popular list of every context bucket seen so far."""

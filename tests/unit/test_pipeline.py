@@ -56,3 +56,32 @@ def test_a_processing_error_isolates_the_event(fake_redis, monkeypatch):
     assert {"t:rec:a", "t:rec:b"} <= set(fake_redis.data)
     assert pipeline.stats.errors == 1
     assert pipeline.engine.events == 2  # the others were learned once each, none re-run
+
+
+def test_similar_items_are_published_and_read_back(fake_redis):
+    from streamer.client import get_similar
+
+    pipeline, _ = make_pipeline(fake_redis, pop_publish_s=0.0)
+    clicks = [
+        message("clicks", {"user": f"u{n}", "item": item})
+        for n in range(6)
+        for item in (("a", "b") if n % 2 else ("c", "d"))
+    ]
+    asyncio.run(pipeline.handle("clicks", clicks))
+    similar = get_similar(fake_redis, "a", prefix="t:")
+    assert [s["item"] for s in similar["items"]] == ["b"]  # co-chosen by the same users
+    assert [s["item"] for s in get_similar(fake_redis, "d", prefix="t:")["items"]] == ["c"]
+    assert get_similar(fake_redis, "nothing", prefix="t:")["items"] == []
+
+
+def test_the_read_helper_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, streamer.client; "
+        "print([m for m in ('numpy', 'faust', 'faiss', 'river', 'numba', 'redis') "
+        "if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
