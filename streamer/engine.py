@@ -154,7 +154,7 @@ class Engine:
             for board in self.scoreboards:
                 board.ranking.update(item, shown)
                 board.audit.update(shown, self.item_counts, self.catalogue.tags, len(self.users))
-            self.recommender.policy.credit(click.user, item)
+            self.recommender.policy.credit(click.user, item, click.rec_id)
         negatives = [] if click.type == "skip" else self._negatives(history, item)
         features = self.catalogue.features
         batch.append(
@@ -207,7 +207,9 @@ class Engine:
         report = self.metrics.report(len(self.catalogue))
         model = self.model
         report.update(resets=model.resets, clamped=model.clamped, nonfinite=model.nonfinite)
-        report["strategies"] = self.recommender.policy.hit_rates()
+        policy = self.recommender.policy
+        report["strategies"] = {"hit_rates": policy.hit_rates(), "clicks": policy.clicks}
+        report["stale_rec_ids"] = policy.stale
         return report
 
     def refresh_items(self, touched: Iterable[int], events: int = 1) -> None:

@@ -47,6 +47,7 @@ class Click(faust.Record, serializer="json"):
     value: float | None = None
     event_id: str | None = None
     context: dict[str, str] = {}
+    rec_id: str | None = None  # the list the click came from, as published
 
 
 class ContextEvent(faust.Record, serializer="json"):
@@ -109,6 +110,9 @@ class Validator:
         event_id = d.get("event_id")
         if event_id is not None:
             event_id = self._string(event_id, "event_id", self.s.max_id_len)
+        rec_id = d.get("rec_id")
+        if rec_id is not None:
+            rec_id = self._string(rec_id, "rec_id", self.s.max_id_len)
         return Click(
             user=self._id(d, "user"),
             item=self._id(d, "item"),
@@ -117,6 +121,7 @@ class Validator:
             value=value,
             event_id=event_id,
             context=self._context(d, ts),
+            rec_id=rec_id,
         )
 
     def context(self, raw: bytes) -> ContextEvent:

@@ -86,6 +86,8 @@ class Blend:
         self._trials = np.zeros(1)  # positives seen per bucket
         self._since_halving = 0
         self._last: OrderedDict[str, tuple[int, np.ndarray, str]] = OrderedDict()
+        self.clicks = dict.fromkeys(self.names, 0)  # clicks carrying a list's rec_id
+        self.stale = 0  # clicks carrying the rec_id of a list no longer the user's last
         self._rng = np.random.default_rng(seed)
         n = len(self.names)
         self._pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
@@ -98,14 +100,21 @@ class Blend:
 
     # -- learning -------------------------------------------------------------------------
 
-    def credit(self, user: str, item: int) -> None:
-        """``user`` chose ``item``: every strategy's last list for the user earns (or not)."""
+    def credit(self, user: str, item: int, rec_id: str | None = None) -> None:
+        """``user`` chose ``item``: every strategy's last list for the user earns (or not).
+
+        A click that carries the ``rec_id`` of that list is also counted as a served click of
+        the strategy that placed the item (``clicks``); an older ``rec_id`` as ``stale``."""
         last = self._last.get(user)
         if last is None:
             return
-        bucket, lists, _ = last
+        bucket, lists, served = last
         items, x = self._features(lists, self.estimates(bucket))
         chosen = np.flatnonzero(items == item)
+        if rec_id is not None and rec_id != served:
+            self.stale += 1
+        elif rec_id is not None and len(chosen):
+            self.clicks[self.names[int(self._owners(x[chosen])[0])]] += 1
         if len(chosen):  # a softmax step: the chosen candidate up, the others down by their odds
             scores = x @ self.weights
             odds = np.exp(scores - scores.max())
@@ -137,13 +146,16 @@ class Blend:
             return Fused([], [], self._last[user][2])
         scores = x @ self.weights
         order = np.argsort(-scores, kind="stable")[:k]
-        n = len(self.names)
-        owners = np.argmax(x[order, :n] * self.weights[:n], axis=1)  # who placed it highest
         return Fused(
             [(int(items[i]), float(scores[i])) for i in order],
-            [self.names[s] for s in owners.tolist()],
+            [self.names[s] for s in self._owners(x[order]).tolist()],
             self._last[user][2],
         )
+
+    def _owners(self, x: np.ndarray) -> np.ndarray:
+        """Per candidate, the strategy whose estimate weighs most in its score."""
+        n = len(self.names)
+        return np.argmax(x[:, :n] * self.weights[:n], axis=1)
 
     def _features(self, ranks: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The candidates (in first-proposed order) and their stacker features."""

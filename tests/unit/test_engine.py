@@ -132,3 +132,16 @@ def test_the_personal_order_is_the_engines_score_order():
     e.refresh_items(range(len(e.catalogue)), events=0)  # the index exactly as of now
     scores = {item: e.score("u0", {"device": "tv"}, e.catalogue.id_of(item)) for item in listed}
     assert listed == sorted(listed, key=lambda item: -scores[item])
+
+
+def test_a_click_carrying_the_rec_id_is_credited_to_the_strategy_that_placed_the_item():
+    e = engine(top_k=6)
+    e.process(catalogue_events())
+    (rec,) = e.process([Click(user="u", item="h0", type="click", ts=1.0)]).lists
+    item, strategy = rec.items[0][0], rec.strategies[0]
+    e.process([Click(user="u", item=item, type="click", ts=2.0, rec_id=rec.rec_id)])
+    e.process([Click(user="u", item="c2", type="click", ts=3.0, rec_id=rec.rec_id)])  # stale
+    policy = e.recommender.policy
+    assert policy.clicks[strategy] == 1 and sum(policy.clicks.values()) == 1
+    assert policy.stale == 1
+    assert e.metrics_report()["strategies"]["clicks"][strategy] == 1
