@@ -3,7 +3,7 @@
 Ratings train the regressor (RMSE); every interaction trains the ranker, a classifier of
 "the user interacts with this item in this context", with sampled negatives. The ranker's
 score splits into a query (user + context) and an item vector, so top-K is an inner product
-search (DESIGN.md):
+search (docs/architecture.md):
 
     logit(u, c, i) = const(u, c) + b_i + q(u, c) . e_i
     q = sum_{f in user side} x_f v_f,   e_i = sum_{f in item side} x_f v_f,
