@@ -85,14 +85,14 @@ class Blend:
         self._hits = np.zeros((1, len(self.names), depth))  # bucket, strategy, rank
         self._trials = np.zeros(1)  # positives seen per bucket
         self._since_halving = 0
-        self._last: OrderedDict[str, tuple[int, np.ndarray, str]] = OrderedDict()
+        self._last: OrderedDict[str, tuple[int, np.ndarray, np.ndarray, str]] = OrderedDict()
         self.clicks = dict.fromkeys(self.names, 0)  # clicks carrying a list's rec_id
         self.stale = 0  # clicks carrying the rec_id of a list no longer the user's last
         self._rng = np.random.default_rng(seed)
         n = len(self.names)
         self._pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
         # the stacker's weights: the estimates (start at 1), presence, agreement (start at 0)
-        self.weights = np.concatenate([np.ones(n), np.zeros(n + len(self._pairs))])
+        self.weights = np.concatenate([np.ones(n), np.zeros(2 * n + len(self._pairs))])
         self.learning_rate = learning_rate
         # before any evidence: a strategy's first items are likelier than its last
         self._rank_prior = 0.01 / np.arange(1, depth + 1)
@@ -108,8 +108,8 @@ class Blend:
         last = self._last.get(user)
         if last is None:
             return
-        bucket, lists, served = last
-        items, x = self._features(lists, self.estimates(bucket))
+        bucket, lists, relative, served = last
+        items, x = self._features(lists, relative, self.estimates(bucket))
         chosen = np.flatnonzero(items == item)
         if rec_id is not None and rec_id != served:
             self.stale += 1
@@ -137,19 +137,26 @@ class Blend:
         """The top ``k`` of the strategies' ``lists`` (one per strategy, in ``names`` order)."""
         b = self._bucket(bucket)
         ranks = np.full((len(self.names), self.depth), -1, np.int64)
+        relative = np.zeros((len(self.names), self.depth))
         for s, scored in enumerate(lists):
-            for r, (item, _) in enumerate(scored[: self.depth]):
-                ranks[s, r] = item
-        self._remember(user, b, ranks)
-        items, x = self._features(ranks, self.estimates(b, self._rng.random() < self.exploration))
+            top = scored[: self.depth]
+            if not top:
+                continue
+            ranks[s, : len(top)] = [item for item, _ in top]
+            values = np.array([score for _, score in top])
+            spread = values[0] - values[-1]
+            relative[s, : len(top)] = (values - values[-1]) / spread if spread > 0 else 1.0
+        rec_id = self._remember(user, b, ranks, relative)
+        p = self.estimates(b, self._rng.random() < self.exploration)
+        items, x = self._features(ranks, relative, p)
         if not len(items):
-            return Fused([], [], self._last[user][2])
+            return Fused([], [], rec_id)
         scores = x @ self.weights
         order = np.argsort(-scores, kind="stable")[:k]
         return Fused(
             [(int(items[i]), float(scores[i])) for i in order],
             [self.names[s] for s in self._owners(x[order]).tolist()],
-            self._last[user][2],
+            rec_id,
         )
 
     def _owners(self, x: np.ndarray) -> np.ndarray:
@@ -157,18 +164,23 @@ class Blend:
         n = len(self.names)
         return np.argmax(x[:, :n] * self.weights[:n], axis=1)
 
-    def _features(self, ranks: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The candidates (in first-proposed order) and their stacker features."""
+    def _features(
+        self, ranks: np.ndarray, relative: np.ndarray, p: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates (in first-proposed order) and their stacker features: per strategy
+        ``D * p[s, rank]``, presence, and the score relative to its list (1 first, 0 last);
+        per pair of strategies, agreement."""
         strategy, rank = np.nonzero(ranks >= 0)
         proposed = ranks[strategy, rank]
         items, first, where = np.unique(proposed, return_index=True, return_inverse=True)
         keep = np.argsort(first, kind="stable")  # ties keep the strategies' order
         n = len(self.names)
-        x = np.zeros((len(items), 2 * n + len(self._pairs)))
+        x = np.zeros((len(items), 3 * n + len(self._pairs)))
         x[where, strategy] = self.depth * p[strategy, rank]
         x[where, n + strategy] = 1.0
+        x[where, 2 * n + strategy] = relative[strategy, rank]
         present = x[:, n : 2 * n]
-        for column, (a, b) in enumerate(self._pairs, start=2 * n):
+        for column, (a, b) in enumerate(self._pairs, start=3 * n):
             x[:, column] = present[:, a] * present[:, b]
         return items[keep], x[keep]
 
@@ -189,11 +201,14 @@ class Blend:
             self._trials = np.append(self._trials, 0.0)
         return b
 
-    def _remember(self, user: str, bucket: int, ranks: np.ndarray) -> None:
-        self._last[user] = (bucket, ranks, f"{user}:{next(self._ids)}")
+    def _remember(self, user: str, bucket: int, ranks: np.ndarray, relative: np.ndarray) -> str:
+        """Keep the user's lists for the credit of the next positive; returns its rec_id."""
+        rec_id = f"{user}:{next(self._ids)}"
+        self._last[user] = (bucket, ranks, relative.astype(np.float32), rec_id)
         self._last.move_to_end(user)
         if len(self._last) > self.max_users:
             self._last.popitem(last=False)
+        return rec_id
 
     # -- reporting ------------------------------------------------------------------------
 
