@@ -77,8 +77,9 @@ def wait_for_events(client: Any, settings: Settings, count: int, timeout: float)
 def show(title: str, result: dict[str, Any], titles: dict[str, str]) -> list[str]:
     items = [entry["item"] for entry in result["items"]]
     print(f"  {title} [{result.get('source')}] context={result.get('context')}")
-    for rank, item in enumerate(items[:5], 1):
-        print(f"    {rank}. {titles.get(item, item)}")
+    for rank, entry in enumerate(result["items"][:5], 1):
+        item = entry["item"]
+        print(f"    {rank}. {titles.get(item, item)}  ({entry.get('strategy', '-')})")
     return items
 
 
