@@ -65,10 +65,11 @@ class Settings:
     positive_rating: float = 4.0
     seed: int = 42
     # Recommending: the strategies that propose candidates, and the policy that fuses them.
-    strategies: tuple[str, ...] = ("personal", "similar", "recent", "popular", "fresh")
+    strategies: tuple[str, ...] = ("personal", "similar", "near", "recent", "popular", "fresh")
     seen_items: str = "policy"  # exclude | allow | policy (re-consumption when it pays)
     knn_last: int = 5  # item-kNN scores over the user's last N items
-    knn_window: int = 50  # co-occurrences counted within a user's last N items
+    knn_window: int = 50  # "similar": co-occurrences counted within a user's last N items
+    knn_near_window: int = 10  # "near": the same within the last N items
     knn_neighbours: int = 300  # neighbours kept per item (twice this before a prune)
     exploration: float = 0.1  # share of lists built from Thompson samples of the policy
     policy_context_keys: tuple[str, ...] = ("device", "daypart")

@@ -72,12 +72,16 @@ def river_biased_mf() -> RiverRating:
 
 
 def list_baselines(settings: Settings) -> list[Strategy]:
-    """What a team would ship without a model: item-kNN over the last 5 and 20 items, the
-    user's recent items, popularity overall and in context (each a candidate strategy)."""
-    window = settings.knn_window
+    """What a team would ship without a model: item-kNN over the last 5 and 20 items, with
+    co-occurrences counted within both windows the model's own kNN strategies use, the user's
+    recent items, popularity overall and in context (each a candidate strategy)."""
+    knn = [
+        ItemKNN(last, window, settings.knn_neighbours, f"item-kNN (last {last}, window {window})")
+        for last in (5, 20)
+        for window in dict.fromkeys((settings.knn_near_window, settings.knn_window))
+    ]
     return [
-        ItemKNN(5, window, settings.knn_neighbours, name="item-kNN (last 5)"),
-        ItemKNN(20, window, settings.knn_neighbours, name="item-kNN (last 20)"),
+        *knn,
         RecentItems(),
         PopularInContext(global_only=True, name="popularity"),
         PopularInContext(name="popularity in context"),

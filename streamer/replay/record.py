@@ -11,7 +11,7 @@ KINDS = ("clicks", "contexts", "items")
 
 @dataclass(frozen=True)
 class LogRecord:
-    """An event for topic ``kind`` (clicks, contexts or items), keyed as docs/architecture.md says."""
+    """An event for topic ``kind`` (clicks, contexts or items), keyed as in docs/architecture.md."""
 
     kind: str
     key: str

@@ -15,7 +15,7 @@ from streamer.strategies.personal import Personal, QueryFeatures
 from streamer.strategies.popular import PopularInContext
 from streamer.strategies.recent import RecentItems
 
-NAMES = ("personal", "similar", "recent", "popular", "fresh")
+NAMES = ("personal", "similar", "near", "recent", "popular", "fresh")
 
 
 def make_strategies(
@@ -33,6 +33,9 @@ def make_strategies(
         "personal": lambda: Personal(model, index, query_features),
         "similar": lambda: ItemKNN(
             settings.knn_last, settings.knn_window, settings.knn_neighbours, "similar"
+        ),
+        "near": lambda: ItemKNN(
+            settings.knn_last, settings.knn_near_window, settings.knn_neighbours, "near"
         ),
         "recent": RecentItems,
         "popular": lambda: PopularInContext(popularity=popularity, name="popular"),

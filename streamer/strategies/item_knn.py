@@ -84,12 +84,22 @@ class ItemKNN:
             grown[: len(self._n)] = self._n
             self._n = grown
         self._n[item] += 1.0
-        before = observation.recent[-self.window :] if self.window else ()
-        for other in set(before):
-            if other == item:
-                continue
-            self._row(other).add(item, 1.0)
-            self._row(item).add(other, 1.0)
+        before = set(observation.recent[-self.window :] if self.window else ())
+        before.discard(item)
+        if not before:
+            return
+        mine = self._row(item)
+        counts = mine.counts
+        for other in before:  # the hot loop: plain dict arithmetic
+            counts[other] = counts.get(other, 0.0) + 1.0
+            theirs = self._row(other)
+            theirs.counts[item] = theirs.counts.get(item, 0.0) + 1.0
+            theirs.total += 1.0
+            theirs.pending += 1.0
+        mine.total += len(before)
+        mine.pending += len(before)
+        if len(counts) >= 2 * self.max_neighbours:
+            mine.prune(self.max_neighbours)
 
     def _row(self, item: int) -> _Row:
         row = self._rows.get(item)

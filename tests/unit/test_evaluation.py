@@ -39,8 +39,10 @@ def test_every_baseline_is_scored_over_the_same_positives_and_the_best_is_named(
     result = run_evaluation(map(from_value, _log()), Settings(n_factors=4), progress=False)
     models = result["models"]
     for name in (
-        "item-kNN (last 5)",
-        "item-kNN (last 20)",
+        "item-kNN (last 5, window 10)",
+        "item-kNN (last 5, window 50)",
+        "item-kNN (last 20, window 10)",
+        "item-kNN (last 20, window 50)",
         "recent",
         "popularity",
         "popularity in context",
@@ -50,7 +52,7 @@ def test_every_baseline_is_scored_over_the_same_positives_and_the_best_is_named(
         assert name in models
     streaming = [n for n in models if models[n]["all"]["positives"] and "batch" not in n]
     positives = {models[n]["all"]["positives"] for n in streaming}
-    assert len(streaming) == 6 and len(positives) == 1  # each asked about every positive
+    assert len(streaming) == 8 and len(positives) == 1  # each asked about every positive
     lists = {models[n]["all"]["lists"] for n in streaming}
     assert lists == positives  # and audited over the list it had at that positive
     best = result["best_baselines"]["hit_rate"]
