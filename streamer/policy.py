@@ -91,6 +91,8 @@ class Blend:
         self._rng = np.random.default_rng(seed)
         n = len(self.names)
         self._pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+        self._first = np.array([a for a, _ in self._pairs], np.int64)
+        self._second = np.array([b for _, b in self._pairs], np.int64)
         # the stacker's weights: the estimates (start at 1), presence, agreement (start at 0)
         self.weights = np.concatenate([np.ones(n), np.zeros(2 * n + len(self._pairs))])
         self.learning_rate = learning_rate
@@ -180,8 +182,7 @@ class Blend:
         x[where, n + strategy] = 1.0
         x[where, 2 * n + strategy] = relative[strategy, rank]
         present = x[:, n : 2 * n]
-        for column, (a, b) in enumerate(self._pairs, start=3 * n):
-            x[:, column] = present[:, a] * present[:, b]
+        x[:, 3 * n :] = present[:, self._first] * present[:, self._second]
         return items[keep], x[keep]
 
     def estimates(self, bucket: int, sample: bool = False) -> np.ndarray:
