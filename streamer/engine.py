@@ -60,7 +60,7 @@ class Engine:
     [('u', 'model', 2)]
     >>> rec = out.lists[0]
     >>> [(item, strategy) for (item, _), strategy in zip(rec.items, rec.strategies)]
-    [('c', 'personal'), ('b', 'personal')]
+    [('c', 'personal'), ('a', 'recent')]
     """
 
     def __init__(self, settings: Settings, index: ItemIndex | None = None) -> None:

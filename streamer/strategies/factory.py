@@ -39,6 +39,6 @@ def make_strategies(
         ),
         "recent": RecentItems,
         "popular": lambda: PopularInContext(popularity=popularity, name="popular"),
-        "fresh": lambda: FreshItems(settings.fresh_items),
+        "fresh": lambda: FreshItems(settings.fresh_items, max_age=settings.new_item_events),
     }
     return [build[name]() for name in settings.strategies]

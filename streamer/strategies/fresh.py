@@ -9,10 +9,14 @@ from streamer.strategies.base import Observation, Query, Scored
 
 
 class FreshItems:
-    """The ``window`` most recently added items that fewer than ``cold`` users chose yet
-    (``add`` when an item first appears): exposure for what the other sources cannot know.
+    """Items that arrived while the stream ran (not in the catalogue loaded before the first
+    interaction), at most ``max_age`` interactions ago, that fewer than ``cold`` users chose
+    yet: the newest ``window`` of them (``add`` when an item first appears). Exposure for what
+    the other sources cannot know yet.
 
     >>> f = FreshItems(window=3, cold=2)
+    >>> f.add(0)  # loaded before any interaction: not fresh
+    >>> f.learn(Observation("u", 0, "", []))
     >>> for item in (1, 2, 3, 4):
     ...     f.add(item)
     >>> f.learn(Observation("u", 3, "", [])); f.learn(Observation("v", 3, "", []))
@@ -23,18 +27,22 @@ class FreshItems:
     name = "fresh"
     repeats = False
 
-    def __init__(self, window: int = 200, cold: int = 3) -> None:
-        self._newest: deque[int] = deque(maxlen=window)
+    def __init__(self, window: int = 200, cold: int = 3, max_age: int = 5000) -> None:
+        self._newest: deque[tuple[int, int]] = deque(maxlen=window)  # (item, clock at arrival)
         self._chosen: dict[int, int] = {}
-        self.cold = cold
+        self.cold, self.max_age = cold, max_age
+        self._clock = 0  # interactions learned
 
     def add(self, item: int) -> None:
-        self._newest.append(item)
+        if not self._clock:
+            return  # the catalogue as loaded before the stream: nothing is new yet
+        self._newest.append((item, self._clock))
         self._chosen[item] = 0
         if len(self._chosen) > 2 * len(self._newest):  # forget the ones out of the window
-            self._chosen = {i: self._chosen.get(i, 0) for i in self._newest}
+            self._chosen = {i: self._chosen.get(i, 0) for i, _ in self._newest}
 
     def learn(self, observation: Observation) -> None:
+        self._clock += 1
         if observation.item in self._chosen:
             self._chosen[observation.item] += 1
 
@@ -42,7 +50,9 @@ class FreshItems:
         out: list[Scored] = []
         for query in queries:
             picked: Scored = []
-            for rank, item in enumerate(reversed(self._newest)):
+            for rank, (item, arrived) in enumerate(reversed(self._newest)):
+                if self._clock - arrived > self.max_age:
+                    break  # the rest are older still
                 if item not in query.exclude and self._chosen.get(item, 0) < self.cold:
                     picked.append((item, round(1.0 / (rank + 1), 4)))
                     if len(picked) == k:

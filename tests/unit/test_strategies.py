@@ -61,7 +61,7 @@ def test_every_strategy_keeps_the_contract(make):
             engine.process([Click(user=user, item=str(item), type="click", ts=1.0)])
         else:
             if isinstance(strategy, FreshItems) and item not in added:
-                strategy.add(item)
+                strategy.add(item)  # (the first, before any interaction, is not fresh)
                 added.add(item)
             strategy.learn(Observation(user, item, bucket, history.get(user, [])))
         history.setdefault(user, []).append(item)
