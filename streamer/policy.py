@@ -22,7 +22,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,6 +32,19 @@ from streamer.strategies.base import Scored
 ACTIVITY_BINS = (0, 1, 2, 3, 6, 11, 31)
 #: Pseudo-positives of the global estimate that a bucket's own counts must outweigh.
 BACKOFF = 20.0
+
+
+class _Shown(NamedTuple):
+    """What a user was last offered: the candidates, and per proposal (one strategy's item)
+    where it is among them, its strategy, its rank and its score relative to its list."""
+
+    bucket: int
+    items: np.ndarray
+    where: np.ndarray
+    strategy: np.ndarray
+    rank: np.ndarray
+    relative: np.ndarray
+    rec_id: str
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,7 @@ class Blend:
         self._hits = np.zeros((1, len(self.names), depth))  # bucket, strategy, rank
         self._trials = np.zeros(1)  # positives seen per bucket
         self._since_halving = 0
-        self._last: OrderedDict[str, tuple[int, np.ndarray, np.ndarray, str]] = OrderedDict()
+        self._last: OrderedDict[str, _Shown] = OrderedDict()
         self.clicks = dict.fromkeys(self.names, 0)  # clicks carrying a list's rec_id
         self.stale = 0  # clicks carrying the rec_id of a list no longer the user's last
         self._rng = np.random.default_rng(seed)
@@ -110,10 +123,9 @@ class Blend:
         last = self._last.get(user)
         if last is None:
             return
-        bucket, lists, relative, served = last
-        items, x = self._features(lists, relative, self.estimates(bucket))
-        chosen = np.flatnonzero(items == item)
-        if rec_id is not None and rec_id != served:
+        x = self._features(last, self.estimates(last.bucket))
+        chosen = np.flatnonzero(last.items == item)
+        if rec_id is not None and rec_id != last.rec_id:
             self.stale += 1
         elif rec_id is not None and len(chosen):
             self.clicks[self.names[int(self._owners(x[chosen])[0])]] += 1
@@ -123,8 +135,9 @@ class Blend:
             odds /= odds.sum()
             odds[chosen[0]] -= 1.0
             self.weights -= self.learning_rate * (odds @ x)
-        hit_strategy, hit_rank = np.nonzero(lists == item)
-        for b in {0, bucket}:
+        hit = last.items[last.where] == item
+        hit_strategy, hit_rank = last.strategy[hit], last.rank[hit]
+        for b in {0, last.bucket}:
             self._trials[b] += 1.0
             self._hits[b, hit_strategy, hit_rank] += 1.0
         self._since_halving += 1
@@ -137,28 +150,22 @@ class Blend:
 
     def fuse(self, user: str, bucket: str, lists: Sequence[Scored], k: int) -> Fused:
         """The top ``k`` of the strategies' ``lists`` (one per strategy, in ``names`` order)."""
-        b = self._bucket(bucket)
-        ranks = np.full((len(self.names), self.depth), -1, np.int64)
-        relative = np.zeros((len(self.names), self.depth))
-        for s, scored in enumerate(lists):
-            top = scored[: self.depth]
-            if not top:
-                continue
-            ranks[s, : len(top)] = [item for item, _ in top]
-            values = np.array([score for _, score in top])
-            spread = values[0] - values[-1]
-            relative[s, : len(top)] = (values - values[-1]) / spread if spread > 0 else 1.0
-        rec_id = self._remember(user, b, ranks, relative)
-        p = self.estimates(b, self._rng.random() < self.exploration)
-        items, x = self._features(ranks, relative, p)
-        if not len(items):
-            return Fused([], [], rec_id)
+        shown = self._candidates(self._bucket(bucket), lists, f"{user}:{next(self._ids)}")
+        self._last[user] = shown
+        self._last.move_to_end(user)
+        if len(self._last) > self.max_users:
+            self._last.popitem(last=False)
+        if not len(shown.items):
+            return Fused([], [], shown.rec_id)
+        x = self._features(
+            shown, self.estimates(shown.bucket, self._rng.random() < self.exploration)
+        )
         scores = x @ self.weights
         order = np.argsort(-scores, kind="stable")[:k]
         return Fused(
-            [(int(items[i]), float(scores[i])) for i in order],
+            [(int(shown.items[i]), float(scores[i])) for i in order],
             [self.names[s] for s in self._owners(x[order]).tolist()],
-            rec_id,
+            shown.rec_id,
         )
 
     def _owners(self, x: np.ndarray) -> np.ndarray:
@@ -166,24 +173,53 @@ class Blend:
         n = len(self.names)
         return np.argmax(x[:, :n] * self.weights[:n], axis=1)
 
-    def _features(
-        self, ranks: np.ndarray, relative: np.ndarray, p: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The candidates (in first-proposed order) and their stacker features: per strategy
-        ``D * p[s, rank]``, presence, and the score relative to its list (1 first, 0 last);
-        per pair of strategies, agreement."""
-        strategy, rank = np.nonzero(ranks >= 0)
-        proposed = ranks[strategy, rank]
-        items, first, where = np.unique(proposed, return_index=True, return_inverse=True)
-        keep = np.argsort(first, kind="stable")  # ties keep the strategies' order
+    def _candidates(self, bucket: int, lists: Sequence[Scored], rec_id: str) -> _Shown:
+        """The strategies' lists as candidates: each distinct item once, in first-proposed
+        order, and per proposal its strategy, rank and score relative to its list."""
+        strategy: list[int] = []
+        relative: list[float] = []
+        proposed: list[int] = []
+        for s, scored in enumerate(lists):
+            top = scored[: self.depth]
+            if not top:
+                continue
+            first, last = top[0][1], top[-1][1]
+            spread = first - last
+            strategy += [s] * len(top)
+            proposed += [item for item, _ in top]
+            relative += [(v - last) / spread if spread > 0 else 1.0 for _, v in top]
+        ranks = np.concatenate(
+            [np.arange(min(len(c), self.depth)) for c in lists if c] or [np.zeros(0, np.int64)]
+        )
+        items, first_at, where = np.unique(
+            np.array(proposed, np.int64), return_index=True, return_inverse=True
+        )
+        order = np.argsort(first_at, kind="stable")  # ties keep the strategies' order
+        position = np.empty(len(order), np.int64)
+        position[order] = np.arange(len(order))
+        return _Shown(
+            bucket,
+            items[order],
+            position[where].astype(np.int32),
+            np.array(strategy, np.int8),
+            ranks.astype(np.int16),
+            np.array(relative, np.float32),
+            rec_id,
+        )
+
+    def _features(self, shown: _Shown, p: np.ndarray) -> np.ndarray:
+        """The stacker's features of each candidate: per strategy ``D * p[s, rank]``,
+        presence, and the score relative to its list (1 first, 0 last); per pair of
+        strategies, agreement."""
         n = len(self.names)
-        x = np.zeros((len(items), 3 * n + len(self._pairs)))
+        where, strategy, rank = shown.where, shown.strategy, shown.rank
+        x = np.zeros((len(shown.items), 3 * n + len(self._pairs)))
         x[where, strategy] = self.depth * p[strategy, rank]
         x[where, n + strategy] = 1.0
-        x[where, 2 * n + strategy] = relative[strategy, rank]
+        x[where, 2 * n + strategy] = shown.relative
         present = x[:, n : 2 * n]
         x[:, 3 * n :] = present[:, self._first] * present[:, self._second]
-        return items[keep], x[keep]
+        return x
 
     def estimates(self, bucket: int, sample: bool = False) -> np.ndarray:
         """``p[strategy, rank]`` of a bucket, backed off to the global estimate."""
@@ -201,15 +237,6 @@ class Blend:
             self._hits = np.concatenate([self._hits, np.zeros((1, *self._hits.shape[1:]))])
             self._trials = np.append(self._trials, 0.0)
         return b
-
-    def _remember(self, user: str, bucket: int, ranks: np.ndarray, relative: np.ndarray) -> str:
-        """Keep the user's lists for the credit of the next positive; returns its rec_id."""
-        rec_id = f"{user}:{next(self._ids)}"
-        self._last[user] = (bucket, ranks, relative.astype(np.float32), rec_id)
-        self._last.move_to_end(user)
-        if len(self._last) > self.max_users:
-            self._last.popitem(last=False)
-        return rec_id
 
     # -- reporting ------------------------------------------------------------------------
 
