@@ -251,6 +251,16 @@ class Blend:
             }
         return out
 
+    def stacker(self) -> dict[str, float]:
+        """The stacker's weights by feature name."""
+        names = [
+            *(f"p:{n}" for n in self.names),
+            *(f"present:{n}" for n in self.names),
+            *(f"relative:{n}" for n in self.names),
+            *(f"agree:{self.names[a]}+{self.names[b]}" for a, b in self._pairs),
+        ]
+        return {n: round(float(w), 4) for n, w in zip(names, self.weights, strict=True)}
+
     def hit_rates(self) -> dict[str, float]:
         """Each strategy's estimated HitRate@depth over every bucket (the global estimate)."""
         rate = self.estimates(0).sum(axis=1)

@@ -250,7 +250,11 @@ def run_evaluation(
         "settings": {k: v for k, v in asdict(settings).items() if not k.startswith("topic")},
         "models": models,
         "best_baselines": best_baselines(models),
-        "policy": {"hit_rates": policy.hit_rates(), "mix": policy.mix()},
+        "policy": {
+            "hit_rates": policy.hit_rates(),
+            "mix": policy.mix(),
+            "stacker": policy.stacker(),
+        },
         "resets": engine.model.resets,
         "clamped": engine.model.clamped,
         "nonfinite": engine.model.nonfinite,
