@@ -50,6 +50,21 @@ def verdict(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def policy_table(result: dict[str, Any]) -> str:
+    """Each strategy's estimated HitRate@(list length) and the stacker's weight on it."""
+    policy = result["policy"]
+    weights = policy["stacker"]
+    rows = [
+        "| strategy | HitRate of its own list | weight of its estimate | weight of its presence |",
+        "|---|---|---|---|",
+    ]
+    for name, rate in policy["hit_rates"].items():
+        rows.append(
+            f"| {name} | {rate:g} | {weights[f'p:{name}']:g} | {weights[f'present:{name}']:g} |"
+        )
+    return "\n".join(rows)
+
+
 def write_json(result: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # per-event pairs and per-item counts feed the figures; the JSON keeps the metrics
@@ -97,6 +112,13 @@ def write_report(result: dict[str, Any], directory: Path, source: str) -> Path:
         "NDCG, MRR and coverage; < 1 for RMSE and MAE):",
         "",
         verdict(result),
+        "",
+        "## The policy",
+        "",
+        "What each strategy's own list would have hit (the policy's estimate over all buckets), "
+        "and how the stacker weighs it:",
+        "",
+        policy_table(result),
         "",
         f"## The last part (from interaction {result['tail_from_click']:,}), where the batch SVD "
         "is scored",
