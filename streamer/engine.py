@@ -85,7 +85,7 @@ class Engine:
             self.popularity,
             lambda: self.model.version,
         )
-        self._window = max(settings.knn_window, settings.knn_last, settings.top_k)
+        self._window = max(settings.knn_window, settings.knn_last)
         self._refresh_cursor = 0
         self._young_cursor = 0
         self._popular_cache: dict[str, list[int]] = {}

@@ -135,6 +135,11 @@ class Blend:
             odds /= odds.sum()
             odds[chosen[0]] -= 1.0
             self.weights -= self.learning_rate * (odds @ x)
+            # a strategy's estimate and score count for its items, never against: within one
+            # strategy's list the stacker keeps the strategy's own order
+            n = len(self.names)
+            np.maximum(self.weights[:n], 0.0, out=self.weights[:n])
+            np.maximum(self.weights[2 * n : 3 * n], 0.0, out=self.weights[2 * n : 3 * n])
         hit = last.items[last.where] == item
         hit_strategy, hit_rank = last.strategy[hit], last.rank[hit]
         for b in {0, last.bucket}:
@@ -222,13 +227,15 @@ class Blend:
         return x
 
     def estimates(self, bucket: int, sample: bool = False) -> np.ndarray:
-        """``p[strategy, rank]`` of a bucket, backed off to the global estimate."""
+        """``p[strategy, rank]`` of a bucket, backed off to the global estimate, and never
+        larger at a rank than at the ranks before it (a strategy's own order is trusted: deep
+        ranks are rarely hit, and their noise must not lift them over the first)."""
         hits0 = self._hits[0] + self._rank_prior
         prior = hits0 / (self._trials[0] + 1.0)
         hits, trials = self._hits[bucket], self._trials[bucket]
         if sample:
             prior = self._rng.beta(hits0, self._trials[0] - self._hits[0] + 1.0)
-        return (hits + BACKOFF * prior) / (trials + BACKOFF)
+        return np.minimum.accumulate((hits + BACKOFF * prior) / (trials + BACKOFF), axis=1)
 
     def _bucket(self, key: str) -> int:
         b = self._buckets.get(key)

@@ -109,9 +109,10 @@ class Recommender:
         self.catalogue, self.users, self.popularity = catalogue, users, popularity
         self.version = version  # () -> the model version stamped on lists
         self.k = settings.top_k
+        self.depth = max(settings.candidates, settings.top_k)  # each strategy's proposals
         self.policy = Blend(
             [s.name for s in self.strategies],
-            depth=settings.top_k,
+            depth=self.depth,
             exploration=settings.exploration,
             max_users=settings.policy_users,
             seed=settings.seed,
@@ -124,7 +125,7 @@ class Recommender:
 
     def proposals(self, requests: Sequence[Request]) -> list[list[Scored]]:
         """Every strategy's candidates per request (``[strategy][request]``), best first."""
-        window = max(self.settings.knn_window, self.settings.knn_last, self.k)
+        window = max(self.settings.knn_window, self.settings.knn_last, self.depth)
         pop_keys = self.settings.pop_context_keys
         seen = self.settings.seen_items
         queries = [
@@ -141,7 +142,8 @@ class Recommender:
             Query(q.user, q.bucket, q.recent, frozenset(), q.context) for q in queries
         ]
         return [
-            s.candidates(repeat_queries if s.repeats else queries, self.k) for s in self.strategies
+            s.candidates(repeat_queries if s.repeats else queries, self.depth)
+            for s in self.strategies
         ]
 
     def recommend(self, requests: Sequence[Request], known: Collection[str] = ()) -> list[RecList]:

@@ -75,6 +75,7 @@ class Settings:
     policy_context_keys: tuple[str, ...] = ("device", "daypart")
     policy_users: int = 200_000  # users whose last candidate lists are kept for credit
     fresh_items: int = 200  # the newest items the fresh strategy proposes
+    candidates: int = 40  # items each strategy proposes for the policy to rank
     top_k: int = 20
     eval_k: int = 10
     history_size: int = 500

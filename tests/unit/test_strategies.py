@@ -133,3 +133,18 @@ def test_popularity_leaders_are_the_exact_top_of_every_bucket():
     assert [c for _, c in deep] == sorted(
         (c for i, c in counts.items() if i not in exclude), reverse=True
     )[:3]
+
+
+def test_the_policy_keeps_each_strategys_own_order_whatever_it_learned():
+    from streamer.policy import Blend
+
+    blend = Blend(["a", "b"], depth=5, exploration=0.0)
+    rng = random.Random(0)
+    lists = [[(i, 10.0 - i) for i in range(5)], [(10 + i, 5.0 - i) for i in range(5)]]
+    for _ in range(300):  # users choose the last items of "a" and of "b"
+        blend.fuse("u", "", lists, 5)
+        blend.credit("u", rng.choice([3, 4, 14]))
+    fused = blend.fuse("v", "", [lists[0], []], 5)
+    assert [i for i, _ in fused.items] == [0, 1, 2, 3, 4]
+    estimates = blend.estimates(0)
+    assert (np.diff(estimates, axis=1) <= 0).all()  # never larger at a deeper rank
