@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Collection, Sequence
+from operator import itemgetter
 
 import numpy as np
 
@@ -31,7 +31,8 @@ class _Row:
 
     def prune(self, keep: int) -> None:
         """Keep the ``keep`` largest counts (bounded memory per item)."""
-        best = heapq.nlargest(keep, self.counts.items(), key=lambda kv: kv[1])
+        # heapq.nlargest's answer (the first of equal counts kept), by one sort in C
+        best = sorted(self.counts.items(), key=itemgetter(1), reverse=True)[:keep]
         self.counts = dict(best)
         self.arrays = None
 
@@ -89,17 +90,22 @@ class ItemKNN:
         if not before:
             return
         mine = self._row(item)
-        counts = mine.counts
-        for other in before:  # the hot loop: plain dict arithmetic
+        counts, rows = mine.counts, self._rows
+        limit, keep = 2 * self.max_neighbours, self.max_neighbours
+        for other in before:  # the hot loop: plain dict arithmetic, _row inlined
             counts[other] = counts.get(other, 0.0) + 1.0
-            theirs = self._row(other)
+            theirs = rows.get(other)
+            if theirs is None:
+                theirs = rows[other] = _Row()
+            elif len(theirs.counts) >= limit:
+                theirs.prune(keep)
             theirs.counts[item] = theirs.counts.get(item, 0.0) + 1.0
             theirs.total += 1.0
             theirs.pending += 1.0
         mine.total += len(before)
         mine.pending += len(before)
-        if len(counts) >= 2 * self.max_neighbours:
-            mine.prune(self.max_neighbours)
+        if len(counts) >= limit:
+            mine.prune(keep)
 
     def _row(self, item: int) -> _Row:
         row = self._rows.get(item)
