@@ -151,8 +151,8 @@ class Validator:
     def _object(self, raw: bytes) -> dict[str, Any]:
         try:
             d = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidEvent(f"not JSON: {exc}") from None
+        except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer of 4,300+ digits
+            raise InvalidEvent(f"not JSON: {_short(exc)}") from None
         except (TypeError, RecursionError):
             raise InvalidEvent("not JSON: unreadable message") from None
         if not isinstance(d, dict):
@@ -167,7 +167,9 @@ class Validator:
             raise InvalidEvent(
                 f"{name!r} must be a string or an integer, not {type(value).__name__}"
             )
-        text = str(value).strip()
+        if isinstance(value, int) and not -(10**18) < value < 10**18:
+            raise InvalidEvent(f"{name!r} is an integer of more than 18 digits")
+        text = _text(str(value).strip(), name)
         if not text:
             raise InvalidEvent(f"empty {name!r}")
         if len(text) > self.s.max_id_len:
@@ -179,12 +181,15 @@ class Validator:
             raise InvalidEvent(f"{name!r} must be a string, not {type(value).__name__}")
         if len(value) > limit:
             raise InvalidEvent(f"{name!r} longer than {limit} characters")
-        return value
+        return _text(value, name)
 
     def _number(self, value: Any, name: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidEvent(f"{name!r} must be a number, not {type(value).__name__}")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer literal beyond float's range
+            raise InvalidEvent(f"{name!r} is out of range") from None
         if not math.isfinite(number):
             raise InvalidEvent(f"{name!r} is not finite")
         return number
@@ -207,15 +212,33 @@ class Validator:
         for key, value in raw.items():
             if len(key) > self.s.max_string_len:
                 raise InvalidEvent(f"context key longer than {self.s.max_string_len} characters")
+            key = _text(key, "context key")
             if isinstance(value, bool) or not isinstance(value, str | int | float):
                 raise InvalidEvent(f"context value of {key!r} must be a string or a number")
             if isinstance(value, float) and not math.isfinite(value):
                 raise InvalidEvent(f"context value of {key!r} is not finite")
-            text = str(value)
+            if isinstance(value, int) and not -(10**18) < value < 10**18:
+                raise InvalidEvent(f"context value of {key!r} is an integer of 19+ digits")
+            text = _text(str(value), f"context value of {key!r}")
             if len(text) > self.s.max_string_len:
                 raise InvalidEvent(f"context value of {key!r} too long")
             context[key] = text
         return enrich_context(context, ts)
+
+
+def _text(value: str, name: str) -> str:
+    """``value`` if it can be written as UTF-8 (a lone surrogate such as "\\ud800" cannot:
+    it would fail later, as a Redis key or a feature name)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEvent(f"{name} is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+def _short(exc: Exception, limit: int = 200) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def enrich_context(context: dict[str, str], ts: float) -> dict[str, str]:

@@ -33,8 +33,13 @@ class Message:
     timestamp: float  # seconds, when it was produced
 
 
+#: The most raw bytes a dead letter keeps (its size stays well under the producer's 1 MB).
+RAW_KEPT = 64 * 1024
+
+
 def dead_letter(message: Message, reason: str) -> bytes:
-    """The dead-letters payload: why, where from, and the raw bytes (base64 and as text).
+    """The dead-letters payload: why, where from, and the raw bytes (base64 and as text; the
+    first ``RAW_KEPT`` bytes of a larger message, with its size).
 
     >>> m = Message("clicks", 2, 17, b"u1", b"\\xff{", 0.0)
     >>> d = json.loads(dead_letter(m, "not JSON"))
@@ -47,8 +52,9 @@ def dead_letter(message: Message, reason: str) -> bytes:
         "topic": message.topic,
         "partition": message.partition,
         "offset": message.offset,
-        "key": message.key.decode("utf-8", "replace") if message.key else None,
-        "raw_base64": base64.b64encode(raw).decode(),
+        "key": message.key[:1024].decode("utf-8", "replace") if message.key else None,
+        "raw_size": len(raw),
+        "raw_base64": base64.b64encode(raw[:RAW_KEPT]).decode(),
         "raw_text": raw[:2000].decode("utf-8", "replace"),
         "failed_ts": time.time(),
     }
@@ -91,6 +97,10 @@ class Pipeline:
             except InvalidEvent as exc:
                 rejected += 1
                 await self.send_dead_letter(message.key, dead_letter(message, str(exc)))
+            except Exception as exc:  # a decoder bug: still the message's dead letter, not ours
+                rejected += 1
+                reason = f"undecodable: {type(exc).__name__}: {str(exc)[:200]}"
+                await self.send_dead_letter(message.key, dead_letter(message, reason))
         now = time.time()
         with_popular = now >= self._popular_due
         if with_popular:
