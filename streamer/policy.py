@@ -32,6 +32,8 @@ from streamer.strategies.base import Scored
 ACTIVITY_BINS = (0, 1, 2, 3, 6, 11, 31)
 #: Pseudo-positives of the global estimate that a bucket's own counts must outweigh.
 BACKOFF = 20.0
+#: Positives a strategy must have proposed at before the policy may leave it out entirely.
+EXPLORE = 100
 
 
 class _Shown(NamedTuple):
@@ -96,7 +98,8 @@ class Blend:
         self.max_users = max_users
         self._buckets: dict[str, int] = {"": 0}
         self._hits = np.zeros((1, len(self.names), depth))  # bucket, strategy, rank
-        self._trials = np.zeros(1)  # positives seen per bucket
+        # positives seen per bucket and strategy, while the strategy had proposals
+        self._trials = np.zeros((1, len(self.names)))
         self._since_halving = 0
         self._last: OrderedDict[str, _Shown] = OrderedDict()
         self.clicks = dict.fromkeys(self.names, 0)  # clicks carrying a list's rec_id
@@ -142,8 +145,9 @@ class Blend:
             np.maximum(self.weights[2 * n : 3 * n], 0.0, out=self.weights[2 * n : 3 * n])
         hit = last.items[last.where] == item
         hit_strategy, hit_rank = last.strategy[hit], last.rank[hit]
+        proposing = np.unique(last.strategy)
         for b in {0, last.bucket}:
-            self._trials[b] += 1.0
+            self._trials[b, proposing] += 1.0
             self._hits[b, hit_strategy, hit_rank] += 1.0
         self._since_halving += 1
         if self._since_halving >= self.half_life:
@@ -160,18 +164,37 @@ class Blend:
         self._last.move_to_end(user)
         if len(self._last) > self.max_users:
             self._last.popitem(last=False)
+        p = self.estimates(shown.bucket, self._rng.random() < self.exploration)
         if not len(shown.items):
             return Fused([], [], shown.rec_id)
-        x = self._features(
-            shown, self.estimates(shown.bucket, self._rng.random() < self.exploration)
-        )
+        x = self._features(shown, p)
         scores = x @ self.weights
         order = np.argsort(-scores, kind="stable")[:k]
+        owners = self._owners(x[order])
+        order, owners = self._explore(shown, order, owners)
         return Fused(
             [(int(shown.items[i]), float(scores[i])) for i in order],
-            [self.names[s] for s in self._owners(x[order]).tolist()],
+            [self.names[s] for s in owners.tolist()],
             shown.rec_id,
         )
+
+    def _explore(
+        self, shown: _Shown, order: np.ndarray, owners: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A strategy the policy has seen propose at fewer than ``EXPLORE`` positives has its
+        first candidate in the list (in the last slot, if the ranking left it out): a new
+        source, such as the first fresh items of a catalogue, gets seen before it is judged."""
+        young = np.flatnonzero(self._trials[0] < EXPLORE)
+        for s in young.tolist():
+            mine = np.flatnonzero(shown.strategy == s)
+            if not len(mine) or not len(order):
+                continue
+            first = shown.where[mine[np.argmin(shown.rank[mine])]]
+            if first in order:
+                continue
+            order = np.append(order[:-1], first)
+            owners = np.append(owners[:-1], s)
+        return order, owners
 
     def _owners(self, x: np.ndarray) -> np.ndarray:
         """Per candidate, the strategy whose estimate weighs most in its score."""
@@ -231,10 +254,11 @@ class Blend:
         larger at a rank than at the ranks before it (a strategy's own order is trusted: deep
         ranks are rarely hit, and their noise must not lift them over the first)."""
         hits0 = self._hits[0] + self._rank_prior
-        prior = hits0 / (self._trials[0] + 1.0)
-        hits, trials = self._hits[bucket], self._trials[bucket]
+        trials0 = self._trials[0][:, None]
+        prior = hits0 / (trials0 + 1.0)
+        hits, trials = self._hits[bucket], self._trials[bucket][:, None]
         if sample:
-            prior = self._rng.beta(hits0, self._trials[0] - self._hits[0] + 1.0)
+            prior = self._rng.beta(hits0, np.maximum(trials0 - self._hits[0], 0.0) + 1.0)
         return np.minimum.accumulate((hits + BACKOFF * prior) / (trials + BACKOFF), axis=1)
 
     def _bucket(self, key: str) -> int:
@@ -242,7 +266,7 @@ class Blend:
         if b is None:
             b = self._buckets[key] = len(self._buckets)
             self._hits = np.concatenate([self._hits, np.zeros((1, *self._hits.shape[1:]))])
-            self._trials = np.append(self._trials, 0.0)
+            self._trials = np.concatenate([self._trials, np.zeros((1, len(self.names)))])
         return b
 
     # -- reporting ------------------------------------------------------------------------

@@ -148,3 +148,20 @@ def test_the_policy_keeps_each_strategys_own_order_whatever_it_learned():
     assert [i for i, _ in fused.items] == [0, 1, 2, 3, 4]
     estimates = blend.estimates(0)
     assert (np.diff(estimates, axis=1) <= 0).all()  # never larger at a deeper rank
+
+
+def test_a_source_new_to_the_policy_gets_a_slot_until_it_has_proposed_at_enough_positives():
+    from streamer.policy import EXPLORE, Blend
+
+    blend = Blend(["a", "b"], depth=3, exploration=0.0)
+    a = [(i, 1.0 - i / 10) for i in range(3)]
+    for _ in range(150):  # users always choose a's first item; b proposes nothing yet
+        blend.fuse("u", "", [a, []], 2)
+        blend.credit("u", 0)
+    fused = blend.fuse("u", "", [a, [(9, 1.0)]], 2)  # b's first proposal
+    assert [i for i, _ in fused.items] == [0, 9] and fused.strategies == ["a", "b"]
+    for _ in range(EXPLORE):  # b proposes at every positive, and is never chosen
+        blend.fuse("u", "", [a, [(9, 1.0)]], 2)
+        blend.credit("u", 0)
+    fused = blend.fuse("u", "", [a, [(9, 1.0)]], 2)
+    assert [i for i, _ in fused.items] == [0, 1]  # judged now: left out
