@@ -292,7 +292,12 @@ class Blend:
         ]
         return {n: round(float(w), 4) for n, w in zip(names, self.weights, strict=True)}
 
-    def hit_rates(self) -> dict[str, float]:
-        """Each strategy's estimated HitRate@depth over every bucket (the global estimate)."""
+    def hit_rates(self) -> dict[str, float | None]:
+        """Each strategy's estimated HitRate@depth over every bucket (the global estimate);
+        None for a strategy that never proposed anything at a positive."""
         rate = self.estimates(0).sum(axis=1)
-        return {n: round(float(v), 4) for n, v in zip(self.names, rate, strict=True)}
+        seen = self._trials[0] > 0
+        return {
+            n: round(float(v), 4) if s else None
+            for n, v, s in zip(self.names, rate, seen, strict=True)
+        }

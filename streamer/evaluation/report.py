@@ -59,8 +59,9 @@ def policy_table(result: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     for name, rate in policy["hit_rates"].items():
+        shown = "never proposed" if rate is None else f"{rate:g}"
         rows.append(
-            f"| {name} | {rate:g} | {weights[f'p:{name}']:g} | {weights[f'present:{name}']:g} |"
+            f"| {name} | {shown} | {weights[f'p:{name}']:g} | {weights[f'present:{name}']:g} |"
         )
     return "\n".join(rows)
 
