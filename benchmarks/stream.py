@@ -74,10 +74,12 @@ class Process:
             command.append("worker")
         self.settings = settings
         self.redis = redis.Redis.from_url(settings.redis_url)
-        # ``code``: run another checkout's streamer (and empty agents) under this harness
+        # ``code``: run another checkout's streamer (and empty agents) under this harness; from
+        # that directory, since ``python -m`` puts the working directory before PYTHONPATH
         path = {"PYTHONPATH": str(code)} if code else {}
         self.process = subprocess.Popen(
             command,
+            cwd=code,
             env={**os.environ, **settings.as_env(), **path},
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
