@@ -126,13 +126,14 @@ class Blend:
         last = self._last.get(user)
         if last is None:
             return
-        x = self._features(last, self.estimates(last.bucket))
         chosen = np.flatnonzero(last.items == item)
         if rec_id is not None and rec_id != last.rec_id:
             self.stale += 1
-        elif rec_id is not None and len(chosen):
-            self.clicks[self.names[int(self._owners(x[chosen])[0])]] += 1
-        if len(chosen):  # a softmax step: the chosen candidate up, the others down by their odds
+        if len(chosen):  # features only where there is something to learn from them
+            x = self._features(last, self.estimates(last.bucket))
+            if rec_id is not None and rec_id == last.rec_id:
+                self.clicks[self.names[int(self._owners(x[chosen])[0])]] += 1
+            # a softmax step: the chosen candidate up, the others down by their odds
             scores = x @ self.weights
             odds = np.exp(scores - scores.max())
             odds /= odds.sum()
