@@ -10,12 +10,14 @@ from streamer.catalogue import Catalogue
 from streamer.policy import Blend, activity
 from streamer.popularity import Popularity, context_key
 from streamer.settings import Settings
-from streamer.strategies import ItemKNN, Query, Scored, Strategy
+from streamer.strategies import FreshItems, ItemKNN, Query, Scored, Strategy
 from streamer.users import UserState
 
 #: How the user's own items are treated: never listed, listed by any strategy, or listed by
 #: the re-consumption strategy when the policy finds that it pays (``seen_items`` setting).
 SEEN_ITEMS = ("exclude", "allow", "policy")
+#: How high the model must rank a fresh item for the user for it to get a slot.
+COLD_START_RANK = 5
 
 
 @dataclass(frozen=True)
@@ -159,19 +161,41 @@ class Recommender:
                 [lists[n] for lists in proposals],
                 self.k,
             )
+            items, strategies = self._cold_start(fused.items, fused.strategies, proposals, n)
             out.append(
                 RecList(
                     request.user,
-                    self._named(fused.items),
+                    self._named(items),
                     request.context,
                     self.version(),
                     request.event_ts,
                     "model" if request.user in known else "popular",
-                    fused.strategies,
+                    strategies,
                     fused.rec_id,
                 )
             )
         return out
+
+    def _cold_start(
+        self,
+        items: list[tuple[int, float]],
+        strategies: list[str],
+        proposals: list[list[Scored]],
+        n: int,
+    ) -> tuple[list[tuple[int, float]], list[str]]:
+        """A fresh item (new, chosen by fewer than 3 users) that the model ranks among the
+        user's first ``COLD_START_RANK`` gets the list's last slot if the policy left it out:
+        content-based cold start, bounded by the item's freshness. The policy alone would not
+        show it: it has no evidence for an item nobody chose."""
+        fresh = next((s for s in self.strategies if isinstance(s, FreshItems)), None)
+        personal = next((i for i, s in enumerate(self.strategies) if s.name == "personal"), None)
+        if fresh is None or personal is None or not items:
+            return items, strategies
+        listed = {item for item, _ in items}
+        for item, _ in proposals[personal][n][:COLD_START_RANK]:
+            if item not in listed and fresh.is_fresh(item):
+                return [*items[:-1], (item, items[-1][1])], [*strategies[:-1], "personal"]
+        return items, strategies
 
     def similar_lists(self, items: Collection[int]) -> list[SimList]:
         """The similar items of ``items`` (by the first item-kNN strategy), for ``sim:`` keys."""

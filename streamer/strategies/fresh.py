@@ -46,6 +46,14 @@ class FreshItems:
         if observation.item in self._chosen:
             self._chosen[observation.item] += 1
 
+    def is_fresh(self, item: int) -> bool:
+        """Whether ``item`` arrived while the stream ran, at most ``max_age`` interactions ago,
+        and fewer than ``cold`` users chose it yet."""
+        if self._chosen.get(item, self.cold) >= self.cold:
+            return False
+        arrived = next((c for i, c in reversed(self._newest) if i == item), None)
+        return arrived is not None and self._clock - arrived <= self.max_age
+
     def candidates(self, queries: Sequence[Query], k: int) -> list[Scored]:
         out: list[Scored] = []
         for query in queries:

@@ -53,6 +53,15 @@ def test_a_new_item_reaches_the_users_who_favour_its_tags():
     # puts it near the top of their list, and higher than in the list of any other genre's fan
     assert rank("horror-fan-0") < 3
     assert all(rank("horror-fan-0") < rank(f"{g}-fan-0") for g in GENRES[1:])
+    # and it is published to them, though nobody chose it yet (users here only re-consume:
+    # the policy alone would fill the list with their own items)
+    out = engine.process([ContextEvent(user="horror-fan-0", ts=9.0, context={"device": "phone"})])
+    (rec,) = out.lists
+    assert "horror-new" in [item for item, _ in rec.items]
+    assert rec.strategies[[item for item, _ in rec.items].index("horror-new")] in {
+        "personal",
+        "fresh",
+    }
 
 
 def test_a_user_never_seen_gets_the_popular_list_of_the_context():
@@ -68,3 +77,14 @@ def test_a_user_never_seen_gets_the_popular_list_of_the_context():
     tv_genres = {item.split("-")[0] for item, _ in lists["stranger"].items}
     phone_genres = {item.split("-")[0] for item, _ in lists["walker"].items}
     assert tv_genres <= {"comedy", "western"} and phone_genres <= {"horror", "drama"}
+
+
+def test_a_new_item_the_model_places_is_shown_even_once_the_policy_has_judged_fresh():
+    engine = trained_engine()
+    policy = engine.recommender.policy
+    policy._trials[:, policy.names.index("fresh")] = 10_000  # seen and judged: no slot of its own
+    engine.process([ItemEvent(item="horror-new", ts=9.0, tags=["horror"])])
+    out = engine.process([ContextEvent(user="horror-fan-0", ts=9.0, context={"device": "phone"})])
+    (rec,) = out.lists
+    listed = [item for item, _ in rec.items]
+    assert "horror-new" in listed and rec.strategies[listed.index("horror-new")] == "personal"
