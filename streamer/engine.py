@@ -86,6 +86,9 @@ class Engine:
             lambda: self.model.version,
         )
         self._window = max(settings.knn_window, settings.knn_last)
+        # strategies the engine feeds beyond learn(): new items, and the index when it moves
+        self._fresh = [s for s in self.strategies if isinstance(s, FreshItems)]
+        self._personal = [s for s in self.strategies if isinstance(s, Personal)]
         self._refresh_cursor = 0
         self._young_cursor = 0
         self._popular_cache: dict[str, list[int]] = {}
@@ -197,10 +200,9 @@ class Engine:
             self.shown[rec.user] = tuple(self.catalogue.id_of(item) for item, _ in rec.items[:k])
 
     def _new_items(self, ids: range) -> None:
-        for strategy in self.strategies:
-            if isinstance(strategy, FreshItems):
-                for item in ids:
-                    strategy.add(item)
+        for strategy in self._fresh:
+            for item in ids:
+                strategy.add(item)
 
     def metrics_report(self) -> dict[str, Any]:
         """Prequential metrics, the model's guards, and the policy's estimates per strategy."""
@@ -292,9 +294,8 @@ class Engine:
         large = make_index("auto", self.model.dim, len(self.index), s.large_index_min_items)
         large.upsert(*self.index.all_items())  # findable at once; it builds meanwhile
         self.index = large
-        for strategy in self.strategies:
-            if isinstance(strategy, Personal):
-                strategy.index = large
+        for strategy in self._personal:
+            strategy.index = large
 
     def _negatives(self, history: Container[int], item: int) -> list[int]:
         exclude = _Union(history, item)

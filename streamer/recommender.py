@@ -10,7 +10,7 @@ from streamer.catalogue import Catalogue
 from streamer.policy import Blend, activity
 from streamer.popularity import Popularity, context_key
 from streamer.settings import Settings
-from streamer.strategies import FreshItems, ItemKNN, Query, Scored, Strategy
+from streamer.strategies import FreshItems, ItemKNN, Personal, Query, Scored, Strategy
 from streamer.users import UserState
 
 #: How the user's own items are treated: never listed, listed by any strategy, or listed by
@@ -18,6 +18,11 @@ from streamer.users import UserState
 SEEN_ITEMS = ("exclude", "allow", "policy")
 #: How high the model must rank a fresh item for the user for it to get a slot.
 COLD_START_RANK = 5
+
+
+def _entries(items: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
+    """A scored list as published: ``[{"item", "score"}, ...]``."""
+    return [{"item": item, "score": round(score, 6)} for item, score in items]
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,8 @@ class RecList:
             "user": self.user,
             "rec_id": self.rec_id,
             "items": [
-                {"item": item, "score": round(score, 6), "strategy": strategy}
-                for (item, score), strategy in zip(self.items, strategies, strict=True)
+                entry | {"strategy": strategy}
+                for entry, strategy in zip(_entries(self.items), strategies, strict=True)
             ],
             "context": self.context,
             "model_version": self.model_version,
@@ -70,7 +75,7 @@ class PopList:
     def to_json(self, published_ts: float) -> dict[str, Any]:
         return {
             "context_key": self.key,
-            "items": [{"item": item, "score": round(score, 6)} for item, score in self.items],
+            "items": _entries(self.items),
             "published_ts": published_ts,
         }
 
@@ -85,7 +90,7 @@ class SimList:
     def to_json(self, published_ts: float) -> dict[str, Any]:
         return {
             "item": self.item,
-            "items": [{"item": item, "score": round(score, 6)} for item, score in self.items],
+            "items": _entries(self.items),
             "published_ts": published_ts,
         }
 
@@ -112,6 +117,11 @@ class Recommender:
         self.version = version  # () -> the model version stamped on lists
         self.k = settings.top_k
         self.depth = max(settings.candidates, settings.top_k)  # each strategy's proposals
+        # the two sources of cold start, found once (not per list)
+        self._fresh = next((s for s in self.strategies if isinstance(s, FreshItems)), None)
+        self._personal = next(
+            (n for n, s in enumerate(self.strategies) if isinstance(s, Personal)), None
+        )
         self.policy = Blend(
             [s.name for s in self.strategies],
             depth=self.depth,
@@ -187,8 +197,7 @@ class Recommender:
         user's first ``COLD_START_RANK`` gets the list's last slot if the policy left it out:
         content-based cold start, bounded by the item's freshness. The policy alone would not
         show it: it has no evidence for an item nobody chose."""
-        fresh = next((s for s in self.strategies if isinstance(s, FreshItems)), None)
-        personal = next((i for i, s in enumerate(self.strategies) if s.name == "personal"), None)
+        fresh, personal = self._fresh, self._personal
         if fresh is None or personal is None or not items:
             return items, strategies
         listed = {item for item, _ in items}

@@ -24,11 +24,6 @@ class _Row:
         self.total = self.pending = 0.0
         self.arrays: tuple[np.ndarray, np.ndarray] | None = None
 
-    def add(self, neighbour: int, weight: float) -> None:
-        self.counts[neighbour] = self.counts.get(neighbour, 0.0) + weight
-        self.total += weight
-        self.pending += weight
-
     def prune(self, keep: int) -> None:
         """Keep the ``keep`` largest counts (bounded memory per item)."""
         # heapq.nlargest's answer (the first of equal counts kept), by one sort in C
