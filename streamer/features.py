@@ -6,6 +6,7 @@ which is what lets the model's ranking be read as an inner product (see :mod:`st
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -56,11 +57,17 @@ def user_features(user: str, context: Mapping[str, str], previous: Sequence[str]
         if key not in IGNORED_CONTEXT_KEYS:
             x[f"{key}={value}"] = 1.0
     if previous:
-        weights = [0.5**age for age in range(len(previous))]
-        norm = math.sqrt(sum(w * w for w in weights))
-        for item, weight in zip(reversed(previous), weights, strict=False):
-            x[f"prev={item}"] = x.get(f"prev={item}", 0.0) + weight / norm
+        for item, weight in zip(reversed(previous), _recency(len(previous)), strict=True):
+            x[f"prev={item}"] = x.get(f"prev={item}", 0.0) + weight
     return x
+
+
+@functools.cache
+def _recency(n: int) -> tuple[float, ...]:
+    """``n`` weights halving with each step back, of unit norm."""
+    weights = [0.5**age for age in range(n)]
+    norm = math.sqrt(sum(w * w for w in weights))
+    return tuple(w / norm for w in weights)
 
 
 def item_features(

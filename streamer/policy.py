@@ -18,7 +18,6 @@ the global estimate. Counts halve every ``half_life`` positives, so the mix foll
 
 from __future__ import annotations
 
-import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from streamer import policy_kernel
 from streamer.strategies.base import Scored
 
 #: User activity bins (items in the history) that split every context bucket.
@@ -114,7 +114,7 @@ class Blend:
         self.learning_rate = learning_rate
         # before any evidence: a strategy's first items are likelier than its last
         self._rank_prior = 0.01 / np.arange(1, depth + 1)
-        self._ids = itertools.count()
+        self._lists = 0  # lists fused: the rec_id's serial number
 
     # -- learning -------------------------------------------------------------------------
 
@@ -126,30 +126,21 @@ class Blend:
         last = self._last.get(user)
         if last is None:
             return
-        chosen = np.flatnonzero(last.items == item)
         if rec_id is not None and rec_id != last.rec_id:
             self.stale += 1
-        if len(chosen):  # features only where there is something to learn from them
+        if item in last.items:  # features only where there is something to learn from them
+            chosen = int(np.flatnonzero(last.items == item)[0])
             x = self._features(last, self.estimates(last.bucket))
             if rec_id is not None and rec_id == last.rec_id:
-                self.clicks[self.names[int(self._owners(x[chosen])[0])]] += 1
-            # a softmax step: the chosen candidate up, the others down by their odds
-            scores = x @ self.weights
-            odds = np.exp(scores - scores.max())
-            odds /= odds.sum()
-            odds[chosen[0]] -= 1.0
-            self.weights -= self.learning_rate * (odds @ x)
-            # a strategy's estimate and score count for its items, never against: within one
-            # strategy's list the stacker keeps the strategy's own order
-            n = len(self.names)
-            np.maximum(self.weights[:n], 0.0, out=self.weights[:n])
-            np.maximum(self.weights[2 * n : 3 * n], 0.0, out=self.weights[2 * n : 3 * n])
-        hit = last.items[last.where] == item
-        hit_strategy, hit_rank = last.strategy[hit], last.rank[hit]
-        proposing = np.unique(last.strategy)
-        for b in {0, last.bucket}:
-            self._trials[b, proposing] += 1.0
-            self._hits[b, hit_strategy, hit_rank] += 1.0
+                self.clicks[self.names[int(self._owners(x[chosen : chosen + 1])[0])]] += 1
+            # a softmax step: the chosen candidate up, the others down by their odds; a
+            # strategy's estimate and score count for its items, never against (within one
+            # strategy's list the stacker keeps the strategy's own order)
+            policy_kernel.softmax_step(x, chosen, self.weights, self.learning_rate, len(self.names))
+        policy_kernel.tally(
+            self._hits, self._trials, last.bucket, last.items, last.where, last.strategy,
+            last.rank, item,
+        )  # fmt: skip
         self._since_halving += 1
         if self._since_halving >= self.half_life:
             self._since_halving = 0
@@ -160,7 +151,8 @@ class Blend:
 
     def fuse(self, user: str, bucket: str, lists: Sequence[Scored], k: int) -> Fused:
         """The top ``k`` of the strategies' ``lists`` (one per strategy, in ``names`` order)."""
-        shown = self._candidates(self._bucket(bucket), lists, f"{user}:{next(self._ids)}")
+        self._lists += 1
+        shown = self._candidates(self._bucket(bucket), lists, f"{user}:{self._lists - 1}")
         self._last[user] = shown
         self._last.move_to_end(user)
         if len(self._last) > self.max_users:
@@ -240,27 +232,22 @@ class Blend:
         """The stacker's features of each candidate: per strategy ``D * p[s, rank]``,
         presence, and the score relative to its list (1 first, 0 last); per pair of
         strategies, agreement."""
-        n = len(self.names)
-        where, strategy, rank = shown.where, shown.strategy, shown.rank
-        x = np.zeros((len(shown.items), 3 * n + len(self._pairs)))
-        x[where, strategy] = self.depth * p[strategy, rank]
-        x[where, n + strategy] = 1.0
-        x[where, 2 * n + strategy] = shown.relative
-        present = x[:, n : 2 * n]
-        x[:, 3 * n :] = present[:, self._first] * present[:, self._second]
-        return x
+        return policy_kernel.features(
+            shown.where, shown.strategy, shown.rank, shown.relative, p, self.depth,
+            len(shown.items), self._first, self._second,
+        )  # fmt: skip
 
     def estimates(self, bucket: int, sample: bool = False) -> np.ndarray:
         """``p[strategy, rank]`` of a bucket, backed off to the global estimate, and never
         larger at a rank than at the ranks before it (a strategy's own order is trusted: deep
         ranks are rarely hit, and their noise must not lift them over the first)."""
-        hits0 = self._hits[0] + self._rank_prior
-        trials0 = self._trials[0][:, None]
-        prior = hits0 / (trials0 + 1.0)
-        hits, trials = self._hits[bucket], self._trials[bucket][:, None]
         if sample:
+            hits0, trials0 = self._hits[0] + self._rank_prior, self._trials[0][:, None]
             prior = self._rng.beta(hits0, np.maximum(trials0 - self._hits[0], 0.0) + 1.0)
-        return np.minimum.accumulate((hits + BACKOFF * prior) / (trials + BACKOFF), axis=1)
+        else:
+            prior = policy_kernel.global_prior(self._hits[0], self._trials[0], self._rank_prior)
+        hits, trials = self._hits[bucket], self._trials[bucket]
+        return policy_kernel.estimates(hits, trials, prior, BACKOFF)
 
     def _bucket(self, key: str) -> int:
         b = self._buckets.get(key)

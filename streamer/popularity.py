@@ -40,10 +40,11 @@ class Popularity(Generic[Item]):
 
     def __init__(self, half_life: int = 20_000, leaders: int = 256) -> None:
         self.half_life = half_life
-        self._counts: dict[str, dict[Item, float]] = defaultdict(lambda: defaultdict(float))
+        self._counts: dict[str, defaultdict[Item, float]] = {}
         # Per bucket, its ``leaders`` largest counts in order, kept exact as counts grow: an
         # item's count moves only by its own increments, so only it can enter or climb.
         self._leaders: dict[str, list[Item]] = defaultdict(list)
+        self._rank: dict[str, dict[Item, int]] = defaultdict(dict)  # where each leader is
         self.leaders = leaders
         self._since_halving = 0
 
@@ -56,22 +57,26 @@ class Popularity(Generic[Item]):
             self._halve()
 
     def _bump(self, key: str, item: Item, weight: float) -> None:
-        counts = self._counts[key]
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = self._counts[key] = defaultdict(float)
         counts[item] += weight
         count = counts[item]
-        leaders = self._leaders[key]
-        try:
-            at = leaders.index(item)
-        except ValueError:
+        leaders, rank = self._leaders[key], self._rank[key]
+        at = rank.get(item)
+        if at is None:
             if len(leaders) >= self.leaders and count <= counts[leaders[-1]]:
                 return
+            at = rank[item] = len(leaders)
             leaders.append(item)
-            at = len(leaders) - 1
         while at and counts[leaders[at - 1]] < count:  # climb past the smaller counts
-            leaders[at - 1], leaders[at] = leaders[at], leaders[at - 1]
+            passed = leaders[at - 1]
+            leaders[at - 1], leaders[at] = item, passed
+            rank[passed] = at
             at -= 1
+        rank[item] = at
         if len(leaders) > self.leaders:
-            leaders.pop()
+            del rank[leaders.pop()]
 
     def counts(self, key: str = "") -> dict[Item, float]:
         """The decayed counts of bucket ``key`` (read-only view)."""
@@ -84,7 +89,7 @@ class Popularity(Generic[Item]):
         """The ``k`` most popular (item, count) of bucket ``key``, or of everyone's."""
         if not self._counts.get(key):
             key = ""
-        counts = self._counts.get(key) or {}
+        counts: Mapping[Item, float] = self._counts.get(key) or {}
         leaders = self._leaders.get(key, [])
         out = []
         for item in leaders:
@@ -104,4 +109,5 @@ class Popularity(Generic[Item]):
                 counts[item] *= 0.5
                 if counts[item] < 0.01:
                     del counts[item]
-            self._leaders[key] = [i for i in self._leaders[key] if i in counts]
+            leaders = self._leaders[key] = [i for i in self._leaders[key] if i in counts]
+            self._rank[key] = {item: at for at, item in enumerate(leaders)}

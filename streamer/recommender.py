@@ -212,7 +212,11 @@ class Recommender:
         if knn is None:
             return []
         named = self.catalogue.item_of
-        return [SimList(named(i), self._named(knn.similar(i, self.k))) for i in items]
+        ordered = list(items)
+        return [
+            SimList(named(i), self._named(scored))
+            for i, scored in zip(ordered, knn.similar_many(ordered, self.k), strict=True)
+        ]
 
     def popular_lists(self) -> list[PopList]:
         """The popular list of every context bucket seen so far."""

@@ -10,7 +10,7 @@ from river import optim, reco
 
 from streamer.model.rating_range import RatingRange
 from streamer.settings import Settings
-from streamer.strategies import ItemKNN, PopularInContext, RecentItems, Strategy
+from streamer.strategies import CoCounts, ItemKNN, PopularInContext, RecentItems, Strategy
 
 
 class GlobalMean:
@@ -74,11 +74,14 @@ def river_biased_mf() -> RiverRating:
 def list_baselines(settings: Settings) -> list[Strategy]:
     """What a team would ship without a model: item-kNN over the last 5 and 20 items, with
     co-occurrences counted within both windows the model's own kNN strategies use, the user's
-    recent items, popularity overall and in context (each a candidate strategy)."""
+    recent items, popularity overall and in context (each a candidate strategy). The four
+    item-kNN share their counts (:class:`CoCounts`: learned once, the same figures)."""
+    windows = list(dict.fromkeys((settings.knn_near_window, settings.knn_window)))
+    counts = CoCounts(windows, settings.knn_neighbours)
     knn = [
-        ItemKNN(last, window, settings.knn_neighbours, f"item-kNN (last {last}, window {window})")
+        ItemKNN(last, window, name=f"item-kNN (last {last}, window {window})", counts=counts)
         for last in (5, 20)
-        for window in dict.fromkeys((settings.knn_near_window, settings.knn_window))
+        for window in windows
     ]
     return [
         *knn,

@@ -130,6 +130,9 @@ class ListAudit:
         self._novelty = 0.0
         self._popularity = 0.0
         self._shown = 0
+        self._masks: dict[Any, tuple[Sequence[str], int]] = {}  # item -> (its tags, as bits)
+        self._bits: dict[str, int] = {}  # tag -> its bit
+        self._last: tuple[Sequence[Any], float] = ((), 0.0)  # the last list, its diversity
 
     def update(
         self,
@@ -150,7 +153,23 @@ class ListAudit:
             share = (count + 1.0) / (max(users, 1) + 1.0)
             self._novelty += -math.log2(min(share, 1.0))
         self._shown += len(top)
-        self._diversity += intra_list_diversity(top, tags)
+        last, diversity = self._last
+        if last != top:  # a user's list is audited at each of their positives until it changes
+            diversity = _diversity_of_masks([self._mask(item, tags) for item in top])
+            self._last = (top, diversity)
+        self._diversity += diversity
+
+    def _mask(self, item: Any, tags: Mapping[Any, Sequence[str]]) -> int:
+        """``item``'s tags as the bits of an int (cached while its tags stay the same)."""
+        mine = tags.get(item, ())
+        cached = self._masks.get(item)
+        if cached is not None and cached[0] is mine:
+            return cached[1]
+        mask = 0
+        for tag in mine:
+            mask |= 1 << self._bits.setdefault(tag, len(self._bits))
+        self._masks[item] = (mine, mask)
+        return mask
 
     def report(self) -> dict[str, Any]:
         shown = max(self._shown, 1)
@@ -176,13 +195,20 @@ def intra_list_diversity(items: Sequence[Any], tags: Mapping[Any, Sequence[str]]
     >>> intra_list_diversity(["a", "b", "c"], {"a": ["x"], "b": ["x"], "c": ["y"]})
     0.6667
     """
-    sets = [set(tags.get(item, ())) for item in items]
+    bits: dict[str, int] = {}
+    masks = [sum(1 << bits.setdefault(t, len(bits)) for t in set(tags.get(i, ()))) for i in items]
+    return _diversity_of_masks(masks)
+
+
+def _diversity_of_masks(masks: Sequence[int]) -> float:
+    """:func:`intra_list_diversity` of items whose tags are the bits of ``masks``."""
     pairs = 0
     total = 0.0
-    for i in range(len(sets)):
-        for j in range(i + 1, len(sets)):
-            union = sets[i] | sets[j]
-            total += 1.0 - (len(sets[i] & sets[j]) / len(union) if union else 0.0)
+    for i in range(len(masks)):
+        a = masks[i]
+        for b in masks[i + 1 :]:
+            union = (a | b).bit_count()
+            total += 1.0 - ((a & b).bit_count() / union if union else 0.0)
             pairs += 1
     return round(total / pairs, 4) if pairs else 0.0
 

@@ -97,8 +97,9 @@ class References:
             recent = self.history.recent(event.user, self.settings.knn_window)
             query = Query(event.user, self._bucket(event), recent, exclude, event.context)
             everything = Query(event.user, query.bucket, recent, frozenset(), event.context)
+            queries, repeats = [query], [everything]  # one object each: shared passes reuse it
             for ranker in self.rankers:
-                (scored,) = ranker.candidates([everything if ranker.repeats else query], self.k)
+                (scored,) = ranker.candidates(repeats if ranker.repeats else queries, self.k)
                 self._ranked(ranker.name, event, [self._items[i] for i, _ in scored], in_tail)
         if in_tail and self.svd.fitted:
             if rating is not None:

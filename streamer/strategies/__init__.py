@@ -5,12 +5,13 @@ The policy (:mod:`streamer.policy`) fuses their lists into the list a user is sh
 
 from streamer.strategies.base import Observation, Query, Scored, Strategy
 from streamer.strategies.fresh import FreshItems
-from streamer.strategies.item_knn import ItemKNN
+from streamer.strategies.item_knn import CoCounts, ItemKNN
 from streamer.strategies.personal import Personal
 from streamer.strategies.popular import PopularInContext
 from streamer.strategies.recent import RecentItems
 
 __all__ = [
+    "CoCounts",
     "FreshItems",
     "ItemKNN",
     "Observation",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 #: A strategy's proposals for one query: (item index id, score), best first.
 Scored = list[tuple[int, float]]
@@ -32,6 +35,11 @@ class Query:
     recent: Sequence[int]
     exclude: Collection[int] = frozenset()
     context: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def excluded(self) -> np.ndarray:
+        """``exclude`` as an array (made once, shared by the strategies that take it)."""
+        return np.fromiter(self.exclude, np.int64, len(self.exclude))
 
 
 @runtime_checkable

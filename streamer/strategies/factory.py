@@ -10,7 +10,7 @@ from streamer.popularity import Popularity
 from streamer.settings import Settings
 from streamer.strategies.base import Strategy
 from streamer.strategies.fresh import FreshItems
-from streamer.strategies.item_knn import ItemKNN
+from streamer.strategies.item_knn import CoCounts, ItemKNN
 from streamer.strategies.personal import Personal, QueryFeatures
 from streamer.strategies.popular import PopularInContext
 from streamer.strategies.recent import RecentItems
@@ -29,13 +29,15 @@ def make_strategies(
     unknown = set(settings.strategies) - set(NAMES)
     if unknown:
         raise ValueError(f"unknown strategies {sorted(unknown)}; expected some of {NAMES}")
+    # the two item-kNN strategies count co-occurrences in one table (one pass for both windows)
+    counts = CoCounts([settings.knn_window, settings.knn_near_window], settings.knn_neighbours)
     build: dict[str, Callable[[], Strategy]] = {
         "personal": lambda: Personal(model, index, query_features),
         "similar": lambda: ItemKNN(
-            settings.knn_last, settings.knn_window, settings.knn_neighbours, "similar"
+            settings.knn_last, settings.knn_window, name="similar", counts=counts
         ),
         "near": lambda: ItemKNN(
-            settings.knn_last, settings.knn_near_window, settings.knn_neighbours, "near"
+            settings.knn_last, settings.knn_near_window, name="near", counts=counts
         ),
         "recent": RecentItems,
         "popular": lambda: PopularInContext(popularity=popularity, name="popular"),

@@ -2,45 +2,81 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from operator import itemgetter
+from collections.abc import Sequence
 
 import numpy as np
 
 from streamer.strategies.base import Observation, Query, Scored
-
-#: How far (a share of a row's total count) scoring arrays may lag behind the counts.
-STALE = 0.05
+from streamer.strategies.cooc_kernel import Table
 
 
-class _Row:
-    """One item's co-occurrence counts: a dict to count in, and numpy arrays to score with,
-    rebuilt when the counts moved by more than ``STALE`` of their total since the last build."""
+class CoCounts:
+    """Co-occurrence counts of items within users' last items, for several window sizes at
+    once, learned per observation (in one compiled call per batch) and shared by the item-kNN
+    strategies that read them: one learning pass, and one scoring pass per batch of queries
+    for all windows. Each item keeps at most ``2 * max_neighbours`` neighbours (the largest
+    counts in the widest window survive a prune): bounded memory."""
 
-    __slots__ = ("arrays", "counts", "pending", "total")
+    def __init__(self, windows: Sequence[int] = (50,), max_neighbours: int = 300) -> None:
+        self.windows = sorted(set(windows), reverse=True)
+        self.max_neighbours = max_neighbours
+        self.table = Table(self.windows)
+        # observations not yet in the table: learned in one compiled call before the next read
+        self._items: list[int] = []
+        self._before: list[Sequence[int]] = []
+        self._last_seen: Observation | None = None
+        self._scored: tuple[object, int, int, tuple[np.ndarray, ...]] | None = None
 
-    def __init__(self) -> None:
-        self.counts: dict[int, float] = {}
-        self.total = self.pending = 0.0
-        self.arrays: tuple[np.ndarray, np.ndarray] | None = None
+    def learn(self, observation: Observation) -> None:
+        """Count ``observation`` (once, however many strategies share these counts)."""
+        if observation is self._last_seen:
+            return
+        self._last_seen = observation
+        self._items.append(observation.item)
+        self._before.append(observation.recent[-self.windows[0] :])
+        self._scored = None
 
-    def prune(self, keep: int) -> None:
-        """Keep the ``keep`` largest counts (bounded memory per item)."""
-        # heapq.nlargest's answer (the first of equal counts kept), by one sort in C
-        best = sorted(self.counts.items(), key=itemgetter(1), reverse=True)[:keep]
-        self.counts = dict(best)
-        self.arrays = None
+    def _flush(self) -> None:
+        if self._items:
+            before, starts = _flat(self._before)
+            items = np.array(self._items, np.int64)
+            self.table.learn(items, starts, before, 2 * self.max_neighbours, self.max_neighbours)
+            self._items, self._before = [], []
 
-    def scoring(self) -> tuple[np.ndarray, np.ndarray]:
-        """(neighbour ids, counts) as arrays, at most ``STALE`` behind the counts."""
-        if self.arrays is None or self.pending > STALE * self.total:
-            n = len(self.counts)
-            self.arrays = (
-                np.fromiter(self.counts.keys(), np.int64, n),
-                np.fromiter(self.counts.values(), np.float64, n),
-            )
-            self.pending = 0.0
-        return self.arrays
+    def neighbours(self, item: int) -> int:
+        """How many neighbours ``item`` has now (at most ``2 * max_neighbours``)."""
+        self._flush()
+        return self.table.row_length(item)
+
+    def score(
+        self, queries: Sequence[Query], last: int, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per window, query and rank: the best ``k`` items by summed cosine over each query's
+        ``last`` items (see :meth:`Table.score`); the same ``queries`` object asked again for
+        another window is answered from the same pass."""
+        cached = self._scored
+        if cached is not None and cached[0] is queries and cached[1:3] == (last, k):
+            return cached[3]  # type: ignore[return-value]
+        recent = [list(dict.fromkeys(q.recent[-last:])) for q in queries]
+        result = self._score(recent, [q.excluded for q in queries], k)
+        self._scored = (queries, last, k, result)
+        return result
+
+    def _score(
+        self, last: Sequence[Sequence[int]], exclude: Sequence[np.ndarray], k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self._flush()
+        flat_last, starts = _flat(last)
+        exclude_starts = np.zeros(len(exclude) + 1, np.int64)
+        np.cumsum([len(e) for e in exclude], out=exclude_starts[1:])
+        flat_exclude = np.concatenate(exclude) if exclude else np.zeros(0, np.int64)
+        return self.table.score(starts, flat_last, exclude_starts, flat_exclude, k)
+
+    def similar(self, items: Sequence[int], window: int, k: int) -> list[Scored]:
+        """The ``k`` items most similar to each of ``items`` within ``window``."""
+        none = np.zeros(0, np.int64)
+        ids, scores, found = self._score([[i] for i in items], [none] * len(items), k)
+        return _scored(ids, scores, found, self.windows.index(window))
 
 
 class ItemKNN:
@@ -48,8 +84,8 @@ class ItemKNN:
 
     Each positive of item ``j`` adds, for each of the user's last ``window`` items ``i``, one
     co-occurrence to the pair; ``sim(i, j) = c(i, j) / sqrt(n_i n_j)``. A user's candidates are
-    ``sum over the last `last` items i of sim(i, j)``. Each item keeps at most
-    ``2 * max_neighbours`` neighbours (the largest counts survive a prune): bounded memory.
+    ``sum over the last `last` items i of sim(i, j)``. The counts are :class:`CoCounts`, its
+    own or shared with item-kNN strategies of other windows.
 
     Examples
     --------
@@ -66,93 +102,51 @@ class ItemKNN:
     repeats = False
 
     def __init__(
-        self, last: int = 5, window: int = 50, max_neighbours: int = 300, name: str = ""
+        self,
+        last: int = 5,
+        window: int = 50,
+        max_neighbours: int = 300,
+        name: str = "",
+        counts: CoCounts | None = None,
     ) -> None:
-        self.last, self.window, self.max_neighbours = last, window, max_neighbours
+        self.last, self.window = last, window
         self.name = name or f"item-kNN (last {last})"
-        self._rows: dict[int, _Row] = {}
-        self._n = np.zeros(1024, np.float64)  # positives per item
+        self.counts = counts or CoCounts([window], max_neighbours)
+        if window not in self.counts.windows:
+            raise ValueError(f"window {window} is not one of the counts' {self.counts.windows}")
+        self._at = self.counts.windows.index(window)
 
     def learn(self, observation: Observation) -> None:
-        item = observation.item
-        if item >= len(self._n):
-            grown = np.zeros(max(2 * len(self._n), item + 1))
-            grown[: len(self._n)] = self._n
-            self._n = grown
-        self._n[item] += 1.0
-        before = set(observation.recent[-self.window :] if self.window else ())
-        before.discard(item)
-        if not before:
-            return
-        mine = self._row(item)
-        counts, rows = mine.counts, self._rows
-        limit, keep = 2 * self.max_neighbours, self.max_neighbours
-        for other in before:  # the hot loop: plain dict arithmetic, _row inlined
-            counts[other] = counts.get(other, 0.0) + 1.0
-            theirs = rows.get(other)
-            if theirs is None:
-                theirs = rows[other] = _Row()
-            elif len(theirs.counts) >= limit:
-                theirs.prune(keep)
-            theirs.counts[item] = theirs.counts.get(item, 0.0) + 1.0
-            theirs.total += 1.0
-            theirs.pending += 1.0
-        mine.total += len(before)
-        mine.pending += len(before)
-        if len(counts) >= limit:
-            mine.prune(keep)
+        self.counts.learn(observation)
 
-    def _row(self, item: int) -> _Row:
-        row = self._rows.get(item)
-        if row is None:
-            row = self._rows[item] = _Row()
-        elif len(row.counts) >= 2 * self.max_neighbours:
-            row.prune(self.max_neighbours)
-        return row
-
-    def _sims(self, item: int) -> tuple[np.ndarray, np.ndarray] | None:
-        row = self._rows.get(item)
-        if row is None or not row.counts:
-            return None
-        ids, counts = row.scoring()
-        norm = np.sqrt(self._n[item] * self._n[ids])
-        return ids, counts / np.maximum(norm, 1e-12)
+    def neighbours(self, item: int) -> int:
+        """How many neighbours ``item`` has now."""
+        return self.counts.neighbours(item)
 
     def similar(self, item: int, k: int) -> Scored:
         """The ``k`` items most similar to ``item``."""
-        found = self._sims(item)
-        if found is None:
-            return []
-        ids, sims = found
-        return _top(ids, sims, k, frozenset())
+        return self.counts.similar([item], self.window, k)[0]
+
+    def similar_many(self, items: Sequence[int], k: int) -> list[Scored]:
+        """:meth:`similar` of each of ``items``, in one pass."""
+        return self.counts.similar(items, self.window, k)
 
     def candidates(self, queries: Sequence[Query], k: int) -> list[Scored]:
-        out: list[Scored] = []
-        for query in queries:
-            last = dict.fromkeys(query.recent[-self.last :])
-            parts = [found for i in last if (found := self._sims(i)) is not None]
-            if not parts:
-                out.append([])
-                continue
-            ids = np.concatenate([p[0] for p in parts])
-            sims = np.concatenate([p[1] for p in parts])
-            unique, where = np.unique(ids, return_inverse=True)
-            out.append(_top(unique, np.bincount(where, weights=sims), k, query.exclude))
-        return out
+        return _scored(*self.counts.score(queries, self.last, k), self._at)
 
 
-def _top(ids: np.ndarray, scores: np.ndarray, k: int, exclude: Collection[int]) -> Scored:
-    """The ``k`` best (id, score) pairs not in ``exclude``."""
-    depth = min(len(ids), k + len(exclude))
-    order = np.argsort(-scores, kind="stable") if depth >= len(ids) else None
-    if order is None:
-        part = np.argpartition(-scores, depth - 1)[:depth]
-        order = part[np.argsort(-scores[part], kind="stable")]
-    picked: Scored = []
-    for n in order.tolist():
-        item = int(ids[n])
-        if item not in exclude:
-            picked.append((item, float(scores[n])))
-            if len(picked) == k:
-                break
-    return picked
+def _scored(ids: np.ndarray, scores: np.ndarray, found: np.ndarray, window: int) -> list[Scored]:
+    """One window's results of :meth:`Table.score` as scored lists."""
+    return [
+        list(zip(ids[window, q, :n].tolist(), scores[window, q, :n].tolist(), strict=True))
+        for q, n in enumerate(found[window].tolist())
+    ]
+
+
+def _flat(groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of ids as one array and its offsets (``group q = flat[starts[q]:starts[q+1]]``)."""
+    flat = [i for group in groups for i in group]
+    sizes = np.fromiter((len(g) for g in groups), np.int64, len(groups))
+    starts = np.zeros(len(groups) + 1, np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    return np.array(flat, np.int64), starts

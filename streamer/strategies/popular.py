@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Collection, Sequence
 
 from streamer.popularity import Popularity
 from streamer.strategies.base import Observation, Query, Scored
@@ -39,17 +40,18 @@ class PopularInContext:
             self.popularity.add(observation.item, observation.bucket)
 
     def candidates(self, queries: Sequence[Query], k: int) -> list[Scored]:
-        cache: dict[str, Scored] = {}
+        cache: dict[str, tuple[int, Scored]] = {}  # per bucket: (depth asked, ranked)
         out: list[Scored] = []
         for query in queries:
             bucket = "" if self.global_only else query.bucket
-            ranked = cache.get(bucket)
-            if ranked is None:
-                ranked = cache[bucket] = self._ranked(bucket, 4 * k)
-            picked = [(i, s) for i, s in ranked if i not in query.exclude][:k]
-            if len(picked) < k:  # exhausted by the exclusions: look deeper
-                deep = self._ranked(bucket, k + len(query.exclude) + len(ranked))
-                picked = [(i, s) for i, s in deep if i not in query.exclude][:k]
+            asked, ranked = cache.get(bucket) or (0, [])
+            if not asked:
+                asked, ranked = cache[bucket] = (4 * k, self._ranked(bucket, 4 * k))
+            picked = _first(ranked, k, query.exclude)
+            depth = k + len(query.exclude)
+            if len(picked) < k and asked < depth:  # exhausted by the exclusions: look deeper
+                asked, ranked = cache[bucket] = (2 * depth, self._ranked(bucket, 2 * depth))
+                picked = _first(ranked, k, query.exclude)
             out.append(picked)
         return out
 
@@ -64,3 +66,8 @@ class PopularInContext:
         known = {i for i, _ in own}
         rest = [(i, floor * 0.5 * s / top) for i, s in total if i not in known]
         return own + rest
+
+
+def _first(ranked: Scored, k: int, exclude: Collection[int]) -> Scored:
+    """The first ``k`` of ``ranked`` not in ``exclude``."""
+    return list(itertools.islice(((i, s) for i, s in ranked if i not in exclude), k))

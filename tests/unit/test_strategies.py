@@ -100,7 +100,7 @@ def test_item_knn_memory_is_bounded_per_item():
     for item in rng.integers(0, 500, 5000).tolist():
         knn.learn(Observation("u", item, "", recent[-200:]))
         recent.append(item)
-    assert max(len(row.counts) for row in knn._rows.values()) <= 20
+    assert max(knn.neighbours(item) for item in range(500)) <= 20
 
 
 def test_popular_in_context_is_never_empty_while_the_catalogue_has_items():
