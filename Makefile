@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-streamrec
 
-.PHONY: install demo test unit e2e lint bench stack-up stack-down clean
+.PHONY: install demo test unit e2e chaos lint bench stack-up stack-down clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ unit: $(STAMP)          ## unit tests and doctests (no servers)
 
 e2e: $(STAMP)           ## the real local stack and a real worker process
 	$(BIN)/python -m pytest -q -m e2e tests/e2e
+
+chaos: $(STAMP)         ## the fault scenarios alone (make test runs them too)
+	$(BIN)/python -m pytest -q -s -m chaos tests/e2e
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)

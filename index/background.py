@@ -48,9 +48,14 @@ class BackgroundBuild(ABC):
             snapshot = self._store.snapshot()
         self._build_and_swap(*snapshot)
 
-    def save(self, path: Path) -> None:
+    def all_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """All ids and their latest vectors."""
         with self._lock:
             ids, vectors, _ = self._store.snapshot()
+        return ids, vectors
+
+    def save(self, path: Path) -> None:
+        ids, vectors = self.all_items()
         np.savez(path, kind=self.kind, dim=self.dim, ids=ids, vectors=vectors)
 
     def _maybe_rebuild(self) -> None:

@@ -34,6 +34,9 @@ class ItemIndex(Protocol):
     def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> SearchResult:
         """The ``k`` items of largest inner product per query, skipping ``exclude[q]``."""
 
+    def all_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every id and its vector (what a snapshot keeps)."""
+
     def save(self, path: Path) -> None:
         """Write the index so that :func:`index.factory.load_index` restores it."""
 

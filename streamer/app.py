@@ -8,9 +8,11 @@ from typing import Any
 
 import faust
 
+from streamer import snapshot
 from streamer.pipeline import Message, Pipeline
 from streamer.publisher import RedisSink
 from streamer.settings import Settings
+from streamer.stack import timestamps_at
 
 log = logging.getLogger("streamrec")
 
@@ -66,7 +68,9 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         return await dead_letters.send(key=key, value=value)
 
     sink = RedisSink.from_url(settings.redis_url, settings.redis_prefix, settings.rec_ttl_s)
-    work = pipeline or Pipeline(settings, sink, send_dead_letter)
+    work = pipeline or _restored(settings, sink, send_dead_letter)
+    # after every assignment the transport resumes each partition where the engine stands
+    app.streamrec_positions = work.positions  # type: ignore[attr-defined]
 
     for kind, name in topics.items():
         topic = app.topic(name, key_type=bytes, value_type=bytes)
@@ -80,7 +84,37 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         log.info("streamrec metrics %s", json.dumps(metrics))
         work.sink.write([], [], extra={"worker": figures, "metrics": metrics})
 
+    if settings.snapshot_interval_s > 0:
+
+        @app.timer(settings.snapshot_interval_s)
+        async def take_snapshot() -> None:
+            work.snapshot()
+
     return app, work
+
+
+def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pipeline:
+    """A pipeline on the newest valid snapshot's engine and offsets, or on a new engine."""
+    found = snapshot.load_latest(settings.snapshot_path, settings)
+    if found is None or settings.snapshot_interval_s <= 0:
+        return Pipeline(settings, sink, send_dead_letter)
+    engine, saved = found
+    last = {(t, p): o - 1 for t, parts in saved.offsets.items() for p, o in parts.items() if o}
+    found_stamps = timestamps_at(settings.broker, last)
+    changed = [
+        f"{t}[{p}]"
+        for (t, p) in last
+        if found_stamps[(t, p)] != saved.stamps.get(t, {}).get(p, found_stamps[(t, p)])
+    ]
+    if changed:  # not the log it learned from (a memory-only broker restarted, topics remade)
+        log.warning(
+            "snapshot %s learned from another log than the broker's %s: starting afresh",
+            snapshot.describe(saved),
+            ", ".join(changed),
+        )
+        return Pipeline(settings, sink, send_dead_letter)
+    log.info("resuming from snapshot %s", snapshot.describe(saved))
+    return Pipeline(settings, sink, send_dead_letter, engine, saved.offsets, saved.stamps)
 
 
 def _agent(kind: str, work: Pipeline, settings: Settings) -> Any:

@@ -83,7 +83,7 @@ class Engine:
             self.catalogue,
             self.users,
             self.popularity,
-            lambda: self.model.version,
+            self._model_version,
         )
         self._window = max(settings.knn_window, settings.knn_last)
         # strategies the engine feeds beyond learn(): new items, and the index when it moves
@@ -100,9 +100,12 @@ class Engine:
         self.shown: dict[str, tuple[int, ...]] = {}
         self.item_counts: Counter[int] = Counter()
 
-    def process(self, events: Sequence[Event], with_popular: bool = False) -> BatchOutput:
+    def process(
+        self, events: Sequence[Event], with_popular: bool = False, with_similar: bool = False
+    ) -> BatchOutput:
         """Learn from ``events`` in order (one compiled call per model for the batch); return
-        the lists to publish.
+        the lists to publish: the users', and the popular lists and the similar items of the
+        items chosen since the last time when asked.
 
         Prequential: every rating is predicted just before its own event is learned, and every
         positive is scored against the list its user had before the batch."""
@@ -119,7 +122,9 @@ class Engine:
                 elif isinstance(event, ContextEvent):
                     self.users.set_context(event.user, event.context)
                 else:
-                    touched_items.add(self.catalogue.add_metadata(event))
+                    item = self.catalogue.add_metadata(event)
+                    touched_items.add(item)
+                    self.model.add_item(self.catalogue.features(item))
                 self._new_items(range(size, len(self.catalogue)))
             except Exception as exc:  # a bug must not cost the batch: the caller dead-letters
                 failed.append((position, exc))
@@ -137,8 +142,9 @@ class Engine:
         known = {u for u in requests if self.model.knows(f"user={u}")}
         out = BatchOutput(self.recommender.recommend(list(requests.values()), known), failed=failed)
         self._remember(out.lists)
-        if with_popular:  # and the similar items of the items chosen since the last time
+        if with_popular:
             out.popular = self.recommender.popular_lists()
+        if with_similar:
             out.similar = self.recommender.similar_lists(self._chosen)
             self._chosen = set()
         return out
@@ -178,6 +184,9 @@ class Engine:
         # which was 8 of every 9 index writes (MovieLens HitRate@10 0.1568 -> 0.1566).
         return [item]
 
+    def _model_version(self) -> int:
+        return self.model.version
+
     def is_positive(self, click: Click) -> bool:
         """Click, purchase, or a rating of at least ``positive_rating``."""
         if click.type == "rating":
@@ -200,8 +209,9 @@ class Engine:
             self.shown[rec.user] = tuple(self.catalogue.id_of(item) for item, _ in rec.items[:k])
 
     def _new_items(self, ids: range) -> None:
-        for strategy in self._fresh:
-            for item in ids:
+        for item in ids:
+            self.model.add_item(self.catalogue.features(item))
+            for strategy in self._fresh:
                 strategy.add(item)
 
     def metrics_report(self) -> dict[str, Any]:

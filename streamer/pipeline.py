@@ -10,10 +10,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streamer import snapshot
 from streamer.engine import BatchOutput, Engine, Event
 from streamer.events import InvalidEvent, Validator
 from streamer.publisher import RedisSink
 from streamer.settings import Settings
+from streamer.snapshot import Offsets, Stamps
 from streamer.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -70,11 +72,19 @@ class Pipeline:
         sink: RedisSink,
         send_dead_letter: DeadLetterSend,
         engine: Engine | None = None,
+        offsets: Offsets | None = None,
+        stamps: Stamps | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
         self.send_dead_letter = send_dead_letter
         self.engine = engine or Engine(settings)
+        #: per topic and partition, the offset of the next message the engine has not seen:
+        #: what a snapshot of the engine includes, and where a partition resumes
+        self.offsets: Offsets = offsets or {}
+        #: and the Kafka timestamp (ms) of the message before each: it tells the same log
+        self.stamps: Stamps = stamps or {}
+        self.last_snapshot: snapshot.Snapshot | None = None
         self.stats = Stats()
         validator = Validator(settings)
         self._decoders: dict[str, Callable[[bytes], Event]] = {
@@ -82,7 +92,7 @@ class Pipeline:
             "contexts": validator.context,
             "items": validator.item,
         }
-        self._popular_due = 0.0
+        self._popular_due = self._similar_due = 0.0
 
     async def handle(self, kind: str, messages: Sequence[Message]) -> None:
         """Process messages of one topic kind (``clicks``, ``contexts`` or ``items``)."""
@@ -105,12 +115,16 @@ class Pipeline:
         with_popular = now >= self._popular_due
         if with_popular:
             self._popular_due = now + self.settings.pop_publish_s
+        with_similar = now >= self._similar_due
+        if with_similar:
+            self._similar_due = now + self.settings.sim_publish_s
         try:
-            out = self.engine.process(events, with_popular=with_popular)
+            out = self.engine.process(events, with_popular, with_similar)
         except Exception:  # past the per-event stage (learning, index, recommending): log, go on
             log.exception("batch of %d events failed after they were booked", len(events))
             self.stats.errors += 1
             out = BatchOutput()
+        self._advance(messages)  # no await since process(): a snapshot sees both or neither
         for position, error in out.failed:  # one event's error is that event's dead letter
             self.stats.errors += 1
             source = sources[position]
@@ -131,6 +145,34 @@ class Pipeline:
             lists=len(out.lists),
             freshness_s=[published - m.timestamp for m in sources if m.timestamp],
         )
+
+    def _advance(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            parts = self.offsets.setdefault(message.topic, {})
+            if message.offset + 1 > parts.get(message.partition, 0):
+                parts[message.partition] = message.offset + 1
+                stamps = self.stamps.setdefault(message.topic, {})
+                stamps[message.partition] = round(message.timestamp * 1000)
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        """Where each partition the engine has seen resumes: ``(topic, partition) -> offset``."""
+        return {(t, p): o for t, parts in self.offsets.items() for p, o in parts.items()}
+
+    def snapshot(self) -> snapshot.Snapshot:
+        """Write the engine's state and the offsets it includes (see :mod:`streamer.snapshot`);
+        the stream waits meanwhile (the pause is logged and reported)."""
+        started = time.perf_counter()
+        saved = snapshot.save(
+            self.engine,
+            self.offsets,
+            self.settings.snapshot_path,
+            self.settings.snapshot_keep,
+            self.stamps,
+        )
+        self.stats.snapshot_pause_s = time.perf_counter() - started
+        self.last_snapshot = saved
+        log.info("snapshot %s in %.2f s", snapshot.describe(saved), self.stats.snapshot_pause_s)
+        return saved
 
     def report(self) -> dict[str, Any]:
         figures = self.stats.report()

@@ -47,6 +47,8 @@ class Settings:
     log_interval_s: float = 10.0
     web_enabled: bool = False
     web_port: int = 6066
+    snapshot_interval_s: float = 60.0  # the learned state written this often (0: never)
+    snapshot_keep: int = 3  # snapshots kept (the newest)
     # Model.
     n_factors: int = 10
     rating_lr: float = 0.05
@@ -81,6 +83,7 @@ class Settings:
     history_size: int = 500
     pop_context_keys: tuple[str, ...] = ("device", "daypart", "location")
     pop_publish_s: float = 2.0
+    sim_publish_s: float = 10.0  # how often the similar items of the items chosen are written
     rec_ttl_s: int = 0
     # Index.
     index_backend: str = "auto"
@@ -137,6 +140,11 @@ class Settings:
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir).expanduser().resolve()
+
+    @property
+    def snapshot_path(self) -> Path:
+        """Where this app's snapshots are written (see :mod:`streamer.snapshot`)."""
+        return self.state_path / "snapshots" / self.app_id
 
     @property
     def topics(self) -> tuple[str, str, str, str]:

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -204,6 +204,42 @@ def create_topics(
                 admin.create_topics(wanted)
     finally:
         admin.close()
+
+
+def timestamps_at(
+    broker: str, positions: Mapping[tuple[str, int], int]
+) -> dict[tuple[str, int], int | None]:
+    """The Kafka timestamp (ms) of the message at each ``(topic, partition) -> offset``, None
+    where there is none (the log is shorter, or the topic is gone)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker,
+        client_id="streamrec-check",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+        max_poll_records=1,
+        auto_offset_reset="earliest",  # out of range: the first message, not a long wait
+    )
+    found: dict[tuple[str, int], int | None] = {}
+    try:
+        for (topic, partition), offset in positions.items():
+            found[(topic, partition)] = None
+            if partition not in (consumer.partitions_for_topic(topic) or set()):
+                continue
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                batch = consumer.poll(timeout_ms=200).get(tp, [])
+                if batch:
+                    if batch[0].offset == offset:
+                        found[(topic, partition)] = int(batch[0].timestamp)
+                    break
+    finally:
+        consumer.close()
+    return found
 
 
 def _terminate(pid: int, timeout: float) -> None:

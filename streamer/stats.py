@@ -31,6 +31,7 @@ class Stats:
         self.rejected = 0
         self.lists = 0
         self.errors = 0
+        self.snapshot_pause_s: float | None = None  # how long the last snapshot held the stream
         self._freshness: deque[float] = deque(maxlen=window)
         self._last = (self.started, 0)
 
@@ -58,4 +59,9 @@ class Stats:
             "freshness_p50_ms": round(float(np.percentile(fresh, 50)), 1) if len(fresh) else None,
             "freshness_p99_ms": round(float(np.percentile(fresh, 99)), 1) if len(fresh) else None,
             "uptime_s": round(now - self.started, 1),
+            "snapshot_pause_s": _round(self.snapshot_pause_s, 3),
         }
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)

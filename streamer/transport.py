@@ -27,6 +27,22 @@ class Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def perform_seek(self) -> None:
+        """After Faust's seek to the committed offsets (on every assignment), each partition
+        the engine has seen resumes at the engine's own offset: after a restart, the
+        snapshot's (the events since are learned again, none before); after a rebalance, the
+        last one learned (the committed offset may lag it: those events are not learned
+        twice)."""
+        await super().perform_seek()
+        positions = getattr(self.app, "streamrec_positions", None)
+        if positions is None:
+            return
+        resume = positions()
+        for tp in self.assignment():
+            offset = resume.get((tp.topic, tp.partition))
+            if offset is not None:
+                await self.seek(tp, offset)
+
 
 class Transport(driver.Transport):
     Consumer = Consumer

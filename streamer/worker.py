@@ -43,4 +43,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> Any:
     pipeline.sink.setup()  # a clear error now rather than at the first batch
     logging.getLogger("streamrec").setLevel(loglevel.upper())
     worker = Worker(app, loglevel=loglevel, quiet=True)
-    return worker.execute_from_commandline()
+    try:
+        return worker.execute_from_commandline()
+    finally:  # stopped (a signal, or an error): what was learned is kept
+        if settings.snapshot_interval_s > 0:
+            pipeline.snapshot()

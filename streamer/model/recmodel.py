@@ -100,6 +100,11 @@ class RecModel:
         self._rating_items.put(slot, *encoded.rating)
         return slot
 
+    def add_item(self, item_x: Features) -> None:
+        """Make the rows of a new (or changed) item side now, where it arrives in the stream:
+        rows are initialised in arrival order, whenever they are first read."""
+        self._slot(item_x)
+
     def _user(self, user_x: Features) -> _Encoded:
         return _Encoded(user_x, self.ranker, self.rater, self._side)
 
@@ -125,8 +130,8 @@ class RecModel:
         positive and its negatives together. Returns, per event, the rating predicted just
         before learning it (prequential), clipped to the range of the ratings before it.
         """
-        users = [self._user(event.user_x) for event in batch]
-        part = self._slot  # items are named by their slot in the part stores
+        users = []  # rows are made event by event, in order (query side, item, negatives):
+        part = self._slot  # the model is the same however the stream is cut into batches
         rated: list[int] = []  # events with a rating
         ratings: list[float] = []
         rated_items: list[int] = []
@@ -136,6 +141,7 @@ class RecModel:
         starts = [0]
         for n, event in enumerate(batch):
             kind, value = event.kind, event.value
+            users.append(self._user(event.user_x))
             item = part(event.item_x)
             if kind == "rating" and value is not None:
                 rated.append(n)

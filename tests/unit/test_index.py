@@ -187,3 +187,18 @@ def test_an_item_removed_while_a_rebuild_ran_stays_removed(data, backend):
     index._build_and_swap(ids, snapshot, seq)  # and it finishes after the removal
     assert best not in index.search(queries[:1], 50).ids[0]
     assert len(index) == len(vectors) - 1
+
+
+@pytest.mark.parametrize("backend", ["exact", "ivf", "hnsw"])
+def test_all_items_are_the_latest_vectors_of_the_live_ids(data, backend):
+    vectors, _ = data
+    index = make_index(backend, 16)
+    index.upsert(np.arange(600), vectors[:600])
+    index.upsert(np.arange(0, 600, 2), vectors[1000:1300])  # rewrite the even ids
+    index.remove(np.arange(0, 30))
+    ids, stored = index.all_items()
+    order = np.argsort(ids)
+    expected = vectors[:600].copy()
+    expected[0:600:2] = vectors[1000:1300]
+    np.testing.assert_array_equal(ids[order], np.arange(30, 600))
+    np.testing.assert_array_equal(stored[order], expected[30:])

@@ -1,0 +1,127 @@
+"""kill -9 mid-stream, restart: the worker resumes from its snapshot and ends where an
+uninterrupted run on the same events ends (each event learned once)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from streamer import snapshot
+from streamer.engine import Engine
+from streamer.events import Validator
+from streamer.replay import open_log
+from streamer.replay.producer import replay
+from streamer.stack import create_topics
+from tests.e2e.conftest import DATASET, progress, rec_list, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+
+RATINGS = 12_000
+
+
+def _start(settings, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "worker"],
+        env={**os.environ, **settings.as_env()},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _newest(settings) -> snapshot.Snapshot | None:
+    found = sorted(settings.snapshot_path.glob("snapshot-*.npz"))
+    if not found:
+        return None
+    try:
+        return snapshot.load(found[-1], settings)[1]
+    except snapshot.SnapshotError:  # being replaced right now
+        return None
+
+
+@pytest.mark.skipif(not DATASET.exists(), reason="MovieLens-100K not found")
+def test_kill_9_then_restart_learns_every_event_once(stack):
+    uid = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        stack.isolated(f"crash-{uid}"),
+        partitions=1,  # one order of events, the same in the reference run
+        log_interval_s=1.0,
+        snapshot_interval_s=1.0,
+    )
+    create_topics(settings.broker, settings.topics, settings.partitions)
+    records = list(itertools.islice(open_log(DATASET), 1682 + RATINGS))
+    items, ratings = records[:1682], records[1682:]
+    replay(items, settings, progress=False)
+    log = Path(settings.state_dir) / f"worker-{uid}.log"
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+
+    first = _start(settings, log)
+    try:
+        wait_for(lambda: progress(client, settings)["events"] >= 1682, timeout=60)
+        replay(ratings, settings, progress=False)
+        # a snapshot taken mid-stream, then a kill at a moment the test does not choose
+        wait_for(lambda: (s := _newest(settings)) and 0 < s.events - 1682 < RATINGS, timeout=60)
+        time.sleep(float(np.random.default_rng().uniform(0.0, 1.0)))
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    at_kill = _newest(settings)
+    assert at_kill is not None
+    learned_before_kill = at_kill.events
+
+    restarted_at = time.monotonic()
+    second = _start(settings, log)
+    try:
+        user = json.loads(ratings[-1].payload())["user"]
+        wait_for(lambda: rec_list(client, settings, user), timeout=90)
+        first_list_s = time.monotonic() - restarted_at
+        # every event in, by what was produced (Tansu's high watermarks are short)
+        done = {settings.topic_clicks: {0: RATINGS}, settings.topic_items: {0: 1682}}
+        wait_for(lambda: (s := _newest(settings)) and s.offsets == done, timeout=90)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        code = second.wait(timeout=30)
+    assert code == 0, f"worker exited {code}; see {log}"
+    found = snapshot.load_latest(settings.snapshot_path, settings)
+    assert found is not None
+    crashed, final = found
+    print(
+        f"snapshot at kill: {learned_before_kill} events; first list {first_list_s:.1f} s after "
+        f"the restart; final snapshot {snapshot.describe(final)}"
+    )
+
+    # The reference: one uninterrupted engine over the same events in the same order.
+    validator = Validator(settings)
+    events = [
+        validator.item(r.payload()) if r.kind == "items" else validator.click(r.payload())
+        for r in records
+    ]
+    reference = Engine(settings)
+    for n in range(0, len(events), 500):
+        reference.process(events[n : n + 500])
+
+    assert crashed.events == reference.events == 1682 + RATINGS  # each event learned once
+    assert len(crashed.catalogue) == len(reference.catalogue) == 1682
+    assert crashed.model.version == reference.model.version
+    for name in ("weights", "latents"):
+        for side in ("ranker", "rater"):
+            mine = getattr(getattr(crashed.model, side).table, name)
+            theirs = getattr(getattr(reference.model, side).table, name)
+            np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-12)
+    users = sorted({json.loads(r.payload())["user"] for r in ratings})[:25]
+    for u in users:
+        assert list(crashed.users.history(u)) == list(reference.users.history(u))
+        for item in range(0, 1682, 97):
+            assert crashed.score(u, {}, item) == pytest.approx(reference.score(u, {}, item))
+    assert crashed.popularity.counts() == reference.popularity.counts()
