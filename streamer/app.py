@@ -67,7 +67,9 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
     async def send_dead_letter(key: bytes | None, value: bytes) -> Any:
         return await dead_letters.send(key=key, value=value)
 
-    sink = RedisSink.from_url(settings.redis_url, settings.redis_prefix, settings.rec_ttl_s)
+    sink = RedisSink.from_url(
+        settings.redis_url, settings.redis_prefix, settings.rec_ttl_s, settings.redis_pending_max
+    )
     work = pipeline or _restored(settings, sink, send_dead_letter)
     # after every assignment the transport resumes each partition where the engine stands
     app.streamrec_positions = work.positions  # type: ignore[attr-defined]

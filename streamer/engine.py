@@ -33,6 +33,9 @@ from streamer.users import UserState
 Event = Click | ContextEvent | ItemEvent
 #: The most young items whose vectors each batch recomputes (round robin among them).
 YOUNG_REFRESH = 256
+#: The most similar-item lists a batch computes: a due set larger than this is spread over the
+#: next batches, so that it does not hold one batch (and its users' freshness) up.
+SIMILAR_PER_BATCH = 200
 
 
 @dataclass
@@ -93,7 +96,8 @@ class Engine:
         self._young_cursor = 0
         self._popular_cache: dict[str, list[int]] = {}
         self.events = 0
-        self._chosen: set[int] = set()  # items chosen since the last similar lists
+        self._chosen: dict[int, None] = {}  # items chosen since their last similar list
+        self._similar_due: list[int] = []  # items whose similar list is due, oldest first
         # Prequential evaluation: what each user was shown, scored against what they chose next.
         self.metrics = Prequential(settings.eval_k)
         self.scoreboards: list[Prequential] = [self.metrics]  # more may watch (evaluate's tail)
@@ -144,9 +148,16 @@ class Engine:
         self._remember(out.lists)
         if with_popular:
             out.popular = self.recommender.popular_lists()
-        if with_similar:
-            out.similar = self.recommender.similar_lists(self._chosen)
-            self._chosen = set()
+        if with_similar:  # every item chosen since the last time: due, a slice per batch
+            due = set(self._similar_due)
+            self._similar_due += [i for i in self._chosen if i not in due]
+            self._chosen = {}
+        if self._similar_due:
+            now, self._similar_due = (
+                self._similar_due[:SIMILAR_PER_BATCH],
+                self._similar_due[SIMILAR_PER_BATCH:],
+            )
+            out.similar = self.recommender.similar_lists(now)
         return out
 
     def _take(self, click: Click, batch: list[Interaction]) -> list[int]:
@@ -175,7 +186,7 @@ class Engine:
             for strategy in self.strategies:
                 strategy.learn(seen)
             self.users.add(click.user, item)
-            self._chosen.add(item)
+            self._chosen[item] = None
             self.sampler.add(item)
             self.popularity.add(item, key)
             self.item_counts[item] += 1

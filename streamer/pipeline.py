@@ -143,7 +143,10 @@ class Pipeline:
             events=len(messages),
             rejected=rejected,
             lists=len(out.lists),
-            freshness_s=[published - m.timestamp for m in sources if m.timestamp],
+            # None: Redis was not reached; the sink keeps the lists until it is back
+            freshness_s=[]
+            if published is None
+            else [published - m.timestamp for m in sources if m.timestamp],
         )
 
     def _advance(self, messages: Sequence[Message]) -> None:
@@ -179,4 +182,7 @@ class Pipeline:
         figures["model_version"] = self.engine.model.version
         figures["catalogue"] = len(self.engine.catalogue)
         figures["users"] = len(self.engine.users)
+        figures["redis_failed_writes"] = self.sink.failed_writes
+        figures["redis_pending"] = self.sink.pending
+        figures["redis_dropped"] = self.sink.dropped
         return figures

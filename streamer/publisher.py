@@ -1,9 +1,12 @@
-"""The Redis sink: every list of a batch in one pipeline (one round trip)."""
+"""The Redis sink: every list of a batch in one pipeline (one round trip), and through an outage
+the latest value of every key kept (bounded) and written when Redis is back."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,31 +15,61 @@ import redis
 from streamer.keys import pop_key, rec_key, sim_key
 from streamer.recommender import PopList, RecList, SimList
 
+log = logging.getLogger(__name__)
+
+#: Backoff between attempts while Redis is unreachable: from FIRST_RETRY_S, doubling, at most
+#: LAST_RETRY_S. Batches in between are not held up: their values join the pending ones.
+FIRST_RETRY_S, LAST_RETRY_S = 0.1, 5.0
+
 
 class RedisSink:
     """Writes recommendation and popular lists; ``setup()`` once, then ``write(batch)``.
 
+    A write that fails (Redis down, a timeout) raises nothing: its values are kept, the latest
+    per key, at most ``max_pending`` keys (the oldest dropped and counted), and written with a
+    later batch once a retry succeeds; ``failed_writes`` counts the failures.
+
     Examples
     --------
     >>> class FakeRedis:  # the two calls the sink makes
-    ...     def __init__(self): self.data = {}
+    ...     def __init__(self): self.data, self.down = {}, False
     ...     def ping(self): return True
-    ...     def pipeline(self, transaction=False): return self
-    ...     def set(self, key, value, ex=None): self.data[key] = json.loads(value)
-    ...     def execute(self): return []
+    ...     def pipeline(self, transaction=False): self.batch = {}; return self
+    ...     def set(self, key, value, ex=None): self.batch[key] = json.loads(value)
+    ...     def execute(self):
+    ...         if self.down: raise redis.ConnectionError("down")
+    ...         self.data.update(self.batch)
     >>> sink = RedisSink(FakeRedis(), prefix="t:")
     >>> sink.setup()
     >>> ts = sink.write([RecList("u1", [("i9", 0.5)], {}, 3, 1.0, "model")], [PopList("", [])])
     >>> sorted(sink.client.data), sink.client.data["t:rec:u1"]["items"]
     (['t:pop', 't:rec:u1'], [{'item': 'i9', 'score': 0.5, 'strategy': 'model'}])
+    >>> sink.client.down = True  # an outage: nothing raised, the list is kept
+    >>> sink.write([RecList("u2", [("i7", 0.1)], {}, 4, 2.0, "model")]) is None
+    True
+    >>> sink.client.down, sink._retry_at = False, 0.0  # back (and the backoff over)
+    >>> sink.write([]) is not None, "t:rec:u2" in sink.client.data, sink.failed_writes
+    (True, True, 1)
     """
 
-    def __init__(self, client: Any, prefix: str = "streamrec:", ttl_s: int = 0) -> None:
+    def __init__(
+        self, client: Any, prefix: str = "streamrec:", ttl_s: int = 0, max_pending: int = 100_000
+    ) -> None:
         self.client, self.prefix, self.ttl_s = client, prefix, ttl_s
+        self.max_pending = max_pending
+        self.failed_writes = 0  # writes that did not reach Redis
+        self.dropped = 0  # pending values dropped (more than max_pending keys)
+        self._pending: OrderedDict[str, tuple[str, int | None]] = OrderedDict()
+        self._retry_at = 0.0
+        self._backoff = FIRST_RETRY_S
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "streamrec:", ttl_s: int = 0) -> RedisSink:
-        return cls(redis.Redis.from_url(url), prefix, ttl_s)
+    def from_url(
+        cls, url: str, prefix: str = "streamrec:", ttl_s: int = 0, max_pending: int = 100_000
+    ) -> RedisSink:
+        # a hung Redis must not hold the stream: a write waits at most this long
+        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        return cls(client, prefix, ttl_s, max_pending)
 
     def setup(self) -> None:
         """Fail early, with the address, when Redis is not there."""
@@ -45,29 +78,69 @@ class RedisSink:
         except redis.RedisError as exc:
             raise ConnectionError(f"Redis is not reachable: {exc}") from exc
 
+    @property
+    def pending(self) -> int:
+        """Keys waiting for Redis to come back."""
+        return len(self._pending)
+
     def write(
         self,
         lists: Sequence[RecList],
         popular: Sequence[PopList] = (),
         extra: dict[str, Any] | None = None,
         similar: Sequence[SimList] = (),
-    ) -> float:
-        """Write everything in one pipeline; returns the ``published_ts`` it stamped."""
-        if not lists and not popular and not extra and not similar:
-            return time.time()
+    ) -> float | None:
+        """Write everything in one pipeline, with whatever an outage left pending; returns
+        the ``published_ts`` it stamped, or None when Redis could not be reached (the values
+        are kept for a later write)."""
         published = time.time()
-        pipe = self.client.pipeline(transaction=False)
         ex = self.ttl_s or None
-        for rec in lists:
-            pipe.set(rec_key(self.prefix, rec.user), _dumps(rec.to_json(published)), ex=ex)
-        for pop in popular:
-            pipe.set(pop_key(self.prefix, pop.key), _dumps(pop.to_json(published)))
-        for sim in similar:
-            pipe.set(sim_key(self.prefix, sim.item), _dumps(sim.to_json(published)))
-        for name, value in (extra or {}).items():
-            pipe.set(f"{self.prefix}{name}", _dumps(value))
-        pipe.execute()
+        values: list[tuple[str, str, int | None]] = [
+            (rec_key(self.prefix, rec.user), _dumps(rec.to_json(published)), ex) for rec in lists
+        ]
+        values += [
+            (pop_key(self.prefix, p.key), _dumps(p.to_json(published)), None) for p in popular
+        ]
+        values += [
+            (sim_key(self.prefix, s.item), _dumps(s.to_json(published)), None) for s in similar
+        ]
+        values += [(f"{self.prefix}{k}", _dumps(v), None) for k, v in (extra or {}).items()]
+        if not values and not self._pending:
+            return published
+        if self._pending and time.monotonic() < self._retry_at:  # still backing off
+            self._keep(values)
+            return None
+        pipe = self.client.pipeline(transaction=False)
+        written = {key for key, _, _ in values}
+        for key, (value, ttl) in self._pending.items():
+            if key not in written:  # older than this batch's value of the same key
+                pipe.set(key, value, ex=ttl)
+        for key, value, ttl in values:
+            pipe.set(key, value, ex=ttl)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            self.failed_writes += 1
+            self._keep(values)
+            self._retry_at = time.monotonic() + self._backoff
+            if self._backoff == FIRST_RETRY_S:
+                log.warning("Redis write failed (%s): keeping the latest lists, retrying", exc)
+            self._backoff = min(2 * self._backoff, LAST_RETRY_S)
+            return None
+        if self._pending:
+            log.info("Redis is back: %d pending keys written", len(self._pending))
+            self._pending.clear()
+        self._backoff = FIRST_RETRY_S
         return published
+
+    def _keep(self, values: Sequence[tuple[str, str, int | None]]) -> None:
+        pending = self._pending
+        for key, value, ttl in values:
+            pending[key] = (value, ttl)
+            pending.move_to_end(key)
+        while len(pending) > self.max_pending:
+            pending.popitem(last=False)
+            self.dropped += 1
 
 
 def _dumps(value: Any) -> str:

@@ -85,6 +85,7 @@ class Settings:
     pop_publish_s: float = 2.0
     sim_publish_s: float = 10.0  # how often the similar items of the items chosen are written
     rec_ttl_s: int = 0
+    redis_pending_max: int = 100_000  # keys kept through a Redis outage (the latest value each)
     # Index.
     index_backend: str = "auto"
     large_index_min_items: int = 50_000

@@ -43,8 +43,9 @@ OPERATIONAL = frozenset(
         "broker", "redis_url", "redis_prefix", "state_dir", "app_id", "topic_clicks",
         "topic_contexts", "topic_items", "topic_dead_letters", "partitions", "batch_size",
         "batch_within_s", "session_timeout_s", "fetch_max_wait_ms", "log_interval_s",
-        "web_enabled", "web_port", "pop_publish_s", "sim_publish_s", "rec_ttl_s", "faiss_threads",
-        "index_backend", "large_index_min_items", "snapshot_interval_s", "snapshot_keep",
+        "web_enabled", "web_port", "pop_publish_s", "sim_publish_s", "rec_ttl_s",
+        "redis_pending_max", "faiss_threads", "index_backend", "large_index_min_items",
+        "snapshot_interval_s", "snapshot_keep",
     }
 )  # fmt: skip
 _NAME = re.compile(r"snapshot-(\d{12})\.npz$")

@@ -35,7 +35,7 @@ def _force_exit(signum: signal.Signals) -> None:
         file=sys.stderr,
         flush=True,
     )
-    os._exit(0)
+    os._exit(1)  # not a clean stop: a supervisor must see it
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> Any:
