@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -35,6 +36,8 @@ class Message:
     timestamp: float  # seconds, when it was produced
 
 
+#: Attempts to send a dead letter (0.1 s, 0.2 s... apart) before it is counted as failed.
+DEAD_LETTER_ATTEMPTS = 4
 #: The most raw bytes a dead letter keeps (its size stays well under the producer's 1 MB).
 RAW_KEPT = 64 * 1024
 
@@ -106,11 +109,11 @@ class Pipeline:
                 sources.append(message)
             except InvalidEvent as exc:
                 rejected += 1
-                await self.send_dead_letter(message.key, dead_letter(message, str(exc)))
+                await self._dead_letter(message, str(exc))
             except Exception as exc:  # a decoder bug: still the message's dead letter, not ours
                 rejected += 1
                 reason = f"undecodable: {type(exc).__name__}: {str(exc)[:200]}"
-                await self.send_dead_letter(message.key, dead_letter(message, reason))
+                await self._dead_letter(message, reason)
         now = time.time()
         with_popular = now >= self._popular_due
         if with_popular:
@@ -129,7 +132,7 @@ class Pipeline:
             self.stats.errors += 1
             source = sources[position]
             reason = f"processing error: {type(error).__name__}: {error}"
-            await self.send_dead_letter(source.key, dead_letter(source, reason))
+            await self._dead_letter(source, reason)
         progress = {
             "events": self.stats.events + len(messages),
             "rejected": self.stats.rejected + rejected,
@@ -148,6 +151,25 @@ class Pipeline:
             if published is None
             else [published - m.timestamp for m in sources if m.timestamp],
         )
+
+    async def _dead_letter(self, message: Message, reason: str) -> None:
+        """Send ``message``'s dead letter, retried with backoff; a letter that cannot be sent
+        is logged with where the message is and counted, never dropped silently."""
+        letter = dead_letter(message, reason)
+        for attempt in range(DEAD_LETTER_ATTEMPTS):
+            try:
+                await self.send_dead_letter(message.key, letter)
+                self.stats.dead_letters += 1
+                return
+            except Exception as exc:  # the producer's error, whatever it is
+                if attempt + 1 == DEAD_LETTER_ATTEMPTS:
+                    self.stats.dead_letter_failures += 1
+                    log.error(
+                        "dead letter of %s[%d]@%d not sent (%s): %s",
+                        message.topic, message.partition, message.offset, exc, reason,
+                    )  # fmt: skip
+                    return
+                await asyncio.sleep(0.1 * 2**attempt)
 
     def _advance(self, messages: Sequence[Message]) -> None:
         for message in messages:

@@ -31,6 +31,8 @@ class Stats:
         self.rejected = 0
         self.lists = 0
         self.errors = 0
+        self.dead_letters = 0  # sent
+        self.dead_letter_failures = 0  # not sent after every retry (logged)
         self.snapshot_pause_s: float | None = None  # how long the last snapshot held the stream
         self._freshness: deque[float] = deque(maxlen=window)
         self._last = (self.started, 0)
@@ -55,6 +57,8 @@ class Stats:
             "rejected": self.rejected,
             "lists_published": self.lists,
             "processing_errors": self.errors,
+            "dead_letters": self.dead_letters,
+            "dead_letter_failures": self.dead_letter_failures,
             "events_per_s": round(rate, 1),
             "freshness_p50_ms": round(float(np.percentile(fresh, 50)), 1) if len(fresh) else None,
             "freshness_p99_ms": round(float(np.percentile(fresh, 99)), 1) if len(fresh) else None,

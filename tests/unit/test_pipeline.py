@@ -85,3 +85,26 @@ def test_the_read_helper_imports_nothing_heavy():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_dead_letter_that_fails_to_send_is_retried_then_counted(fake_redis):
+    attempts = []
+
+    async def flaky(key, value):  # the producer fails twice, then works
+        attempts.append(value)
+        if len(attempts) <= 2:
+            raise RuntimeError("broker away")
+
+    pipeline = Pipeline(Settings(n_factors=4, top_k=3), RedisSink(fake_redis, "t:"), flaky)
+    asyncio.run(pipeline.handle("clicks", [message("clicks", b"not json")]))
+    assert len(attempts) == 3 and pipeline.stats.dead_letters == 1
+
+    async def down(key, value):
+        attempts.append(value)
+        raise RuntimeError("broker gone")
+
+    pipeline.send_dead_letter = down
+    asyncio.run(pipeline.handle("clicks", [message("clicks", b"still not json", offset=9)]))
+    assert len(attempts) == 3 + 4  # every attempt made, then counted (and logged)
+    assert pipeline.stats.dead_letters == 1 and pipeline.stats.dead_letter_failures == 1
+    assert pipeline.report()["dead_letter_failures"] == 1
