@@ -11,6 +11,7 @@ import faust
 from streamer import snapshot
 from streamer.pipeline import Message, Pipeline
 from streamer.publisher import RedisSink
+from streamer.security import faust_credentials, kafka_options, redis_options
 from streamer.settings import Settings
 from streamer.stack import timestamps_at
 
@@ -36,6 +37,7 @@ def base_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         web_bind="127.0.0.1",
         producer_acks=1,
+        broker_credentials=faust_credentials(settings),
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # type: ignore[attr-defined]
     return app
@@ -68,7 +70,11 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         return await dead_letters.send(key=key, value=value)
 
     sink = RedisSink.from_url(
-        settings.redis_url, settings.redis_prefix, settings.rec_ttl_s, settings.redis_pending_max
+        settings.redis_url,
+        settings.redis_prefix,
+        settings.rec_ttl_s,
+        settings.redis_pending_max,
+        **redis_options(settings),
     )
     work = pipeline or _restored(settings, sink, send_dead_letter)
     # after every assignment the transport resumes each partition where the engine stands
@@ -102,7 +108,7 @@ def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pip
         return Pipeline(settings, sink, send_dead_letter)
     engine, saved = found
     last = {(t, p): o - 1 for t, parts in saved.offsets.items() for p, o in parts.items() if o}
-    found_stamps = timestamps_at(settings.broker, last)
+    found_stamps = timestamps_at(settings.broker, last, kafka_options(settings))
     changed = [
         f"{t}[{p}]"
         for (t, p) in last

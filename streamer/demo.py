@@ -18,6 +18,7 @@ from streamer.client import get_recommendations
 from streamer.replay.movielens import download, is_movielens, read_items, verify
 from streamer.replay.producer import replay
 from streamer.replay.sources import open_log
+from streamer.security import kafka_options
 from streamer.settings import Settings
 from streamer.stack import LocalStack
 
@@ -119,7 +120,7 @@ def run_demo(settings: Settings, dataset: Path | None, limit: int, keep: bool) -
 def demo_contexts(client: Any, settings: Settings, users: list[str], titles: dict[str, str]) -> int:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=settings.broker)
+    producer = KafkaProducer(bootstrap_servers=settings.broker, **kafka_options(settings))
     changed = 0
     for user in users:
         print(f"\nuser {user}")

@@ -65,10 +65,19 @@ class RedisSink:
 
     @classmethod
     def from_url(
-        cls, url: str, prefix: str = "streamrec:", ttl_s: int = 0, max_pending: int = 100_000
+        cls,
+        url: str,
+        prefix: str = "streamrec:",
+        ttl_s: int = 0,
+        max_pending: int = 100_000,
+        **options: Any,
     ) -> RedisSink:
+        """A sink on ``url`` (``rediss://user:password@host:port/db`` for an ACL user and TLS);
+        ``options`` go to redis-py (:func:`streamer.security.redis_options`)."""
         # a hung Redis must not hold the stream: a write waits at most this long
-        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        client = redis.Redis.from_url(
+            url, socket_timeout=2.0, socket_connect_timeout=2.0, **options
+        )
         return cls(client, prefix, ttl_s, max_pending)
 
     def setup(self) -> None:

@@ -29,7 +29,13 @@ class Settings:
 
     # Where things are.
     broker: str = "127.0.0.1:9092"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # rediss://user:password@host:6380/0: ACL, TLS
+    redis_ca_file: str = ""  # a private CA for rediss:// (else the system's)
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    kafka_sasl_mechanism: str = "PLAIN"  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    kafka_username: str = ""
+    kafka_password: str = dataclasses.field(default="", repr=False)
+    kafka_ca_file: str = ""  # a private CA for SSL / SASL_SSL (else the system's)
     redis_prefix: str = "streamrec:"
     state_dir: str = ".streamrec"
     # Topics.

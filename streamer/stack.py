@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from streamer.settings import Settings
@@ -181,16 +182,23 @@ class LocalStack:
 
 
 def create_topics(
-    broker: str, names: Iterable[str], partitions: int, timeout: float = 30.0
+    broker: str,
+    names: Iterable[str],
+    partitions: int,
+    timeout: float = 30.0,
+    security: Mapping[str, Any] | None = None,
 ) -> None:
-    """Create ``names`` with ``partitions`` partitions; existing topics are left alone."""
+    """Create ``names`` with ``partitions`` partitions; existing topics are left alone.
+    ``security``: kafka-python's options (:func:`streamer.security.kafka_options`)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=broker, client_id="streamrec-admin")
+            admin = KafkaAdminClient(
+                bootstrap_servers=broker, client_id="streamrec-admin", **(security or {})
+            )
             break
         except KafkaError as exc:
             if time.monotonic() > deadline:
@@ -207,7 +215,9 @@ def create_topics(
 
 
 def timestamps_at(
-    broker: str, positions: Mapping[tuple[str, int], int]
+    broker: str,
+    positions: Mapping[tuple[str, int], int],
+    security: Mapping[str, Any] | None = None,
 ) -> dict[tuple[str, int], int | None]:
     """The Kafka timestamp (ms) of the message at each ``(topic, partition) -> offset``, None
     where there is none (the log is shorter, or the topic is gone)."""
@@ -220,6 +230,7 @@ def timestamps_at(
         fetch_max_wait_ms=10,
         max_poll_records=1,
         auto_offset_reset="earliest",  # out of range: the first message, not a long wait
+        **(security or {}),
     )
     found: dict[tuple[str, int], int | None] = {}
     try:

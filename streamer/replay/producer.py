@@ -74,10 +74,16 @@ def replay(
     from kafka import KafkaProducer
     from tqdm import tqdm
 
+    from streamer.security import kafka_options
+
     own = producer is None
     if producer is None:
         producer = KafkaProducer(
-            bootstrap_servers=settings.broker, linger_ms=5, batch_size=256 * 1024, acks=1
+            bootstrap_servers=settings.broker,
+            linger_ms=5,
+            batch_size=256 * 1024,
+            acks=1,
+            **kafka_options(settings),
         )
     topics = {
         "clicks": settings.topic_clicks,

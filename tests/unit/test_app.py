@@ -33,3 +33,30 @@ def test_agent_feeds_batches_to_the_pipeline(fake_redis):
     assert pipeline.stats.events == 2
     assert "t:rec:u1" in fake_redis.data
     assert len(dead) == 1 and dead[0]["reason"].startswith("not JSON")
+
+
+def test_the_worker_connects_with_the_kafka_credentials_of_its_settings(fake_redis, tmp_path):
+    import faust
+
+    settings = Settings(
+        app_id="test-sasl",
+        state_dir=str(tmp_path),
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-256",
+        kafka_username="svc",
+        kafka_password="secret",
+    )
+    pipeline = Pipeline(settings, RedisSink(fake_redis, "t:"), lambda k, v: None)
+    app, _ = create_app(settings, pipeline=pipeline)
+    credentials = app.conf.broker_credentials
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert (credentials.username, credentials.password) == ("svc", "secret")
+    assert (
+        credentials.protocol.value == "SASL_SSL" and credentials.mechanism.value == "SCRAM-SHA-256"
+    )
+    assert (
+        create_app(Settings(app_id="plain", state_dir=str(tmp_path)), pipeline)[
+            0
+        ].conf.broker_credentials
+        is None
+    )
