@@ -7,7 +7,7 @@ The Faust agent, ``streamrec evaluate`` and the tests all drive this same object
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +103,9 @@ class Engine:
         self.scoreboards: list[Prequential] = [self.metrics]  # more may watch (evaluate's tail)
         self.shown: dict[str, tuple[int, ...]] = {}
         self.item_counts: Counter[int] = Counter()
+        # users by when they were last seen (stream time), the oldest first: see _expire
+        self._last_seen: OrderedDict[str, float] = OrderedDict()
+        self.expired_users = 0
 
     def process(
         self, events: Sequence[Event], with_popular: bool = False, with_similar: bool = False
@@ -120,6 +123,8 @@ class Engine:
         failed: list[tuple[int, Exception]] = []
         for position, event in enumerate(events):
             try:
+                if not isinstance(event, ItemEvent):
+                    self._seen(event.user, event.ts)
                 size = len(self.catalogue)
                 if isinstance(event, Click):
                     touched_items.update(self._take(event, batch))
@@ -219,6 +224,31 @@ class Engine:
         for rec in lists:
             self.shown[rec.user] = tuple(self.catalogue.id_of(item) for item, _ in rec.items[:k])
 
+    def _seen(self, user: str, ts: float) -> None:
+        """``user`` is active at ``ts``; users not seen for ``user_ttl_s`` of stream time before
+        it expire (per event, in order: what expires does not depend on the batches)."""
+        ttl = self.settings.user_ttl_s
+        if not ttl:
+            return
+        last = self._last_seen
+        last[user] = max(ts, last.get(user, ts))
+        last.move_to_end(user)
+        while last:
+            oldest, when = next(iter(last.items()))
+            if when >= ts - ttl:
+                break
+            del last[oldest]
+            self._expire(oldest)
+
+    def _expire(self, user: str) -> None:
+        """Forget everything kept for ``user``: history, context, last list, the policy's last
+        candidates, the model's rows of its id (reused by new ids)."""
+        self.users.forget(user)
+        self.shown.pop(user, None)
+        self.recommender.policy.forget(user)
+        self.model.forget([f"user={user}"])
+        self.expired_users += 1
+
     def _new_items(self, ids: range) -> None:
         for item in ids:
             self.model.add_item(self.catalogue.features(item))
@@ -230,6 +260,7 @@ class Engine:
         report = self.metrics.report(len(self.catalogue))
         model = self.model
         report.update(resets=model.resets, clamped=model.clamped, nonfinite=model.nonfinite)
+        report["expired_users"] = self.expired_users
         policy = self.recommender.policy
         report["strategies"] = {"hit_rates": policy.hit_rates(), "clicks": policy.clicks}
         report["stale_rec_ids"] = policy.stale

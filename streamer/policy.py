@@ -147,6 +147,10 @@ class Blend:
             self._hits *= 0.5
             self._trials *= 0.5
 
+    def forget(self, user: str) -> None:
+        """Drop ``user``'s last candidates (an expired user)."""
+        self._last.pop(user, None)
+
     # -- serving --------------------------------------------------------------------------
 
     def fuse(self, user: str, bucket: str, lists: Sequence[Scored], k: int) -> Fused:

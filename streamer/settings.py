@@ -87,6 +87,7 @@ class Settings:
     top_k: int = 20
     eval_k: int = 10
     history_size: int = 500
+    user_ttl_s: float = 0.0  # users not seen for this long (stream time) expire (0: never)
     pop_context_keys: tuple[str, ...] = ("device", "daypart", "location")
     pop_publish_s: float = 2.0
     sim_publish_s: float = 10.0  # how often the similar items of the items chosen are written

@@ -48,6 +48,11 @@ class UserState:
             return []
         return list(itertools.islice(reversed(items), n))[::-1]
 
+    def forget(self, user: str) -> None:
+        """Drop ``user``'s history and context."""
+        self._history.pop(user, None)
+        self._context.pop(user, None)
+
     def set_context(self, user: str, context: dict[str, str]) -> None:
         self._context[user] = context
 

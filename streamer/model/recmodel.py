@@ -220,6 +220,11 @@ class RecModel:
         """The ranker's logit over the features it has learned (creates no parameters)."""
         return float(self.ranker.intercept + self._found_sums([user_x | item_x])[0][0])
 
+    def forget(self, features: Sequence[str]) -> None:
+        """Drop ``features``' parameters from both models (an expired user's id)."""
+        self.rater.table.forget(features)
+        self.ranker.table.forget(features)
+
     def knows(self, feature: str) -> bool:
         """Whether the ranker has learned anything about ``feature``."""
         row = self.ranker.table.ids.get(feature)

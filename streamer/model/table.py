@@ -40,6 +40,7 @@ class ParameterTable:
         self.n_factors = n_factors
         self.weight_init, self.latent_init = weight_init, latent_init
         self.ids: dict[str, int] = {}
+        self.free: list[int] = []  # rows of forgotten keys, reused first
         self.weights = np.zeros(capacity)
         self.latents = np.zeros((capacity, n_factors))
         self.learned = np.zeros(capacity, bool)
@@ -67,10 +68,25 @@ class ParameterTable:
         for row in np.unique(rows).tolist():
             self._init_row(row)
 
+    def forget(self, keys: Iterable[str]) -> int:
+        """Drop ``keys`` (unknown ones are ignored); their rows are reused, re-initialised, by
+        the next new keys. Returns how many were dropped."""
+        dropped = 0
+        for key in keys:
+            row = self.ids.pop(key, None)
+            if row is not None:
+                self.free.append(row)
+                self.learned[row] = False
+                dropped += 1
+        return dropped
+
     def _add(self, key: str) -> int:
-        row = len(self.ids)
-        if row == len(self.weights):
-            self._grow(2 * row)
+        if self.free:
+            row = self.free.pop()
+        else:
+            row = len(self.ids)
+            if row == len(self.weights):
+                self._grow(2 * row)
         self.ids[key] = row
         self._init_row(row)
         return row

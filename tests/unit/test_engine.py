@@ -145,3 +145,25 @@ def test_a_click_carrying_the_rec_id_is_credited_to_the_strategy_that_placed_the
     assert policy.clicks[strategy] == 1 and sum(policy.clicks.values()) == 1
     assert policy.stale == 1
     assert e.metrics_report()["strategies"]["clicks"][strategy] == 1
+
+
+def test_users_not_seen_for_the_ttl_expire_and_their_rows_are_reused():
+    from streamer.events import Click, ItemEvent
+
+    settings = Settings(n_factors=4, top_k=3, user_ttl_s=100.0)
+    engine = Engine(settings)
+    engine.process([ItemEvent(item=f"i{n}", ts=0.0, tags=["t"]) for n in range(10)])
+    stream = [
+        Click(user=f"once{n}", item=f"i{n % 10}", type="click", ts=float(n)) for n in range(3000)
+    ]
+    stream += [Click(user="regular", item="i1", type="click", ts=float(n)) for n in (2950, 2990)]
+    for n in range(0, len(stream), 50):
+        engine.process(stream[n : n + 50])
+    table = engine.model.ranker.table
+    # only the users of the last 100 s are kept, with their rows; the others' rows are reused
+    assert len(engine.users) <= 102 and engine.expired_users >= 2898
+    assert sum(1 for k in table.ids if k.startswith("user=")) <= 102
+    assert len(table.ids) + len(table.free) < 250  # rows ever made: 3,000 user ids needed few
+    assert list(engine.users.history("regular")) == [engine.catalogue.id_of("i1")]
+    assert engine.users.history("once5") == set() and "once5" not in engine.shown
+    assert engine.metrics_report()["expired_users"] == engine.expired_users

@@ -51,16 +51,20 @@ def _run(engine: Engine, events: list[Click | ItemEvent], batch: int = 50) -> li
 SETTINGS = Settings(n_factors=6, top_k=5, candidates=10, new_item_events=100)
 
 
-def test_a_restored_engine_goes_on_exactly_as_the_uninterrupted_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ttl", [0.0, 150.0])  # and with users expiring across the snapshot
+def test_a_restored_engine_goes_on_exactly_as_the_uninterrupted_one(
+    tmp_path: Path, ttl: float
+) -> None:
+    settings = dataclasses.replace(SETTINGS, user_ttl_s=ttl)
     events = _events(1200)
     half = 700  # a batch boundary
-    whole = Engine(SETTINGS)
+    whole = Engine(settings)
     lists_whole = _run(whole, events)
 
-    first = Engine(SETTINGS)
+    first = Engine(settings)
     lists_first = _run(first, events[:half])
     saved = snapshot.save(first, {"clicks": {0: 123}}, tmp_path)
-    restored, loaded = snapshot.load(saved.path, SETTINGS)
+    restored, loaded = snapshot.load(saved.path, settings)
     lists_after = _run(restored, events[half:])
 
     assert loaded.offsets == {"clicks": {0: 123}} and loaded.events == first.events
@@ -74,6 +78,9 @@ def test_a_restored_engine_goes_on_exactly_as_the_uninterrupted_one(tmp_path: Pa
         for item in range(0, 60, 7):
             assert restored.score(user, query, item) == whole.score(user, query, item)
     assert restored.metrics_report() == whole.metrics_report()
+    assert restored.expired_users == whole.expired_users and (ttl == 0) == (
+        whole.expired_users == 0
+    )
     later = [Request("u5", query, 0.0)]
     assert restored.recommender.recommend(later) == whole.recommender.recommend(later)
 

@@ -1,0 +1,75 @@
+"""Memory over a long stream of ever new users, with and without user expiry (in process).
+
+    python -m benchmarks.soak [--events 1000000] [--ttl 3600]
+
+The engine (no Kafka) learns a synthetic stream: one event per second of stream time, each user
+active for three consecutive events then never again (a stream of ever new users), items
+Zipf(1.1) over 10,000 items with a tag each. It prints the process's RSS every 100,000 events,
+once with ``STREAMREC_USER_TTL_S`` = ``--ttl`` and once with expiry off, each in a fresh
+process; the figure is the growth of RSS after warm-up (from the 200,000th event to the last).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+
+from streamer.engine import Engine
+from streamer.events import Click, ItemEvent
+from streamer.settings import Settings
+
+ITEMS = 10_000
+EVERY = 100_000
+
+
+def run(events: int, ttl: float) -> dict[str, object]:
+    """One stream in this process; RSS (MB) every EVERY events."""
+    rng = np.random.default_rng(0)
+    engine = Engine(Settings(user_ttl_s=ttl))
+    engine.process([ItemEvent(item=f"i{n}", ts=0.0, tags=[f"t{n % 50}"]) for n in range(ITEMS)])
+    items = (rng.zipf(1.1, events) - 1) % ITEMS
+    process = psutil.Process()
+    rss: list[float] = []
+    started = time.perf_counter()
+    for start in range(0, events, 200):
+        batch = [
+            Click(user=f"u{n // 3}", item=f"i{items[n]}", type="click", ts=float(n))
+            for n in range(start, min(start + 200, events))
+        ]
+        engine.process(batch)
+        if (start + 200) % EVERY == 0:
+            rss.append(round(process.memory_info().rss / 1e6, 1))
+    warm = rss[1] if len(rss) > 1 else rss[0]
+    return {
+        "user_ttl_s": ttl,
+        "events": events,
+        "seconds": round(time.perf_counter() - started, 1),
+        "users_kept": len(engine.users),
+        "expired_users": engine.expired_users,
+        "rss_mb_every_100k": rss,
+        "growth_after_warm_up": round(rss[-1] / warm - 1.0, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--ttl", type=float, default=3600.0)
+    parser.add_argument("--one", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:  # the child: one run, its figures as JSON
+        print(json.dumps(run(args.events, args.one)), flush=True)
+        return
+    for ttl in (args.ttl, 0.0):
+        command = [sys.executable, "-m", "benchmarks.soak", "--events", str(args.events)]
+        subprocess.run([*command, "--one", str(ttl)], check=True)
+
+
+if __name__ == "__main__":
+    main()
