@@ -41,6 +41,7 @@ class _Shown(NamedTuple):
     where it is among them, its strategy, its rank and its score relative to its list."""
 
     bucket: int
+    group: int  # the stacker that ranked it (the user's activity bin)
     items: np.ndarray
     where: np.ndarray
     strategy: np.ndarray
@@ -109,8 +110,12 @@ class Blend:
         self._pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
         self._first = np.array([a for a, _ in self._pairs], np.int64)
         self._second = np.array([b for _, b in self._pairs], np.int64)
-        # the stacker's weights: the estimates (start at 1), presence, agreement (start at 0)
+        # the stacker's first weights: the estimates (start at 1), presence, agreement (at 0);
+        # one stacker per group of users (their activity: new users and regulars differ in
+        # which sources to trust), each starting from these
         self.weights = np.concatenate([np.ones(n), np.zeros(2 * n + len(self._pairs))])
+        self._stackers: dict[int, np.ndarray] = {}
+        self._steps: dict[int, int] = {}  # learning steps per stacker
         self.learning_rate = learning_rate
         # before any evidence: a strategy's first items are likelier than its last
         self._rank_prior = 0.01 / np.arange(1, depth + 1)
@@ -131,12 +136,15 @@ class Blend:
         if item in last.items:  # features only where there is something to learn from them
             chosen = int(np.flatnonzero(last.items == item)[0])
             x = self._features(last, self.estimates(last.bucket))
+            weights = self._stacker(last.group)
             if rec_id is not None and rec_id == last.rec_id:
-                self.clicks[self.names[int(self._owners(x[chosen : chosen + 1])[0])]] += 1
+                owner = self._owners(x[chosen : chosen + 1], weights)[0]
+                self.clicks[self.names[int(owner)]] += 1
             # a softmax step: the chosen candidate up, the others down by their odds; a
             # strategy's estimate and score count for its items, never against (within one
             # strategy's list the stacker keeps the strategy's own order)
-            policy_kernel.softmax_step(x, chosen, self.weights, self.learning_rate, len(self.names))
+            policy_kernel.softmax_step(x, chosen, weights, self.learning_rate, len(self.names))
+            self._steps[last.group] = self._steps.get(last.group, 0) + 1
         policy_kernel.tally(
             self._hits, self._trials, last.bucket, last.items, last.where, last.strategy,
             last.rank, item,
@@ -153,10 +161,13 @@ class Blend:
 
     # -- serving --------------------------------------------------------------------------
 
-    def fuse(self, user: str, bucket: str, lists: Sequence[Scored], k: int) -> Fused:
-        """The top ``k`` of the strategies' ``lists`` (one per strategy, in ``names`` order)."""
+    def fuse(
+        self, user: str, bucket: str, lists: Sequence[Scored], k: int, group: int = 0
+    ) -> Fused:
+        """The top ``k`` of the strategies' ``lists`` (one per strategy, in ``names`` order),
+        ranked by the stacker of ``group``."""
         self._lists += 1
-        shown = self._candidates(self._bucket(bucket), lists, f"{user}:{self._lists - 1}")
+        shown = self._candidates(self._bucket(bucket), group, lists, f"{user}:{self._lists - 1}")
         self._last[user] = shown
         self._last.move_to_end(user)
         if len(self._last) > self.max_users:
@@ -165,9 +176,10 @@ class Blend:
         if not len(shown.items):
             return Fused([], [], shown.rec_id)
         x = self._features(shown, p)
-        scores = x @ self.weights
+        weights = self._stacker(group)
+        scores = x @ weights
         order = np.argsort(-scores, kind="stable")[:k]
-        owners = self._owners(x[order])
+        owners = self._owners(x[order], weights)
         order, owners = self._explore(shown, order, owners)
         return Fused(
             [(int(shown.items[i]), float(scores[i])) for i in order],
@@ -193,12 +205,18 @@ class Blend:
             owners = np.append(owners[:-1], s)
         return order, owners
 
-    def _owners(self, x: np.ndarray) -> np.ndarray:
+    def _owners(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Per candidate, the strategy whose estimate weighs most in its score."""
         n = len(self.names)
-        return np.argmax(x[:, :n] * self.weights[:n], axis=1)
+        return np.argmax(x[:, :n] * weights[:n], axis=1)
 
-    def _candidates(self, bucket: int, lists: Sequence[Scored], rec_id: str) -> _Shown:
+    def _stacker(self, group: int) -> np.ndarray:
+        weights = self._stackers.get(group)
+        if weights is None:
+            weights = self._stackers[group] = self.weights.copy()
+        return weights
+
+    def _candidates(self, bucket: int, group: int, lists: Sequence[Scored], rec_id: str) -> _Shown:
         """The strategies' lists as candidates: each distinct item once, in first-proposed
         order, and per proposal its strategy, rank and score relative to its list."""
         strategy: list[int] = []
@@ -224,6 +242,7 @@ class Blend:
         position[order] = np.arange(len(order))
         return _Shown(
             bucket,
+            group,
             items[order],
             position[where].astype(np.int32),
             np.array(strategy, np.int8),
@@ -275,14 +294,19 @@ class Blend:
         return out
 
     def stacker(self) -> dict[str, float]:
-        """The stacker's weights by feature name."""
+        """The stackers' weights by feature name (averaged over the groups, by their steps)."""
         names = [
             *(f"p:{n}" for n in self.names),
             *(f"present:{n}" for n in self.names),
             *(f"relative:{n}" for n in self.names),
             *(f"agree:{self.names[a]}+{self.names[b]}" for a, b in self._pairs),
         ]
-        return {n: round(float(w), 4) for n, w in zip(names, self.weights, strict=True)}
+        weights = self.weights
+        if self._steps:
+            steps = np.array(list(self._steps.values()), float)
+            stacked = np.array([self._stacker(g) for g in self._steps])
+            weights = steps @ stacked / steps.sum()
+        return {n: round(float(w), 4) for n, w in zip(names, weights, strict=True)}
 
     def hit_rates(self) -> dict[str, float | None]:
         """Each strategy's estimated HitRate@depth over every bucket (the global estimate);

@@ -170,6 +170,7 @@ class Recommender:
                 self.bucket(request.user, request.context),
                 [lists[n] for lists in proposals],
                 self.k,
+                activity(len(self.users.history(request.user))),
             )
             items, strategies = self._cold_start(fused.items, fused.strategies, proposals, n)
             out.append(

@@ -36,7 +36,7 @@ from streamer.state_codec import StateError, decode, encode
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # 2: parameter tables reuse the rows of expired users
+FORMAT = 3  # 2: parameter tables reuse rows; 3: a stacker per activity group
 #: Settings that do not change what the engine learns: a snapshot may be loaded under others.
 OPERATIONAL = frozenset(
     {
