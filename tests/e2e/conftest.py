@@ -43,6 +43,16 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
     raise AssertionError(f"not true within {timeout} s: {predicate}")
 
 
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """A real `streamrec worker` process with ``settings``, its output appended to ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "worker"],
+        env={**os.environ, **settings.as_env()},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     settings = Settings(
@@ -63,12 +73,7 @@ def worker(stack):
     settings = dataclasses.replace(stack.isolated(f"test-{uid}"), log_interval_s=2.0)
     create_topics(settings.broker, settings.topics, settings.partitions)
     log = Path(settings.state_dir) / f"worker-{uid}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "worker"],
-        env={**os.environ, **settings.as_env()},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    process = start_worker(settings, log)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         yield settings, client, process

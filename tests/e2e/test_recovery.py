@@ -6,10 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -24,20 +21,11 @@ from streamer.events import Validator
 from streamer.replay import open_log
 from streamer.replay.producer import replay
 from streamer.stack import create_topics
-from tests.e2e.conftest import DATASET, progress, rec_list, wait_for
+from tests.e2e.conftest import DATASET, progress, rec_list, start_worker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 RATINGS = 12_000
-
-
-def _start(settings, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "worker"],
-        env={**os.environ, **settings.as_env()},
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
 
 
 def _newest(settings) -> snapshot.Snapshot | None:
@@ -66,7 +54,7 @@ def test_kill_9_then_restart_learns_every_event_once(stack):
     log = Path(settings.state_dir) / f"worker-{uid}.log"
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
 
-    first = _start(settings, log)
+    first = start_worker(settings, log)
     try:
         wait_for(lambda: progress(client, settings)["events"] >= 1682, timeout=60)
         replay(ratings, settings, progress=False)
@@ -81,7 +69,7 @@ def test_kill_9_then_restart_learns_every_event_once(stack):
     learned_before_kill = at_kill.events
 
     restarted_at = time.monotonic()
-    second = _start(settings, log)
+    second = start_worker(settings, log)
     try:
         user = json.loads(ratings[-1].payload())["user"]
         wait_for(lambda: rec_list(client, settings, user), timeout=90)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -18,7 +15,7 @@ import redis
 from streamer.replay import open_log
 from streamer.replay.producer import replay
 from streamer.stack import LocalStack, create_topics
-from tests.e2e.conftest import DATASET, free_port, progress, wait_for
+from tests.e2e.conftest import DATASET, free_port, progress, start_worker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -41,12 +38,7 @@ def test_a_redis_outage_costs_no_list_and_no_worker(stack, tmp_path):
     before, during = ratings[:3000], ratings[3000:6000]
     replay(items + before, settings, progress=False)
     log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "worker"],
-        env={**os.environ, **settings.as_env()},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    worker = start_worker(settings, log)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         wait_for(lambda: progress(client, settings)["events"] >= 1682 + 3000, timeout=90)
