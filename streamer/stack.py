@@ -139,9 +139,12 @@ class LocalStack:
             self._wait(service, process, timeout)
         create_topics(self.settings.broker, self.settings.topics, self.settings.partitions)
 
-    def down(self, timeout: float = 10.0) -> None:
-        """Stop what ``up`` started (SIGTERM, then SIGKILL after ``timeout``)."""
+    def down(self, timeout: float = 10.0, only: str | None = None) -> None:
+        """Stop what ``up`` started (SIGTERM, then SIGKILL after ``timeout``); ``only``:
+        ``"broker"`` or ``"redis"`` alone."""
         for service in (self.broker, self.redis):
+            if only is not None and service.name != only:
+                continue
             pid = self._pid(service)
             if pid is not None:
                 _terminate(pid, timeout)

@@ -28,15 +28,18 @@ class Consumer(driver.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
-        """After Faust's seek to the committed offsets (on every assignment), each partition
-        the engine has seen resumes at the engine's own offset: after a restart, the
-        snapshot's (the events since are learned again, none before); after a rebalance, the
-        last one learned (the committed offset may lag it: those events are not learned
-        twice)."""
+        """After Faust's seek to the committed offsets, on the first assignment after start,
+        each partition the engine has seen resumes at the engine's own offset: a restored
+        snapshot's (the events after it are learned again, none before it twice, although the
+        committed offsets may be ahead of it or behind it). Later assignments keep Faust's
+        committed offsets: seeking a running worker to its own positions stalled Faust's
+        recovery when the broker had lost its log (a restart of the memory-only broker), so
+        after an in-process rebalance the events since the last commit are learned again."""
         await super().perform_seek()
         positions = getattr(self.app, "streamrec_positions", None)
-        if positions is None:
+        if positions is None or getattr(self, "_streamrec_resumed", False):
             return
+        self._streamrec_resumed = True
         resume = positions()
         for tp in self.assignment():
             offset = resume.get((tp.topic, tp.partition))

@@ -1,0 +1,56 @@
+"""The broker goes away and comes back (the local one empty: it keeps topics in memory): the
+worker reconnects by itself and learns what is produced after."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import time
+import uuid
+
+import pytest
+import redis
+
+from streamer.replay import open_log
+from streamer.replay.producer import replay
+from streamer.stack import LocalStack
+from tests.e2e.conftest import DATASET, free_port, progress, rec_list, start_worker, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+
+
+@pytest.mark.skipif(not DATASET.exists(), reason="MovieLens-100K not found")
+def test_the_worker_reconnects_after_a_broker_restart(stack, tmp_path):
+    uid = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        stack.isolated(f"broker-{uid}"),
+        broker=f"127.0.0.1:{free_port()}",  # a broker of its own, to restart
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        state_dir=str(tmp_path),
+        log_interval_s=1.0,
+    )
+    local = LocalStack(settings)
+    local.up()
+    records = list(open_log(DATASET))
+    items = [r for r in records if r.kind == "items"]
+    ratings = [r for r in records if r.kind == "clicks"]
+    replay(items + ratings[:2000], settings, progress=False)
+    log = tmp_path / "worker.log"
+    worker = start_worker(settings, log)
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        wait_for(lambda: progress(client, settings)["events"] >= 1682 + 2000, timeout=90)
+        local.down(only="broker")
+        time.sleep(5)
+        local.up()  # back, empty: the topics are made again
+        after = ratings[50_000:51_000]  # users whose lists the worker has not written yet
+        replay(after, settings, progress=False)
+        users = {json.loads(r.payload())["user"] for r in after}
+        wait_for(lambda: all(rec_list(client, settings, u) for u in users), timeout=120)
+        assert worker.poll() is None
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=30)
+        local.down()
+    assert code == 0, f"worker exited {code}; see {log}"
