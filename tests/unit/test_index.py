@@ -148,7 +148,13 @@ def test_factory_and_save_load(tmp_path, data):
         index.save(path)
         restored = load_index(path)
         assert restored.kind == backend and len(restored) == 500
-        assert (restored.search(queries, 5).ids == index.search(queries, 5).ids).mean() > 0.9
+        # the same vectors, so the same answers: saving loses nothing
+        ids, stored = index.all_items()
+        back_ids, back_stored = restored.all_items()
+        order, back_order = np.argsort(ids), np.argsort(back_ids)
+        np.testing.assert_array_equal(ids[order], back_ids[back_order])
+        np.testing.assert_array_equal(stored[order], back_stored[back_order])
+        assert (restored.search(queries, 5).ids == index.search(queries, 5).ids).all()
 
 
 @pytest.mark.parametrize("backend", [ExactIndex, IVFIndex])
@@ -161,7 +167,8 @@ def test_excluded_items_crowding_the_top_are_searched_past(data, backend):
     exclude[1] = set()  # rows without exclusions in the same call
     got = index.search(queries, 10, exclude=exclude).ids
     want = brute_force(vectors, queries, 10, exclude)
-    assert (got == want).mean() > 0.97 and not (got < 0).any()
+    # every list probed (nprobe >= lists): the approximate backend is exact here too
+    assert (got == want).all()
 
 
 @pytest.mark.parametrize("backend", [HNSWIndex, IVFIndex])
