@@ -18,7 +18,7 @@ from pathlib import Path
 from benchmarks.__main__ import DATASET
 from streamer import snapshot
 from streamer.engine import Engine
-from streamer.events import Validator
+from streamer.evaluation.runner import decode
 from streamer.replay import open_log
 from streamer.settings import Settings
 
@@ -29,11 +29,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     settings = Settings()
-    validator = Validator(settings)
-    events = [
-        validator.item(r.payload()) if r.kind == "items" else validator.click(r.payload())
-        for r in open_log(args.dataset)
-    ]
+    events, _ = decode(open_log(args.dataset), settings)
     engine = Engine(settings)
     for n in range(0, len(events), 500):
         engine.process(events[n : n + 500])

@@ -78,7 +78,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         **redis_options(settings),
     )
     work = pipeline or _restored(settings, sink, send_dead_letter)
-    # after every assignment the transport resumes each partition where the engine stands
+    # on the first assignment the transport resumes each partition where the engine stands
     app.streamrec_positions = work.positions  # type: ignore[attr-defined]
 
     for kind, name in topics.items():
@@ -107,17 +107,16 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
 
 def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pipeline:
     """A pipeline on the newest valid snapshot's engine and offsets, or on a new engine."""
-    found = snapshot.load_latest(settings.snapshot_path, settings)
-    if found is None or settings.snapshot_interval_s <= 0:
+    found = None
+    if settings.snapshot_interval_s > 0:  # snapshots off: none is read either
+        found = snapshot.load_latest(settings.snapshot_path, settings)
+    if found is None:
         return Pipeline(settings, sink, send_dead_letter)
     engine, saved = found
-    last = {(t, p): o - 1 for t, parts in saved.offsets.items() for p, o in parts.items() if o}
-    found_stamps = timestamps_at(settings.broker, last, kafka_options(settings))
-    changed = [
-        f"{t}[{p}]"
-        for (t, p) in last
-        if found_stamps[(t, p)] != saved.stamps.get(t, {}).get(p, found_stamps[(t, p)])
-    ]
+    stamps = {(t, p): ms for t, parts in saved.stamps.items() for p, ms in parts.items()}
+    last = {(t, p): saved.offsets[t][p] - 1 for t, p in stamps}
+    now = timestamps_at(settings.broker, last, kafka_options(settings))
+    changed = [f"{t}[{p}]" for (t, p), ms in stamps.items() if now[(t, p)] != ms]
     if changed:  # not the log it learned from (a memory-only broker restarted, topics remade)
         log.warning(
             "snapshot %s learned from another log than the broker's %s: starting afresh",

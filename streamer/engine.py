@@ -133,7 +133,8 @@ class Engine:
                 else:
                     item = self.catalogue.add_metadata(event)
                     touched_items.add(item)
-                    self.model.add_item(self.catalogue.features(item))
+                    if item < size:  # new metadata of a known item (new items: _new_items)
+                        self.model.add_item(self.catalogue.features(item))
                 self._new_items(range(size, len(self.catalogue)))
             except Exception as exc:  # a bug must not cost the batch: the caller dead-letters
                 failed.append((position, exc))

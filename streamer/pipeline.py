@@ -87,7 +87,6 @@ class Pipeline:
         self.offsets: Offsets = offsets or {}
         #: and the Kafka timestamp (ms) of the message before each: it tells the same log
         self.stamps: Stamps = stamps or {}
-        self.last_snapshot: snapshot.Snapshot | None = None
         self.stats = Stats()
         validator = Validator(settings)
         self._decoders: dict[str, Callable[[bytes], Event]] = {
@@ -195,7 +194,6 @@ class Pipeline:
             self.stamps,
         )
         self.stats.snapshot_pause_s = time.perf_counter() - started
-        self.last_snapshot = saved
         log.info("snapshot %s in %.2f s", snapshot.describe(saved), self.stats.snapshot_pause_s)
         return saved
 

@@ -69,7 +69,7 @@ class _Encoder:
 
     def value(self, x: Any) -> Any:
         if x is None or isinstance(x, bool | int | str):
-            return x if not isinstance(x, np.integer) else int(x)
+            return x
         if isinstance(x, float):
             return float(x)
         name = self.externals.get(id(x))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from streamer.replay import LogRecord, open_log
 from streamer.settings import Settings
 from streamer.stack import LocalStack, create_topics
 
@@ -25,6 +26,14 @@ DATASET = Path(
         Path(__file__).resolve().parents[2].parent / "shared/datasets/movielens-100k",
     )
 )
+
+
+def movielens(ratings: int | None = None) -> tuple[list[LogRecord], list[LogRecord]]:
+    """MovieLens-100K as the replay sends it: its items, then its first ``ratings`` ratings
+    (all when None) in time order."""
+    records = list(open_log(DATASET))
+    items = [r for r in records if r.kind == "items"]
+    return items, [r for r in records if r.kind == "clicks"][:ratings]
 
 
 def free_port() -> int:

@@ -12,10 +12,17 @@ import uuid
 import pytest
 import redis
 
-from streamer.replay import open_log
 from streamer.replay.producer import replay
 from streamer.stack import LocalStack
-from tests.e2e.conftest import DATASET, free_port, progress, rec_list, start_worker, wait_for
+from tests.e2e.conftest import (
+    DATASET,
+    free_port,
+    movielens,
+    progress,
+    rec_list,
+    start_worker,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -32,9 +39,7 @@ def test_the_worker_reconnects_after_a_broker_restart(stack, tmp_path):
     )
     local = LocalStack(settings)
     local.up()
-    records = list(open_log(DATASET))
-    items = [r for r in records if r.kind == "items"]
-    ratings = [r for r in records if r.kind == "clicks"]
+    items, ratings = movielens()
     replay(items + ratings[:2000], settings, progress=False)
     log = tmp_path / "worker.log"
     worker = start_worker(settings, log)

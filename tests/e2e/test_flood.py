@@ -11,10 +11,9 @@ import time
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streamer.replay import open_log
 from streamer.replay.producer import replay
 
-from .conftest import DATASET, progress, rec_list, wait_for
+from .conftest import movielens, progress, rec_list, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -45,9 +44,7 @@ def poison(n: int, rng: random.Random) -> bytes:
 
 def test_a_flood_of_malformed_messages_costs_nothing_good(worker):
     settings, client, process = worker
-    records = list(open_log(DATASET))
-    items = [r for r in records if r.kind == "items"]
-    good = [r for r in records if r.kind == "clicks"][:GOOD]
+    items, good = movielens(GOOD)
     replay(items, settings, progress=False)
     wait_for(lambda: progress(client, settings)["events"] >= len(items), timeout=60)
     start = progress(client, settings)

@@ -4,7 +4,6 @@ uninterrupted run on the same events ends (each event learned once)."""
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import signal
 import time
@@ -17,11 +16,10 @@ import redis
 
 from streamer import snapshot
 from streamer.engine import Engine
-from streamer.events import Validator
-from streamer.replay import open_log
+from streamer.evaluation.runner import decode
 from streamer.replay.producer import replay
 from streamer.stack import create_topics
-from tests.e2e.conftest import DATASET, progress, rec_list, start_worker, wait_for
+from tests.e2e.conftest import DATASET, movielens, progress, rec_list, start_worker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -48,8 +46,7 @@ def test_kill_9_then_restart_learns_every_event_once(stack):
         snapshot_interval_s=1.0,
     )
     create_topics(settings.broker, settings.topics, settings.partitions)
-    records = list(itertools.islice(open_log(DATASET), 1682 + RATINGS))
-    items, ratings = records[:1682], records[1682:]
+    items, ratings = movielens(RATINGS)
     replay(items, settings, progress=False)
     log = Path(settings.state_dir) / f"worker-{uid}.log"
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -94,12 +91,9 @@ def test_kill_9_then_restart_learns_every_event_once(stack):
         f"the restart; final snapshot {snapshot.describe(final)}, exit {stop_s:.1f} s after SIGTERM"
     )
 
-    # The reference: one uninterrupted engine over the same events in the same order.
-    validator = Validator(settings)
-    events = [
-        validator.item(r.payload()) if r.kind == "items" else validator.click(r.payload())
-        for r in records
-    ]
+    # The reference: one uninterrupted engine over the same events in the same order (the
+    # replay's: items, then ratings in time order, which decode's stable sort by time keeps).
+    events, _ = decode(items + ratings, settings)
     reference = Engine(settings)
     for n in range(0, len(events), 500):
         reference.process(events[n : n + 500])

@@ -12,10 +12,9 @@ import uuid
 import pytest
 import redis
 
-from streamer.replay import open_log
 from streamer.replay.producer import replay
 from streamer.stack import LocalStack, create_topics
-from tests.e2e.conftest import DATASET, free_port, progress, start_worker, wait_for
+from tests.e2e.conftest import DATASET, free_port, movielens, progress, start_worker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -32,9 +31,7 @@ def test_a_redis_outage_costs_no_list_and_no_worker(stack, tmp_path):
     own_redis = LocalStack(settings)  # the broker is the session's: only Redis starts here
     own_redis.up()
     create_topics(settings.broker, settings.topics, settings.partitions)
-    records = list(open_log(DATASET))
-    items = [r for r in records if r.kind == "items"]
-    ratings = [r for r in records if r.kind == "clicks"]
+    items, ratings = movielens()
     before, during = ratings[:3000], ratings[3000:6000]
     replay(items + before, settings, progress=False)
     log = tmp_path / "worker.log"
