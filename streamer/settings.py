@@ -61,6 +61,7 @@ class Settings:
     ranking_lr: float = 0.05
     rating_side_weight: float = 0.15
     rating_prior: float = 3.5
+    rating_neighbours: int = 50  # the user's last N ratings, neighbours of the rated item (0: off)
     l2: float = 0.0
     sequence_items: int = 3  # the user's last N items as query-side features (0: none)
     max_norm: float = 10.0  # bound of every weight and latent row (0: none)
@@ -75,7 +76,8 @@ class Settings:
     # Recommending: the strategies that propose candidates, and the policy that fuses them.
     strategies: tuple[str, ...] = ("personal", "similar", "near", "recent", "popular", "fresh")
     seen_items: str = "policy"  # exclude | allow | policy (re-consumption when it pays)
-    knn_last: int = 5  # item-kNN scores over the user's last N items
+    knn_last: int = 10  # item-kNN scores over the user's last N items
+    knn_decay: float = 0.8  # each step back weighs this times the next one (1: all the same)
     knn_window: int = 50  # "similar": co-occurrences counted within a user's last N items
     knn_near_window: int = 10  # "near": the same within the last N items
     knn_neighbours: int = 300  # neighbours kept per item (twice this before a prune)

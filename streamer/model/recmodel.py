@@ -24,6 +24,7 @@ from river import optim
 from streamer.features import Features
 from streamer.model import sgd_kernel, side_kernel
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor, Flat, Rows
+from streamer.model.neighbours import NeighbourRater, RatingMix
 from streamer.model.part_store import PartStore
 from streamer.model.rating_range import RatingRange
 from streamer.model.sgd_kernel import Parts
@@ -74,6 +75,11 @@ class RecModel:
         self.rater.max_norm = self.ranker.max_norm = settings.max_norm
         self._side = settings.rating_side_weight
         self.range = RatingRange(default=(settings.rating_min, settings.rating_max))
+        # the user's recent ratings of similar items, blended with the rater's prediction
+        self.neighbours = NeighbourRater(
+            last=settings.rating_neighbours, prior=settings.rating_prior
+        )
+        self.rating_mix = RatingMix()
         self.dim = k + 1
         self._items: dict[str, tuple[Features, int]] = {}  # item key -> (features, slot)
         self._ranking_items = PartStore()  # item sides by slot, as the ranker's rows
@@ -89,7 +95,7 @@ class RecModel:
     def _slot(self, item_x: Features) -> int:
         """The item side's slot in the part stores, encoded again when its features changed
         (an item is keyed by its first feature, ``item=...``)."""
-        key = next(iter(item_x))
+        key = _key(item_x)
         cached = self._items.get(key)
         if cached is not None and cached[0] is item_x:
             return cached[1]
@@ -174,7 +180,13 @@ class RecModel:
                 [1.0] * len(ratings),
                 list(range(len(ratings) + 1)),
             )
-            for n, y, value in zip(rated, self._finite(raw).tolist(), ratings, strict=True):
+            raws = self._finite(raw).tolist()
+            for n, y, value, item in zip(rated, raws, ratings, rated_items, strict=True):
+                user = _key(batch[n].user_x)
+                if self.settings.rating_neighbours:
+                    near = self.neighbours.predict_one(user, item)
+                    y = self.rating_mix.learn(y, near, value)
+                    self.neighbours.learn_one(user, item, value)
                 predicted[n] = self.range.clip(y)
                 self.range.see(value)
         if batch:
@@ -208,8 +220,12 @@ class RecModel:
 
     def predict_rating(self, user_x: Features, item_x: Features) -> float:
         """The rating the user would give, clipped to the range of the ratings seen so far."""
-        flat = Flat.of([self._user(user_x).rating, self._rating_items.part(self._slot(item_x))], 2)
-        return self.range.clip(float(self._finite(self.rater.raw_flat(flat))[0]))
+        item = self._slot(item_x)
+        flat = Flat.of([self._user(user_x).rating, self._rating_items.part(item)], 2)
+        y = float(self._finite(self.rater.raw_flat(flat))[0])
+        if self.settings.rating_neighbours:
+            y = self.rating_mix.predict(y, self.neighbours.predict_one(_key(user_x), item))
+        return self.range.clip(y)
 
     def _finite(self, raw: np.ndarray) -> np.ndarray:
         """The rater's raw outputs, the intercept (or 0) where they are not finite."""
@@ -221,9 +237,12 @@ class RecModel:
         return float(self.ranker.intercept + self._found_sums([user_x | item_x])[0][0])
 
     def forget(self, features: Sequence[str]) -> None:
-        """Drop ``features``' parameters from both models (an expired user's id)."""
+        """Drop ``features``' parameters from both models (an expired user's id), and the
+        neighbourhood's memory of users among them."""
         self.rater.table.forget(features)
         self.ranker.table.forget(features)
+        for feature in features:
+            self.neighbours.forget(feature)
 
     def knows(self, feature: str) -> bool:
         """Whether the ranker has learned anything about ``feature``."""
@@ -287,6 +306,11 @@ class _Encoded:
         # events, at full weight they take steps too large for SGD.
         scale = [1.0 if f.startswith(("user=", "item=")) else side for f in features]
         self.rating = rater.table.rows(features), self.ranking[1] * scale
+
+
+def _key(side: Features) -> str:
+    """A side's key: its first feature (``user=...``, ``item=...``)."""
+    return next(iter(side))
 
 
 def _find(fm: FastFMClassifier, x: Features) -> Rows:

@@ -2,12 +2,10 @@
 users, in one call each, for several windows at once (a pair's count within the user's last
 ``w`` items, for each ``w``: one hash lookup per pair, not one per window).
 
-Each item's row is a small open-addressing hash table (neighbour id -> count, linear probing)
-in its own block of a shared pool, so that one row's probes stay in a few cache lines: the
-table is memory-bound, and one hash table over all pairs was slower than Python's dicts. A row
-at most ``MAX_LOAD`` full moves to a block twice its size; a row of ``limit`` neighbours is
-pruned to its ``keep`` largest counts in the widest window (rebuilt in place). Blocks left
-behind by a move are not reused: at most as much pool as the rows hold (sizes are powers of 2).
+Each item's row is a small open-addressing hash table (neighbour id -> count per window) in a
+shared pool (``streamer.rowpool``): the table is memory-bound, and one hash table over all pairs
+was slower than Python's dicts. A row of ``limit`` neighbours is pruned to its ``keep`` largest
+counts in the widest window.
 
 The arrays live in :class:`Table`; the functions below take them as arguments (numba compiles
 functions, not methods).
@@ -20,11 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamer.model.sgd_kernel import compiled
-
-EMPTY = -1  # a pool cell without a neighbour
-MAX_LOAD = 0.75  # of a row's block
-FIRST_BLOCK = 8
-_GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing
+from streamer.rowpool import EMPTY, block_for, grown, locate, move, prune
 
 
 class Table:
@@ -63,7 +57,7 @@ class Table:
         if item >= len(self.size):
             n = max(2 * len(self.size), item + 1)
             for name in ("start", "size", "length", "positives", "norm", "scores", "mark"):
-                setattr(self, name, _grown(getattr(self, name), n, 0))
+                setattr(self, name, grown(getattr(self, name), n, 0))
 
     def learn(
         self, items: np.ndarray, starts: np.ndarray, before: np.ndarray, limit: int, keep: int
@@ -81,8 +75,8 @@ class Table:
             )  # fmt: skip
             if done < len(items):  # the pool is full: double it and go on
                 n = 2 * len(self.neighbour)
-                self.neighbour = _grown(self.neighbour, n, EMPTY)
-                self.count = _grown(self.count, n, 0)
+                self.neighbour = grown(self.neighbour, n, EMPTY)
+                self.count = grown(self.count, n, 0)
 
     def row_length(self, item: int) -> int:
         return int(self.length[item]) if item < len(self.length) else 0
@@ -94,104 +88,23 @@ class Table:
         exclude_starts: np.ndarray,
         exclude: np.ndarray,
         k: int,
+        weights: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per query ``q`` (items ``last[starts[q]:starts[q + 1]]``, excluded items likewise in
-        ``exclude``) and per window ``w``, the ``k`` best items by summed cosine, ties by id:
+        ``exclude``) and per window ``w``, the ``k`` best items by summed cosine (each of
+        ``last`` weighted by ``weights``, 1 if None), ties by id:
         ``(ids[w, q], scores[w, q], found[w, q])``, ``found`` saying how many."""
+        if weights is None:
+            weights = np.ones(len(last))
         shape = (len(self.windows), len(starts) - 1)
         ids = np.zeros((*shape, k), np.int64)
         scores = np.zeros((*shape, k), np.float64)
         found = np.zeros(shape, np.int64)
         score(
-            starts, last, exclude_starts, exclude, k, self.neighbour, self.count, self.start,
-            self.size, self.norm, self.scores, self.mark, ids, scores, found,
+            starts, last, weights, exclude_starts, exclude, k, self.neighbour, self.count,
+            self.start, self.size, self.norm, self.scores, self.mark, ids, scores, found,
         )  # fmt: skip
         return ids, scores, found
-
-
-def _grown(array: np.ndarray, size: int, fill: int) -> np.ndarray:
-    grown = np.full((size, *array.shape[1:]), fill, array.dtype)
-    grown[: len(array)] = array
-    return grown
-
-
-@compiled
-def _cell(
-    other: int,
-    start: int,
-    size: int,
-    neighbour: np.ndarray,
-) -> int:
-    """The cell of ``other`` in the block, or the empty cell where it would go."""
-    cell = np.int64((np.uint64(other) * np.uint64(_GOLDEN)) >> np.uint64(32)) & (size - 1)
-    while True:
-        there = neighbour[start + cell]
-        if there == other or there == EMPTY:  # noqa: SIM109 (compiled: no tuple)
-            return int(start + cell)
-        cell = (cell + 1) & (size - 1)
-
-
-@compiled
-def _block_for(
-    length: int,
-) -> int:
-    """The block size a row of ``length`` neighbours needs."""
-    size = FIRST_BLOCK
-    while length > MAX_LOAD * size:
-        size *= 2
-    return size
-
-
-@compiled
-def _move(
-    row: int,
-    size: int,
-    neighbour: np.ndarray,
-    count: np.ndarray,
-    used: np.ndarray,
-    start: np.ndarray,
-    sizes: np.ndarray,
-) -> None:
-    """Rehash ``row`` into a new block of ``size`` cells at the pool's end."""
-    old, old_size = start[row], sizes[row]
-    new = used[0]
-    used[0] += size
-    for c in range(old_size):
-        other = neighbour[old + c]
-        if other != EMPTY:
-            cell = _cell(other, new, size, neighbour)
-            neighbour[cell] = other
-            count[cell] = count[old + c]
-    start[row], sizes[row] = new, size
-
-
-@compiled
-def _prune(
-    row: int,
-    keep: int,
-    neighbour: np.ndarray,
-    count: np.ndarray,
-    start: np.ndarray,
-    sizes: np.ndarray,
-    length: np.ndarray,
-) -> None:
-    """Keep the ``keep`` largest counts of ``row`` (ties: the lowest cell), rebuilt in place."""
-    first, size = start[row], sizes[row]
-    cells = np.empty(length[row], np.int64)
-    n = 0
-    for c in range(first, first + size):
-        if neighbour[c] != EMPTY:
-            cells[n] = c
-            n += 1
-    order = np.argsort(-count[cells, 0], kind="mergesort")[:keep]
-    kept_ids = neighbour[cells[order]].copy()
-    kept_counts = count[cells[order]].copy()
-    neighbour[first : first + size] = EMPTY
-    for i in range(len(kept_ids)):
-        cell = _cell(kept_ids[i], first, size, neighbour)
-        neighbour[cell] = kept_ids[i]
-        count[cell] = kept_counts[i]
-    length[row] = len(kept_ids)
 
 
 @compiled
@@ -208,7 +121,7 @@ def _add(
 ) -> None:
     """One more co-occurrence of ``other`` in ``row`` (whose block has room), ``distance``
     items apart: counted in each window at least that wide."""
-    cell = _cell(other, start[row], sizes[row], neighbour)
+    cell = locate(other, start[row], sizes[row], neighbour)
     if neighbour[cell] == EMPTY:
         neighbour[cell] = other
         count[cell] = 0.0
@@ -246,7 +159,7 @@ def learn(
         mine = before[starts[e] : starts[e + 1]]
         # prune first (as counting would), then make room: every block this event may need
         if length[item] >= limit:
-            _prune(item, keep, neighbour, count, start, sizes, length)
+            prune(item, keep, neighbour, count, start, sizes, length)
         need = 0
         new = 0
         for other in mine:
@@ -255,11 +168,11 @@ def learn(
             mark[other] = 1
             new += 1
             if length[other] >= limit:
-                _prune(other, keep, neighbour, count, start, sizes, length)
-            size = _block_for(length[other] + 1)
+                prune(other, keep, neighbour, count, start, sizes, length)
+            size = block_for(length[other] + 1)
             if size > sizes[other]:
                 need += size
-        size = _block_for(length[item] + new)
+        size = block_for(length[item] + new)
         if size > sizes[item]:
             need += size
         if used[0] + need > pool:
@@ -267,7 +180,7 @@ def learn(
                 mark[other] = 0
             return e
         if size > sizes[item]:
-            _move(item, size, neighbour, count, used, start, sizes)
+            move(item, size, neighbour, count, used, start, sizes)
         positives[item] += 1.0
         norm[item] = 1.0 / np.sqrt(positives[item])
         for at in range(len(mine)):
@@ -277,12 +190,12 @@ def learn(
             mark[other] = 0
             distance = len(mine) - at
             _add(item, other, distance, windows, neighbour, count, start, sizes, length)
-            size = _block_for(length[other] + 1)
+            size = block_for(length[other] + 1)
             if size > sizes[other]:
-                _move(other, size, neighbour, count, used, start, sizes)
+                move(other, size, neighbour, count, used, start, sizes)
             _add(other, item, distance, windows, neighbour, count, start, sizes, length)
         if length[item] >= limit:
-            _prune(item, keep, neighbour, count, start, sizes, length)
+            prune(item, keep, neighbour, count, start, sizes, length)
     return len(items)
 
 
@@ -317,6 +230,7 @@ def _top(
 def score(
     starts: np.ndarray,
     last: np.ndarray,
+    weights: np.ndarray,
     exclude_starts: np.ndarray,
     exclude: np.ndarray,
     k: int,
@@ -331,7 +245,7 @@ def score(
     scores: np.ndarray,
     found: np.ndarray,
 ) -> None:
-    """``sum over i in last[q] of count_w(i, j) / sqrt(n_i n_j)``: the best ``k`` per query
+    """``sum over i in last[q] of weight_i count_w(i, j) / sqrt(n_i n_j)``: the best ``k`` per query
     and window ``w``, ties by id; ``acc`` and ``mark`` are zero before and after."""
     rows = len(sizes)
     for q in range(len(starts) - 1):
@@ -344,10 +258,11 @@ def score(
                 size += sizes[i]
         touched = np.empty(size, np.int64)
         n = 0
-        for i in last[starts[q] : starts[q + 1]]:
+        for at in range(starts[q], starts[q + 1]):
+            i = last[at]
             if i >= rows:
                 continue
-            mine = norm[i]
+            mine = norm[i] * weights[at]
             for c in range(start[i], start[i] + sizes[i]):
                 j = neighbour[c]
                 if j == EMPTY or mark[j] == 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from index.base import ItemIndex
 from streamer.model import RecModel
@@ -31,14 +32,11 @@ def make_strategies(
         raise ValueError(f"unknown strategies {sorted(unknown)}; expected some of {NAMES}")
     # the two item-kNN strategies count co-occurrences in one table (one pass for both windows)
     counts = CoCounts([settings.knn_window, settings.knn_near_window], settings.knn_neighbours)
+    knn = partial(ItemKNN, last=settings.knn_last, counts=counts, decay=settings.knn_decay)
     build: dict[str, Callable[[], Strategy]] = {
         "personal": lambda: Personal(model, index, query_features),
-        "similar": lambda: ItemKNN(
-            settings.knn_last, settings.knn_window, name="similar", counts=counts
-        ),
-        "near": lambda: ItemKNN(
-            settings.knn_last, settings.knn_near_window, name="near", counts=counts
-        ),
+        "similar": lambda: knn(window=settings.knn_window, name="similar"),
+        "near": lambda: knn(window=settings.knn_near_window, name="near"),
         "recent": RecentItems,
         "popular": lambda: PopularInContext(popularity=popularity, name="popular"),
         "fresh": lambda: FreshItems(settings.fresh_items, max_age=settings.new_item_events),

@@ -25,7 +25,7 @@ class CoCounts:
         self._items: list[int] = []
         self._before: list[Sequence[int]] = []
         self._last_seen: Observation | None = None
-        self._scored: tuple[object, int, int, tuple[np.ndarray, ...]] | None = None
+        self._scored: tuple[object, int, int, float, tuple[np.ndarray, ...]] | None = None
 
     def learn(self, observation: Observation) -> None:
         """Count ``observation`` (once, however many strategies share these counts)."""
@@ -49,28 +49,39 @@ class CoCounts:
         return self.table.row_length(item)
 
     def score(
-        self, queries: Sequence[Query], last: int, k: int
+        self, queries: Sequence[Query], last: int, k: int, decay: float = 1.0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per window, query and rank: the best ``k`` items by summed cosine over each query's
-        ``last`` items (see :meth:`Table.score`); the same ``queries`` object asked again for
-        another window is answered from the same pass."""
+        ``last`` distinct items, the most recent weighing 1 and each step back ``decay`` times
+        the one after it (see :meth:`Table.score`); the same ``queries`` object asked again
+        for another window is answered from the same pass."""
         cached = self._scored
-        if cached is not None and cached[0] is queries and cached[1:3] == (last, k):
-            return cached[3]  # type: ignore[return-value]
-        recent = [list(dict.fromkeys(q.recent[-last:])) for q in queries]
-        result = self._score(recent, [q.excluded for q in queries], k)
-        self._scored = (queries, last, k, result)
+        if cached is not None and cached[0] is queries and cached[1:4] == (last, k, decay):
+            return cached[4]  # type: ignore[return-value]
+        if decay == 1.0:
+            recent = [list(dict.fromkeys(q.recent[-last:])) for q in queries]
+            weights = None
+        else:  # the most recent first
+            recent = [list(dict.fromkeys(reversed(q.recent[-last:]))) for q in queries]
+            steps = decay ** np.arange(max(map(len, recent), default=0))
+            weights = np.concatenate([steps[: len(r)] for r in recent]) if recent else None
+        result = self._score(recent, [q.excluded for q in queries], k, weights)
+        self._scored = (queries, last, k, decay, result)
         return result
 
     def _score(
-        self, last: Sequence[Sequence[int]], exclude: Sequence[np.ndarray], k: int
+        self,
+        last: Sequence[Sequence[int]],
+        exclude: Sequence[np.ndarray],
+        k: int,
+        weights: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._flush()
         flat_last, starts = _flat(last)
         exclude_starts = np.zeros(len(exclude) + 1, np.int64)
         np.cumsum([len(e) for e in exclude], out=exclude_starts[1:])
         flat_exclude = np.concatenate(exclude) if exclude else np.zeros(0, np.int64)
-        return self.table.score(starts, flat_last, exclude_starts, flat_exclude, k)
+        return self.table.score(starts, flat_last, exclude_starts, flat_exclude, k, weights)
 
     def similar(self, items: Sequence[int], window: int, k: int) -> list[Scored]:
         """The ``k`` items most similar to each of ``items`` within ``window``."""
@@ -84,7 +95,8 @@ class ItemKNN:
 
     Each positive of item ``j`` adds, for each of the user's last ``window`` items ``i``, one
     co-occurrence to the pair; ``sim(i, j) = c(i, j) / sqrt(n_i n_j)``. A user's candidates are
-    ``sum over the last `last` items i of sim(i, j)``. The counts are :class:`CoCounts`, its
+    ``sum over the last `last` items i of decay^(steps back from the latest) sim(i, j)``
+    (``decay`` 1: the plain item-kNN of the baselines). The counts are :class:`CoCounts`, its
     own or shared with item-kNN strategies of other windows.
 
     Examples
@@ -108,8 +120,11 @@ class ItemKNN:
         max_neighbours: int = 300,
         name: str = "",
         counts: CoCounts | None = None,
+        decay: float = 1.0,
     ) -> None:
-        self.last, self.window = last, window
+        if not 0.0 < decay <= 1.0:
+            raise ValueError(f"decay {decay}: expected a weight in (0, 1]")
+        self.last, self.window, self.decay = last, window, decay
         self.name = name or f"item-kNN (last {last})"
         self.counts = counts or CoCounts([window], max_neighbours)
         if window not in self.counts.windows:
@@ -132,7 +147,7 @@ class ItemKNN:
         return self.counts.similar(items, self.window, k)
 
     def candidates(self, queries: Sequence[Query], k: int) -> list[Scored]:
-        return _scored(*self.counts.score(queries, self.last, k), self._at)
+        return _scored(*self.counts.score(queries, self.last, k, self.decay), self._at)
 
 
 def _scored(ids: np.ndarray, scores: np.ndarray, found: np.ndarray, window: int) -> list[Scored]:

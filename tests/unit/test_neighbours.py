@@ -1,0 +1,89 @@
+"""The neighbourhood rater: known answers, bounded memory, and its blend with the FM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamer.model import RecModel
+from streamer.model.neighbours import NeighbourRater, RatingMix
+from streamer.rowpool import EMPTY
+from streamer.settings import Settings
+
+
+def _stream(n_users: int = 200, n_items: int = 40, seed: int = 0) -> list[tuple[int, int, float]]:
+    """Users of two tastes rating items of two kinds: 5 for their kind, 1 for the other."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for user in range(n_users):
+        for item in rng.choice(n_items, 12, replace=False).tolist():
+            out.append((user, item, 5.0 if item % 2 == user % 2 else 1.0))
+    return out
+
+
+def test_it_learns_a_taste_the_baseline_cannot_see() -> None:
+    rater = NeighbourRater(last=20, shrink=5.0)
+    errors, baseline_errors = [], []
+    for n, (user, item, y) in enumerate(_stream()):
+        if n > 1000:  # once the pairs are counted
+            errors.append(rater.predict_one(user, item) - y)
+            baseline_errors.append(rater.baseline(user, item) - y)
+        rater.learn_one(user, item, y)
+    rmse, baseline_rmse = (
+        np.sqrt(np.mean(np.square(errors))),
+        np.sqrt(np.mean(np.square(baseline_errors))),
+    )
+    assert rmse < 0.5 * baseline_rmse  # half the error of mu + b_u + b_i, at least
+
+
+def test_rows_are_bounded_and_keep_the_most_co_rated_neighbours() -> None:
+    rater = NeighbourRater(last=50, max_neighbours=4)
+    for user in range(30):  # item 0 with every other item; 1 and 2 with 0 more often
+        rater.learn_one(user, 0, 4.0)
+        rater.learn_one(user, 3 + user, 3.0)
+        if user < 20:
+            rater.learn_one(user, 1, 4.0)
+            rater.learn_one(user, 2, 2.0)
+    assert rater.length.max() <= 2 * 4
+    row = rater.neighbour[rater.start[0] : rater.start[0] + rater.size[0]]
+    kept = set(row[row != EMPTY].tolist())
+    assert {1, 2} <= kept  # co-rated 20 times, every other item once
+
+
+def test_a_pool_that_grows_answers_as_one_that_was_large_enough() -> None:
+    small, large = NeighbourRater(pool=8), NeighbourRater(pool=1 << 16)
+    for user, item, y in _stream(60):
+        assert small.predict_one(user, item) == pytest.approx(large.predict_one(user, item))
+        small.learn_one(user, item, y)
+        large.learn_one(user, item, y)
+    assert len(small.neighbour) > 8
+
+
+def test_a_rating_again_replaces_the_old_one_and_forget_drops_the_user() -> None:
+    rater = NeighbourRater(last=3)
+    for item in (1, 2, 1, 4, 5):
+        rater.learn_one("u", item, 4.0)
+    items, residuals = rater.recent["u"]
+    assert items == [1, 4, 5] and len(residuals) == 3  # 1 moved to the end, the oldest dropped
+    rater.forget("u")
+    assert "u" not in rater.recent and "u" not in rater.user_bias
+
+
+def test_the_mix_stays_a_weight_between_the_two() -> None:
+    mix = RatingMix(lr=1.0)
+    mix.learn(1.0, 5.0, 100.0)  # an absurd target: the weight is clipped, not thrown away
+    assert mix.weight == 1.0
+    mix.learn(1.0, 5.0, -100.0)
+    assert mix.weight == 0.0
+
+
+def test_the_model_blends_only_when_asked() -> None:
+    u, i = {"user=1": 1.0}, {"item=7": 1.0}
+    on, off = RecModel(Settings(n_factors=4)), RecModel(Settings(n_factors=4, rating_neighbours=0))
+    for model in (on, off):
+        model.learn_one(u, i, "rating", 5.0, [])
+    assert on.neighbours.ratings == 1 and off.neighbours.ratings == 0
+    fm = off.predict_rating(u, i)  # the same FM (same seed), without the neighbourhood
+    assert on.predict_rating(u, i) == pytest.approx(
+        on.range.clip(on.rating_mix.predict(fm, on.neighbours.predict_one("user=1", 0)))
+    )
