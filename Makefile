@@ -28,7 +28,16 @@ lint: $(STAMP)
 unit: $(STAMP)          ## unit tests and doctests (no servers)
 	$(BIN)/python -m pytest -q -m "not e2e"
 
-e2e: $(STAMP)           ## the real local stack and a real worker process
+# The browser test drives Debian's chromium (Playwright's own browser download is not used).
+CHROMIUM := $(VENV)/.installed-chromium
+$(CHROMIUM):
+	command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	touch $(CHROMIUM)
+
+e2e: $(STAMP) $(CHROMIUM) ## the real local stack, a real worker process, a real browser
 	$(BIN)/python -m pytest -q -m e2e tests/e2e
 
 chaos: $(STAMP)         ## the fault scenarios alone (make test runs them too)

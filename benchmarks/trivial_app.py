@@ -26,7 +26,7 @@ from streamer.worker import Worker
 
 
 def create_trivial_app(settings: Settings) -> faust.App:
-    app = base_app(settings)
+    app = base_app(settings, web=False)
     client = redis.Redis.from_url(settings.redis_url)
     count = [0]
     probe = PROBE_PREFIX.encode()

@@ -9,7 +9,7 @@ from typing import Any
 
 import faust
 
-from streamer import snapshot
+from streamer import snapshot, web
 from streamer.pipeline import Message, Pipeline
 from streamer.publisher import RedisSink
 from streamer.security import faust_credentials, kafka_options, redis_options
@@ -19,8 +19,9 @@ from streamer.stack import timestamps_at
 log = logging.getLogger("streamrec")
 
 
-def base_app(settings: Settings) -> faust.App:
-    """A Faust app configured from ``settings``, with no agents yet."""
+def base_app(settings: Settings, web: bool | None = None) -> faust.App:
+    """A Faust app configured from ``settings`` (its web server if ``web``, by default if
+    ``settings.web_enabled``), with no agents yet."""
     datadir = settings.state_path / "faust" / settings.app_id  # not ./{app_id}-data
     datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates the last level only
     app = faust.App(
@@ -34,9 +35,9 @@ def base_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
         consumer_auto_offset_reset="earliest",
-        web_enabled=settings.web_enabled,
+        web_enabled=settings.web_enabled if web is None else web,
         web_port=settings.web_port,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_bind,
         producer_acks=1,
         broker_credentials=faust_credentials(settings),
     )
@@ -102,6 +103,8 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         async def take_snapshot() -> None:
             work.snapshot()
 
+    if settings.web_enabled:
+        web.serve(app, work, settings)
     return app, work
 
 

@@ -15,6 +15,7 @@ from streamer import snapshot
 from streamer.engine import BatchOutput, Engine, Event
 from streamer.events import InvalidEvent, Validator
 from streamer.publisher import RedisSink
+from streamer.recommender import RecList
 from streamer.settings import Settings
 from streamer.snapshot import Offsets, Stamps
 from streamer.stats import Stats
@@ -22,6 +23,8 @@ from streamer.stats import Stats
 log = logging.getLogger(__name__)
 
 DeadLetterSend = Callable[[bytes | None, bytes], Awaitable[Any]]
+#: Called after each batch with its topic kind, its seconds, and its events' freshness.
+BatchObserver = Callable[[str, float, list[float]], None]
 
 
 @dataclass(frozen=True)
@@ -95,9 +98,12 @@ class Pipeline:
             "items": validator.item,
         }
         self._popular_due = self._similar_due = 0.0
+        self.batch_observers: list[BatchObserver] = []  # e.g. the Prometheus histograms
+        self.published_observers: list[Callable[[Sequence[RecList]], None]] = []  # the lists
 
     async def handle(self, kind: str, messages: Sequence[Message]) -> None:
         """Process messages of one topic kind (``clicks``, ``contexts`` or ``items``)."""
+        started = time.perf_counter()
         decode = self._decoders[kind]
         events: list[Event] = []
         sources: list[Message] = []
@@ -120,12 +126,14 @@ class Pipeline:
         with_similar = now >= self._similar_due
         if with_similar:
             self._similar_due = now + self.settings.sim_publish_s
+        batch_failed = False
         try:
             out = self.engine.process(events, with_popular, with_similar)
         except Exception:  # past the per-event stage (learning, index, recommending): log, go on
             log.exception("batch of %d events failed after they were booked", len(events))
             self.stats.errors += 1
             out = BatchOutput()
+            batch_failed = True
         self._advance(messages)  # no await since process(): a snapshot sees both or neither
         for position, error in out.failed:  # one event's error is that event's dead letter
             self.stats.errors += 1
@@ -141,15 +149,25 @@ class Pipeline:
         published = self.sink.write(
             out.lists, out.popular, extra={"progress": progress}, similar=out.similar
         )
+        for observe_lists in self.published_observers:
+            observe_lists(out.lists)
+        # None: Redis was not reached; the sink keeps the lists until it is back
+        fresh = (
+            [] if published is None else [published - m.timestamp for m in sources if m.timestamp]
+        )
+        failed = len(events) if batch_failed else len(out.failed)
         self.stats.observe(
             events=len(messages),
             rejected=rejected,
             lists=len(out.lists),
-            # None: Redis was not reached; the sink keeps the lists until it is back
-            freshness_s=[]
-            if published is None
-            else [published - m.timestamp for m in sources if m.timestamp],
+            freshness_s=fresh,
+            topic=kind,
+            learned=len(events) - failed,
+            failed=failed,
         )
+        seconds = time.perf_counter() - started
+        for observe in self.batch_observers:
+            observe(kind, seconds, fresh)
 
     async def _dead_letter(self, message: Message, reason: str) -> None:
         """Send ``message``'s dead letter, retried with backoff; a letter that cannot be sent
@@ -196,6 +214,10 @@ class Pipeline:
         self.stats.snapshot_pause_s = time.perf_counter() - started
         log.info("snapshot %s in %.2f s", snapshot.describe(saved), self.stats.snapshot_pause_s)
         return saved
+
+    def model_report(self) -> dict[str, Any]:
+        """The engine's prequential metrics and guards (:meth:`Engine.metrics_report`)."""
+        return self.engine.metrics_report()
 
     def report(self) -> dict[str, Any]:
         figures = self.stats.report()

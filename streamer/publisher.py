@@ -80,6 +80,13 @@ class RedisSink:
         )
         return cls(client, prefix, ttl_s, max_pending)
 
+    def ping(self) -> bool:
+        """Whether Redis answers now (``/ready``)."""
+        try:
+            return bool(self.client.ping())
+        except (redis.RedisError, OSError):  # not reachable
+            return False
+
     def setup(self) -> None:
         """Fail early, with the address, when Redis is not there."""
         try:

@@ -2,8 +2,10 @@
 open-addressing hash table (neighbour id -> a few float32 values, linear probing) in its own
 block of the shared pool, so that one row's probes stay in a few cache lines. A row at most
 ``MAX_LOAD`` full moves to a block twice its size; a row can be pruned to its ``keep`` largest
-values in column 0 (rebuilt in place). Blocks left behind by a move are not reused: at most as
-much pool as the rows hold (sizes are powers of 2).
+values in column 0 (rebuilt in place).
+
+A pool that fills up is :func:`repacked`: its live blocks moved to the front of a new pool (as
+large, or twice as large when they fill more than half of it).
 
 Used by item-kNN's co-occurrence counts (``streamer.strategies.cooc_kernel``) and by the
 neighbourhood rater's co-rating sums (``streamer.model.neighbours``).
@@ -22,9 +24,45 @@ _GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing
 
 
 def grown(array: np.ndarray, size: int, fill: int) -> np.ndarray:
-    grown = np.full((size, *array.shape[1:]), fill, array.dtype)
-    grown[: len(array)] = array
-    return grown
+    """``array`` in a new array of ``size`` rows, the new rows ``fill``."""
+    out = np.full((size, *array.shape[1:]), fill, array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+def repacked(
+    neighbour: np.ndarray,
+    values: np.ndarray,
+    used: np.ndarray,
+    start: np.ndarray,
+    sizes: np.ndarray,
+    double: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A full pool's rows moved to the front of a new pool, in row order, without the blocks
+    that moves and cleared rows left behind (``start`` and ``used`` updated in place). The new
+    pool is the old one's size if the rows fill at most half of it (and not ``double``), else
+    twice its size: a pool holds at most twice (four times, just after doubling) the blocks its
+    rows use.
+
+    >>> neighbour, values = np.array([5, EMPTY, 7, 8]), np.array([1.0, 0.0, 2.0, 3.0])
+    >>> used, start, sizes = np.array([4]), np.array([2, 0]), np.array([2, 0])  # row 1: cleared
+    >>> neighbour, values = repacked(neighbour, values, used, start, sizes)
+    >>> neighbour.tolist(), values.tolist(), start.tolist(), used.tolist()
+    ([7, 8, -1, -1], [2.0, 3.0, 0.0, 0.0], [0, 0], [2])
+    """
+    live = np.flatnonzero(sizes)
+    blocks = sizes[live]
+    total = int(blocks.sum())
+    capacity = 2 * len(neighbour) if double or 2 * total > len(neighbour) else len(neighbour)
+    offsets = np.cumsum(blocks) - blocks
+    source = np.repeat(start[live] - offsets, blocks) + np.arange(total)
+    out_neighbour = np.full(capacity, EMPTY, neighbour.dtype)
+    out_values = np.zeros((capacity, *values.shape[1:]), values.dtype)
+    out_neighbour[:total] = neighbour[source]
+    out_values[:total] = values[source]
+    start[live] = offsets
+    used[0] = total
+    return out_neighbour, out_values
 
 
 @compiled

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 import numpy as np
@@ -34,16 +34,37 @@ class Stats:
         self.dead_letters = 0  # sent
         self.dead_letter_failures = 0  # not sent after every retry (logged)
         self.snapshot_pause_s: float | None = None  # how long the last snapshot held the stream
+        self.by_topic: Counter[tuple[str, str]] = Counter()  # (topic, outcome) -> messages
+        self.batches: Counter[str] = Counter()  # topic -> micro-batches
+        self.rebalances = 0
         self._freshness: deque[float] = deque(maxlen=window)
         self._last = (self.started, 0)
 
     def observe(
-        self, events: int, rejected: int = 0, lists: int = 0, freshness_s: Any = ()
+        self,
+        events: int,
+        rejected: int = 0,
+        lists: int = 0,
+        freshness_s: Any = (),
+        topic: str = "",
+        learned: int = 0,
+        failed: int = 0,
     ) -> None:
+        """One batch of ``events`` messages of ``topic``: ``rejected`` at decoding (dead
+        letters), ``failed`` after it, ``learned`` the rest."""
         self.events += events
         self.rejected += rejected
         self.lists += lists
         self._freshness.extend(freshness_s)
+        if topic:
+            self.batches[topic] += 1
+            for outcome, n in (("learned", learned), ("rejected", rejected), ("failed", failed)):
+                if n:
+                    self.by_topic[topic, outcome] += n
+
+    def recent_freshness(self) -> list[float]:
+        """The freshness (seconds) of the last ``window`` events with one."""
+        return list(self._freshness)
 
     def report(self) -> dict[str, Any]:
         """Figures since the previous report (rate) and over the window (freshness)."""

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from streamer.model.sgd_kernel import compiled
-from streamer.rowpool import EMPTY, block_for, grown, locate, move, prune
+from streamer.rowpool import EMPTY, block_for, grown, locate, move, prune, repacked
 
 N, PRODUCT = 0, 1  # a pair's columns: co-ratings (what a prune keeps), sum of residual products
 
@@ -106,14 +106,15 @@ class NeighbourRater:
             del items[at], residuals[at]
         if items:
             others, values = np.array(items, np.int64), np.array(residuals)
-            limit = 2 * self.max_neighbours
+            limit, double = 2 * self.max_neighbours, False
             while not _learn(
                 item, residual, others, values, limit, self.max_neighbours,
                 self.neighbour, self.pairs, self.used, self.start, self.size, self.length,
             ):  # fmt: skip
-                n = 2 * len(self.neighbour)  # the pool is full: double it and go on
-                self.neighbour = grown(self.neighbour, n, EMPTY)
-                self.pairs = grown(self.pairs, n, 0)
+                self.neighbour, self.pairs = repacked(  # the pool is full: repack it (twice
+                    self.neighbour, self.pairs, self.used, self.start, self.size, double
+                )  # as large if that was not enough), go on
+                double = True
         self.energy[item] += residual * residual
         items.append(item)
         residuals.append(residual)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamer.model.sgd_kernel import compiled
-from streamer.rowpool import EMPTY, block_for, grown, locate, move, prune
+from streamer.rowpool import EMPTY, block_for, grown, locate, move, prune, repacked
 
 
 class Table:
@@ -66,17 +66,18 @@ class Table:
         most recent last, at most the widest window), for each ``e`` in order; rows of
         ``limit`` neighbours are pruned to ``keep``."""
         self._reserve_items(max(int(items.max(initial=0)), int(before.max(initial=0))))
-        done = 0
+        done, stalled = 0, -1
         while done < len(items):
             done = learn(
                 done, items, starts, before, limit, keep, self.windows, self.neighbour, self.count,
                 self.used, self.start, self.size, self.length, self.positives, self.norm,
                 self.mark,
             )  # fmt: skip
-            if done < len(items):  # the pool is full: double it and go on
-                n = 2 * len(self.neighbour)
-                self.neighbour = grown(self.neighbour, n, EMPTY)
-                self.count = grown(self.count, n, 0)
+            if done < len(items):  # the pool is full: repack it (twice as large if that was
+                self.neighbour, self.count = repacked(  # not enough for this event), go on
+                    self.neighbour, self.count, self.used, self.start, self.size, done == stalled
+                )
+                stalled = done
 
     def row_length(self, item: int) -> int:
         return int(self.length[item]) if item < len(self.length) else 0

@@ -53,7 +53,10 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    """A real `streamrec worker` process with ``settings``, its output appended to ``log``."""
+    """A real `streamrec worker` process with ``settings``, its output appended to ``log``
+    (its web server on a free port unless ``settings`` name one: workers run side by side)."""
+    if settings.web_port == Settings().web_port:
+        settings = dataclasses.replace(settings, web_port=free_port())
     return subprocess.Popen(
         [sys.executable, "-m", "streamer.cli", "worker"],
         env={**os.environ, **settings.as_env()},

@@ -165,3 +165,42 @@ def test_a_source_new_to_the_policy_gets_a_slot_until_it_has_proposed_at_enough_
         blend.credit("u", 0)
     fused = blend.fuse("u", "", [a, [(9, 1.0)]], 2)
     assert [i for i, _ in fused.items] == [0, 1]  # judged now: left out
+
+
+def test_item_knn_counts_survive_a_pool_that_is_repacked():
+    """A table that started with a tiny pool (repacked and doubled many times, blocks left
+    behind by moves dropped) answers exactly as one that never ran out, and holds at most
+    twice the blocks its rows use (four times just after doubling)."""
+    from streamer.strategies.cooc_kernel import Table
+
+    rng = np.random.default_rng(3)
+    tiny, roomy = Table([20, 5], pool=8), Table([20, 5], pool=1 << 20)
+    recent: list[int] = []
+    for item in rng.integers(0, 300, 3000).tolist():
+        before = np.array(recent[-20:], np.int64)
+        for table in (tiny, roomy):
+            table.learn(np.array([item]), np.array([0, len(before)]), before, 40, 20)
+        recent.append(item)
+    last, none = np.array([1, 2, 3]), np.array([], np.int64)
+    starts = np.array([0, 3])
+    answers = [t.score(starts, last, np.array([0, 0]), none, 10) for t in (tiny, roomy)]
+    for a, b in zip(*answers, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(tiny.neighbour) <= 4 * tiny.size.sum()
+
+
+def test_item_knn_recency_decay_favours_what_follows_the_latest_item():
+    knn = ItemKNN(last=2, window=1, decay=0.5)  # pairs of consecutive items only
+    for user in range(20):  # 1 -> 10 and 2 -> 20, each seen by 20 users
+        for first, then in ((1, 10), (2, 20)):
+            knn.learn(Observation(f"{first}:{user}", first, "", []))
+            knn.learn(Observation(f"{first}:{user}", then, "", [first]))
+    (latest_2,) = knn.candidates([Query("u", "", [1, 2], exclude={1, 2})], 2)
+    (latest_1,) = knn.candidates([Query("u", "", [2, 1], exclude={1, 2})], 2)
+    assert [i for i, _ in latest_2] == [20, 10] and [i for i, _ in latest_1] == [10, 20]
+    plain = ItemKNN(last=2, window=1, counts=knn.counts)  # all alike: a tie, broken by id
+    (tied,) = plain.candidates([Query("u", "", [1, 2], exclude={1, 2})], 2)
+    (_, first), (_, second) = tied
+    assert first == pytest.approx(second)
+    with pytest.raises(ValueError, match="decay"):
+        ItemKNN(decay=0.0)

@@ -1,0 +1,234 @@
+"""The worker in Prometheus terms (``/metrics``), and its health (``/health``, ``/ready``).
+
+Counters are read from the pipeline's own running figures when Prometheus scrapes (one
+definition of each count: :class:`streamer.stats.Stats`); the two distributions, batch time and
+freshness, are observed per batch as histograms. Names follow Prometheus' conventions:
+``_total`` counters, seconds. Each worker has its own registry (no module-level state).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from streamer.pipeline import Pipeline
+
+__all__ = ["CONTENT_TYPE_LATEST", "Health", "Telemetry"]
+
+#: Seconds from an event's production to its list in Redis.
+FRESHNESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+#: ``(topic, partition) -> offset``
+Offsets = Mapping[tuple[str, int], int]
+
+
+class Telemetry:
+    """The Prometheus registry of one worker's pipeline.
+
+    ``highwater`` gives, per assigned partition, the offset after its last message (the
+    broker's high watermark as the consumer last saw it): consumer lag is that minus the
+    pipeline's position.
+
+    Examples
+    --------
+    >>> from streamer.stats import Stats
+    >>> class Fake:  # what Telemetry reads of a pipeline
+    ...     stats, offsets, batch_observers = Stats(), {"clicks": {0: 5}}, []
+    ...     def report(self): return {"catalogue": 3, "users": 2}
+    ...     def model_report(self): return {"rmse": 0.9, "resets": 0}
+    >>> fake = Fake()
+    >>> t = Telemetry(fake, highwater=lambda: {("clicks", 0): 8})
+    >>> fake.stats.observe(events=4, rejected=1, topic="clicks", learned=3)
+    >>> for observe in fake.batch_observers: observe("clicks", 0.004, [0.02, 0.03])
+    >>> text = t.exposition().decode()
+    >>> 'streamrec_events_total{outcome="learned",topic="clicks"} 3.0' in text
+    True
+    >>> 'streamrec_consumer_lag{partition="0",topic="clicks"} 3.0' in text
+    True
+    >>> 'streamrec_freshness_seconds_count 2.0' in text
+    True
+    """
+
+    def __init__(
+        self, pipeline: Pipeline | Any, highwater: Callable[[], Offsets] | None = None
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.batch_seconds = Histogram(
+            "streamrec_batch_seconds",
+            "Time to process one micro-batch (decode, learn, recommend, publish)",
+            ["topic"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.freshness = Histogram(
+            "streamrec_freshness_seconds",
+            "From an event's production (its Kafka timestamp) to its user's list in Redis",
+            buckets=FRESHNESS_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_Figures(pipeline, highwater or dict))
+        pipeline.batch_observers.append(self.observe_batch)
+
+    def observe_batch(self, topic: str, seconds: float, freshness_s: list[float]) -> None:
+        self.batch_seconds.labels(topic).observe(seconds)
+        for value in freshness_s:
+            self.freshness.observe(value)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
+
+
+class _Figures:
+    """A collector read at scrape time: the pipeline's counters and the model's figures."""
+
+    def __init__(self, pipeline: Any, highwater: Callable[[], Offsets]) -> None:
+        self.pipeline, self.highwater = pipeline, highwater
+
+    def describe(self) -> list[Metric]:
+        return []  # collected at scrape time only (not during registration)
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.pipeline.stats
+        events = CounterMetricFamily(
+            "streamrec_events", "Input messages by topic and outcome", labels=["topic", "outcome"]
+        )
+        for (topic, outcome), n in sorted(stats.by_topic.items()):
+            events.add_metric([topic, outcome], n)
+        yield events
+        batches = CounterMetricFamily("streamrec_batches", "Micro-batches", labels=["topic"])
+        for topic, n in sorted(stats.batches.items()):
+            batches.add_metric([topic], n)
+        yield batches
+        figures = self.pipeline.report()
+        for name, help_, value in (
+            ("lists_written", "User lists written to Redis", stats.lists),
+            ("dead_letters", "Messages sent to the dead-letters topic", stats.dead_letters),
+            ("dead_letter_failures", "Dead letters not sent after every retry",
+             stats.dead_letter_failures),
+            ("processing_errors", "Events or batches that failed after decoding", stats.errors),
+            ("redis_failed_writes", "Redis writes that failed (retried with backoff)",
+             figures.get("redis_failed_writes", 0)),
+            ("redis_dropped", "Keys dropped while Redis was away (past the pending bound)",
+             figures.get("redis_dropped", 0)),
+            ("rebalances", "Partition assignments received", stats.rebalances),
+        ):  # fmt: skip
+            yield CounterMetricFamily(f"streamrec_{name}", help_, value=value)
+        yield from self._partitions()
+        model = self.pipeline.model_report()
+        for name, help_, value in (
+            ("redis_pending_keys", "Keys waiting for Redis to come back",
+             figures.get("redis_pending", 0)),
+            ("catalogue_items", "Items in the catalogue", figures.get("catalogue")),
+            ("users", "Users with a history kept", figures.get("users")),
+            ("model_version", "Events learned by the model", figures.get("model_version")),
+            ("snapshot_pause_seconds", "How long the last snapshot held the stream",
+             figures.get("snapshot_pause_s")),
+            ("prequential_rmse", "RMSE of ratings predicted before learning them",
+             model.get("rmse")),
+            ("prequential_hit_rate", "Share of positives found in the list shown before",
+             model.get("hit_rate")),
+            ("prequential_ndcg", "NDCG of the lists shown before each positive",
+             model.get("ndcg")),
+            ("list_coverage", "Share of the catalogue in the lists shown",
+             model.get("coverage")),
+            ("exposure_gini", "Gini of the lists' exposure over the catalogue",
+             model.get("gini")),
+            ("parameter_resets", "Model parameters reset by the divergence guard",
+             model.get("resets")),
+            ("uptime_seconds", "Seconds since the worker started", figures.get("uptime_s")),
+        ):  # fmt: skip
+            if value is not None:
+                yield GaugeMetricFamily(f"streamrec_{name}", help_, value=float(value))
+        index = GaugeMetricFamily(
+            "streamrec_index_items", "Item vectors in the index", labels=["backend"]
+        )
+        engine = getattr(self.pipeline, "engine", None)
+        if engine is not None:
+            index.add_metric([type(engine.index).__name__], len(engine.index))
+        yield index
+        hit_rates = GaugeMetricFamily(
+            "streamrec_strategy_hit_rate",
+            "Per strategy, how often the next positive was among its candidates",
+            labels=["strategy"],
+        )
+        for name, rate in (model.get("strategies", {}).get("hit_rates") or {}).items():
+            if rate is not None:
+                hit_rates.add_metric([name], rate)
+        yield hit_rates
+
+    def _partitions(self) -> Iterator[Metric]:
+        position = GaugeMetricFamily(
+            "streamrec_consumer_position",
+            "Per partition, the offset of the next message the model has not learned",
+            labels=["topic", "partition"],
+        )
+        lag = GaugeMetricFamily(
+            "streamrec_consumer_lag",
+            "Per assigned partition, messages not yet learned (high watermark - position)",
+            labels=["topic", "partition"],
+        )
+        offsets = self.pipeline.offsets
+        for topic, parts in sorted(offsets.items()):
+            for partition, offset in sorted(parts.items()):
+                position.add_metric([topic, str(partition)], offset)
+        for (topic, partition), high in sorted(self.highwater().items()):
+            mine = offsets.get(topic, {}).get(partition, 0)
+            lag.add_metric([topic, str(partition)], max(0, high - mine))
+        yield position
+        yield lag
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    detail: dict[str, Any]
+
+
+class Health:
+    """Liveness and readiness of a worker, from facts the app hands it.
+
+    >>> clock = [100.0]
+    >>> h = Health(lambda: [("clicks", 0)], lambda: 0, lambda: True, stall_s=30,
+    ...            max_lag=10, clock=lambda: clock[0])
+    >>> h.beat(); h.live().ok, h.ready().ok
+    (True, True)
+    >>> clock[0] += 31; h.live().ok, h.live().detail["since_beat_s"]
+    (False, 31.0)
+    """
+
+    def __init__(
+        self,
+        assigned: Callable[[], list[tuple[str, int]]],
+        lag: Callable[[], int],
+        redis_ok: Callable[[], bool],
+        stall_s: float,
+        max_lag: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.assigned, self.lag, self.redis_ok = assigned, lag, redis_ok
+        self.stall_s, self.max_lag, self.clock = stall_s, max_lag, clock
+        self._beat = clock()
+
+    def beat(self) -> None:
+        """The event loop ran (a timer calls this every second)."""
+        self._beat = self.clock()
+
+    def live(self) -> Verdict:
+        """Alive: the loop ran within ``stall_s`` (a batch that holds it longer is a stall)."""
+        since = round(self.clock() - self._beat, 1)
+        return Verdict(since <= self.stall_s, {"since_beat_s": since, "stall_s": self.stall_s})
+
+    def ready(self) -> Verdict:
+        """Ready: partitions assigned, caught up within ``max_lag`` messages, Redis reachable."""
+        partitions, lag, redis_ok = len(self.assigned()), self.lag(), self.redis_ok()
+        detail = {"partitions": partitions, "lag": lag, "max_lag": self.max_lag, "redis": redis_ok}
+        return Verdict(partitions > 0 and lag <= self.max_lag and redis_ok, detail)

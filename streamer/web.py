@@ -1,0 +1,246 @@
+"""The worker's web pages, on Faust's web server (``STREAMREC_WEB_PORT``, loopback by default).
+
+- ``/metrics``: Prometheus (:mod:`streamer.telemetry`);
+- ``/health``: alive, the event loop not stalled; ``/ready``: partitions assigned, caught up,
+  Redis reachable (503 with the reason otherwise), for an orchestrator's probes;
+- ``/dashboard``: a live page over the JSON below (``streamer/static/dashboard.html``: no build
+  step, nothing from a CDN; it polls ``/api/summary`` every 2 s and draws inline SVG);
+- ``/api/summary``: figures over time, the strategy mix, the exposure's Lorenz curve;
+- ``/api/user/{user}``: the user's list as published, with each item's score and strategy,
+  and the lists of their last events; ``/api/item/{item}``: similar items, who is shown it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import faust
+import numpy as np
+
+from streamer.client import get_recommendations, get_similar
+from streamer.pipeline import Pipeline
+from streamer.recommender import RecList
+from streamer.settings import Settings
+from streamer.telemetry import CONTENT_TYPE_LATEST, Health, Telemetry
+
+#: Samples of the summary kept for the charts (one per ``SAMPLE_S``): 30 minutes.
+SAMPLE_S = 2.0
+SAMPLES = 900
+#: Users whose last lists are kept for the lookup, and lists per user.
+LOOKUP_USERS, LOOKUP_LISTS = 10_000, 5
+
+
+class ListHistory:
+    """The last ``per_user`` lists of the ``users`` users most recently published.
+
+    >>> h = ListHistory(users=2, per_user=2)
+    >>> for n, user in enumerate("aabc"):
+    ...     h.add(user, {"n": n})
+    >>> sorted(h.lists), [x["n"] for x in h.of("a")], h.of("missing")
+    (['b', 'c'], [], [])
+    """
+
+    def __init__(self, users: int = LOOKUP_USERS, per_user: int = LOOKUP_LISTS) -> None:
+        self.users, self.per_user = users, per_user
+        self.lists: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
+
+    def add(self, user: str, entry: dict[str, Any]) -> None:
+        kept = self.lists.pop(user, None) or deque(maxlen=self.per_user)
+        kept.append(entry)
+        self.lists[user] = kept
+        while len(self.lists) > self.users:
+            self.lists.popitem(last=False)
+
+    def observe(self, lists: Sequence[RecList]) -> None:
+        now = time.time()
+        for rec in lists:
+            self.add(
+                rec.user,
+                {
+                    "published_ts": now,
+                    "event_ts": rec.event_ts,
+                    "context": rec.context,
+                    "items": [item for item, _ in rec.items],
+                    "strategies": rec.strategies,
+                },
+            )
+
+    def of(self, user: str) -> list[dict[str, Any]]:
+        return list(self.lists.get(user, ()))
+
+
+class Series:
+    """The summary's figures over time, sampled by a timer."""
+
+    def __init__(self, pipeline: Pipeline, telemetry: Telemetry, samples: int = SAMPLES) -> None:
+        self.pipeline, self.telemetry = pipeline, telemetry
+        self.samples: deque[dict[str, Any]] = deque(maxlen=samples)
+        self._last = (time.monotonic(), pipeline.stats.events)
+
+    def sample(self, lag: int) -> None:
+        now, events = time.monotonic(), self.pipeline.stats.events
+        then, before = self._last
+        self._last = (now, events)
+        model = self.pipeline.model_report()
+        fresh = np.asarray(self.pipeline.stats.recent_freshness()) * 1000.0
+        self.samples.append(
+            {
+                "ts": time.time(),
+                "events": events,
+                "events_per_s": round((events - before) / (now - then), 1) if now > then else 0.0,
+                "freshness_p50_ms": _pct(fresh, 50),
+                "freshness_p99_ms": _pct(fresh, 99),
+                "lag": lag,
+                "hit_rate": model.get("hit_rate"),
+                "rmse": model.get("rmse"),
+                "coverage": model.get("coverage"),
+            }
+        )
+
+
+def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
+    """Register the pages, the telemetry and the timers that feed them on ``app``."""
+    telemetry = Telemetry(work, highwater=lambda: _highwaters(app))
+    health = Health(
+        assigned=lambda: [(tp.topic, tp.partition) for tp in _assignment(app)],
+        lag=lambda: sum(_lags(app, work).values()),
+        redis_ok=work.sink.ping,
+        stall_s=settings.health_stall_s,
+        max_lag=settings.ready_max_lag,
+    )
+    history = ListHistory()
+    work.published_observers.append(history.observe)
+    series = Series(work, telemetry)
+    page = resources.files("streamer").joinpath("static/dashboard.html").read_text("utf-8")
+
+    @app.timer(1.0)
+    async def heartbeat() -> None:
+        health.beat()
+
+    @app.timer(SAMPLE_S)
+    async def sample() -> None:
+        series.sample(sum(_lags(app, work).values()))
+
+    async def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        work.stats.rebalances += 1
+
+    app.on_partitions_assigned.connect(assigned)
+
+    @app.page("/metrics")
+    async def metrics(view: Any, request: Any) -> Any:
+        # aiohttp takes the charset apart: "text/plain; version=0.0.4" (UTF-8 by default)
+        content_type = CONTENT_TYPE_LATEST.split("; charset")[0]
+        return view.bytes(telemetry.exposition(), content_type=content_type)
+
+    @app.page("/health")
+    async def live(view: Any, request: Any) -> Any:
+        verdict = health.live()
+        return view.json(verdict.detail | {"ok": verdict.ok}, status=200 if verdict.ok else 503)
+
+    @app.page("/ready")
+    async def ready(view: Any, request: Any) -> Any:
+        verdict = health.ready()
+        return view.json(verdict.detail | {"ok": verdict.ok}, status=200 if verdict.ok else 503)
+
+    @app.page("/dashboard")
+    async def dashboard(view: Any, request: Any) -> Any:
+        return view.html(page)
+
+    @app.page("/api/summary")
+    async def summary(view: Any, request: Any) -> Any:
+        return view.json(_summary(work, series, app))
+
+    @app.page("/api/user/{user}")
+    async def user(view: Any, request: Any, user: str) -> Any:
+        found = get_recommendations(
+            work.sink.client, user, settings.top_k, prefix=settings.redis_prefix
+        )
+        return view.json({"user": user, "list": found, "history": history.of(user)})
+
+    @app.page("/api/item/{item}")
+    async def item(view: Any, request: Any, item: str) -> Any:
+        return view.json(_item(work, settings, item))
+
+
+def _summary(work: Pipeline, series: Series, app: faust.App) -> dict[str, Any]:
+    model = work.model_report()
+    engine = work.engine
+    exposure = np.sort(np.fromiter(engine.metrics.audit.counts.values(), float))
+    lorenz = _lorenz(exposure, len(engine.catalogue))
+    return {
+        "worker": work.report(),
+        "model": model,
+        "series": list(series.samples),
+        "partitions": {f"{t}[{p}]": lag for (t, p), lag in sorted(_lags(app, work).items())},
+        "strategies": model.get("strategies", {}),
+        "lorenz": lorenz,
+        "index": {"backend": type(engine.index).__name__, "items": len(engine.index)},
+    }
+
+
+def _item(work: Pipeline, settings: Settings, item: str) -> dict[str, Any]:
+    engine = work.engine
+    known = item in engine.catalogue
+    shown_to: list[str] = []
+    if known:
+        wanted = engine.catalogue.id_of(item)
+        shown_to = [u for u, shown in engine.shown.items() if wanted in shown]
+    similar = get_similar(work.sink.client, item, 10, settings.redis_prefix)
+    return {
+        "item": item,
+        "known": known,
+        "tags": list(engine.catalogue.tags.get(engine.catalogue.id_of(item), ())) if known else [],
+        "similar": similar,
+        "shown_to": shown_to[:100],
+        "shown_to_users": len(shown_to),
+    }
+
+
+def _lorenz(counts: np.ndarray, catalogue: int, points: int = 50) -> list[list[float]]:
+    """The exposure's Lorenz curve over the whole catalogue (items never shown count 0):
+    ``[share of items, share of exposure]`` from the least shown up.
+
+    >>> _lorenz(np.array([1.0, 1.0]), 4, points=4)
+    [[0.0, 0.0], [0.25, 0.0], [0.5, 0.0], [0.75, 0.5], [1.0, 1.0]]
+    """
+    total = float(counts.sum())
+    if catalogue == 0 or total == 0:
+        return []
+    full = np.concatenate([np.zeros(max(0, catalogue - len(counts))), np.sort(counts)])
+    cumulative = np.concatenate([[0.0], np.cumsum(full) / total])
+    at = np.linspace(0, len(full), points + 1).round().astype(int)
+    return [[round(float(a) / len(full), 4), round(float(cumulative[a]), 4)] for a in at.tolist()]
+
+
+def _assignment(app: faust.App) -> set[Any]:
+    try:
+        return set(app.consumer.assignment())
+    except Exception:  # the consumer is not up yet
+        return set()
+
+
+def _highwaters(app: faust.App) -> dict[tuple[str, int], int]:
+    out = {}
+    for tp in _assignment(app):
+        try:
+            high = app.consumer.highwater(tp)
+        except Exception:  # not fetched yet
+            continue
+        if high is not None:
+            out[tp.topic, tp.partition] = int(high)
+    return out
+
+
+def _lags(app: faust.App, work: Pipeline) -> dict[tuple[str, int], int]:
+    return {
+        (t, p): max(0, high - work.offsets.get(t, {}).get(p, 0))
+        for (t, p), high in _highwaters(app).items()
+    }
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if len(values) else None
