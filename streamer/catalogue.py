@@ -29,6 +29,9 @@ class Catalogue:
         self._added: list[int] = []
         self.clock = 0  # the engine's event count, stamped on each new item
         self.tags: dict[int, tuple[str, ...]] = {}
+        #: expired items: out of the index and every list until they are seen again (their
+        #: id and metadata are kept)
+        self.retired: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._items)

@@ -26,7 +26,7 @@ from streamer.model.recmodel import Interaction
 from streamer.popularity import Popularity, context_key
 from streamer.recommender import PopList, RecList, Recommender, Request, SimList
 from streamer.settings import Settings
-from streamer.strategies import FreshItems, Observation, Personal
+from streamer.strategies import CoCounts, FreshItems, ItemKNN, Observation, Personal
 from streamer.strategies.factory import make_strategies
 from streamer.users import UserState
 
@@ -106,6 +106,11 @@ class Engine:
         # users by when they were last seen (stream time), the oldest first: see _expire
         self._last_seen: OrderedDict[str, float] = OrderedDict()
         self.expired_users = 0
+        # items by when they were last clicked or updated (stream time), the oldest first
+        self._item_seen: OrderedDict[int, float] = OrderedDict()
+        self.expired_items = 0
+        self._counts = list({id(c): c for c in _co_counts(self.strategies)}.values())
+        self._pending: list[Interaction] = []  # the batch's interactions not learned yet
 
     def process(
         self, events: Sequence[Event], with_popular: bool = False, with_similar: bool = False
@@ -119,7 +124,7 @@ class Engine:
         touched_items: set[int] = set()
         requests: dict[str, Request] = {}
         self._popular_cache.clear()
-        batch: list[Interaction] = []
+        self._pending = []
         failed: list[tuple[int, Exception]] = []
         for position, event in enumerate(events):
             try:
@@ -127,12 +132,13 @@ class Engine:
                     self._seen(event.user, event.ts)
                 size = len(self.catalogue)
                 if isinstance(event, Click):
-                    touched_items.update(self._take(event, batch))
+                    touched_items.update(self._take(event))
                 elif isinstance(event, ContextEvent):
                     self.users.set_context(event.user, event.context)
                 else:
                     item = self.catalogue.add_metadata(event)
                     touched_items.add(item)
+                    self._seen_item(item, event.ts)
                     if item < size:  # new metadata of a known item (new items: _new_items)
                         self.model.add_item(self.catalogue.features(item))
                 self._new_items(range(size, len(self.catalogue)))
@@ -143,11 +149,7 @@ class Engine:
                 requests[event.user] = Request(event.user, event.context, event.ts)
             self.events += 1
             self.catalogue.clock = self.events
-        predicted = self.model.learn_batch(batch)  # each rating predicted, then learned
-        for y_pred, interaction in zip(predicted, batch, strict=True):
-            if y_pred is not None and interaction.value is not None:
-                for board in self.scoreboards:
-                    board.ratings.update(y_pred, interaction.value)
+        self._learn_pending()
         self.refresh_items(touched_items, len(events))
         known = {u for u in requests if self.model.knows(f"user={u}")}
         out = BatchOutput(self.recommender.recommend(list(requests.values()), known), failed=failed)
@@ -166,9 +168,20 @@ class Engine:
             out.similar = self.recommender.similar_lists(now)
         return out
 
-    def _take(self, click: Click, batch: list[Interaction]) -> list[int]:
+    def _learn_pending(self) -> None:
+        """Learn the batch's interactions booked so far (one compiled call per model); each
+        rating is predicted, then learned."""
+        batch, self._pending = self._pending, []
+        predicted = self.model.learn_batch(batch)
+        for y_pred, interaction in zip(predicted, batch, strict=True):
+            if y_pred is not None and interaction.value is not None:
+                for board in self.scoreboards:
+                    board.ratings.update(y_pred, interaction.value)
+
+    def _take(self, click: Click) -> list[int]:
         """Book one interaction and queue it for learning; returns the index ids to refresh."""
         item = self.catalogue.id_of(click.item)
+        self._seen_item(item, click.ts)
         history = self.users.history(click.user)
         user_x = self.query_features(click.user, click.context)
         item_x = self.catalogue.features(item)
@@ -183,7 +196,7 @@ class Engine:
             self.recommender.policy.credit(click.user, item, click.rec_id)
         negatives = [] if click.type == "skip" else self._negatives(history, item)
         features = self.catalogue.features
-        batch.append(
+        self._pending.append(
             Interaction(user_x, item_x, click.type, click.value, [features(n) for n in negatives])
         )
         self.users.set_context(click.user, click.context)
@@ -250,6 +263,34 @@ class Engine:
         self.model.forget([f"user={user}"])
         self.expired_users += 1
 
+    def _seen_item(self, item: int, ts: float) -> None:
+        """``item`` is clicked or updated at ``ts`` (back from expiry if it had expired);
+        items not seen for ``item_ttl_s`` of stream time before it expire, per event."""
+        ttl = self.settings.item_ttl_s
+        if not ttl:
+            return
+        self.catalogue.retired.discard(item)  # encoded again by the model when next read
+        last = self._item_seen
+        last[item] = max(ts, last.get(item, ts))
+        last.move_to_end(item)
+        while last:
+            oldest, when = next(iter(last.items()))
+            if when >= ts - ttl:
+                break
+            del last[oldest]
+            self._retire(oldest)
+
+    def _retire(self, item: int) -> None:
+        """Expire ``item``: out of the index and of every list (the recommender filters
+        retired items), its own model rows and item-kNN row freed; its id and metadata kept."""
+        self._learn_pending()  # the events before this one first: they may sample it
+        self.catalogue.retired.add(item)
+        self.index.remove(np.array([item], np.int64))
+        self.model.forget_item(self.catalogue.features(item))
+        for counts in self._counts:
+            counts.forget_item(item)
+        self.expired_items += 1
+
     def _new_items(self, ids: range) -> None:
         for item in ids:
             self.model.add_item(self.catalogue.features(item))
@@ -262,6 +303,7 @@ class Engine:
         model = self.model
         report.update(resets=model.resets, clamped=model.clamped, nonfinite=model.nonfinite)
         report["expired_users"] = self.expired_users
+        report["expired_items"] = self.expired_items
         policy = self.recommender.policy
         report["strategies"] = {"hit_rates": policy.hit_rates(), "clicks": policy.clicks}
         report["stale_rec_ids"] = policy.stale
@@ -281,6 +323,7 @@ class Engine:
             ids.update(range(start, min(start + chunk, n)))
             self._refresh_cursor = start + chunk
         ids.update(self._young_slice())
+        ids -= self.catalogue.retired  # expired: out of the index until seen again
         if not ids:
             return
         order = np.fromiter(sorted(ids), np.int64, len(ids))
@@ -351,15 +394,20 @@ class Engine:
             strategy.index = large
 
     def _negatives(self, history: Container[int], item: int) -> list[int]:
-        exclude = _Union(history, item)
+        exclude = _Union(history, item, self.catalogue.retired)
         return self.sampler.sample(self.settings.negatives, exclude, len(self.catalogue))
 
 
 class _Union:
-    """``history | {item}`` without copying the history."""
+    """``history | {item} | retired`` without copying them."""
 
-    def __init__(self, history: Container[int], item: int) -> None:
-        self.history, self.item = history, item
+    def __init__(self, history: Container[int], item: int, retired: Container[int]) -> None:
+        self.history, self.item, self.retired = history, item, retired
 
     def __contains__(self, other: object) -> bool:
-        return other == self.item or other in self.history
+        return other == self.item or other in self.history or other in self.retired
+
+
+def _co_counts(strategies: Iterable[object]) -> list[CoCounts]:
+    """The co-occurrence tables the item-kNN strategies read (shared ones once each)."""
+    return [s.counts for s in strategies if isinstance(s, ItemKNN)]

@@ -153,10 +153,16 @@ class Recommender:
         repeat_queries = [
             Query(q.user, q.bucket, q.recent, frozenset(), q.context) for q in queries
         ]
-        return [
+        proposed = [
             s.candidates(repeat_queries if s.repeats else queries, self.depth)
             for s in self.strategies
         ]
+        retired = self.catalogue.retired
+        if retired:  # expired items (STREAMREC_ITEM_TTL_S) are in no list until seen again
+            proposed = [
+                [[c for c in scored if c[0] not in retired] for scored in per] for per in proposed
+            ]
+        return proposed
 
     def recommend(self, requests: Sequence[Request], known: Collection[str] = ()) -> list[RecList]:
         """One fused list per request; ``known`` users are marked ``model``, others ``popular``."""

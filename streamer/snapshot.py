@@ -36,16 +36,19 @@ from streamer.state_codec import StateError, decode, encode
 
 log = logging.getLogger(__name__)
 
-FORMAT = 3  # 2: parameter tables reuse rows; 3: a stacker per activity group
+FORMAT = 4  # 2: parameter tables reuse rows; 3: a stacker per activity group; 4: the rating
+# model's neighbourhood, item expiry
 #: Settings that do not change what the engine learns: a snapshot may be loaded under others.
 OPERATIONAL = frozenset(
     {
         "broker", "redis_url", "redis_prefix", "state_dir", "app_id", "topic_clicks",
         "topic_contexts", "topic_items", "topic_dead_letters", "partitions", "batch_size",
         "batch_within_s", "session_timeout_s", "fetch_max_wait_ms", "log_interval_s",
-        "web_enabled", "web_port", "pop_publish_s", "sim_publish_s", "rec_ttl_s",
+        "web_enabled", "web_port", "web_bind", "health_stall_s", "ready_max_lag",
+        "pop_publish_s", "sim_publish_s", "rec_ttl_s",
         "redis_pending_max", "faiss_threads", "index_backend", "large_index_min_items",
-        "snapshot_interval_s", "snapshot_keep",
+        "snapshot_interval_s", "snapshot_keep", "redis_ca_file", "kafka_security_protocol",
+        "kafka_sasl_mechanism", "kafka_username", "kafka_password", "kafka_ca_file",
     }
 )  # fmt: skip
 _NAME = re.compile(r"snapshot-(\d{12})\.npz$")
@@ -181,7 +184,8 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
-        digest.update(array.data.cast("B"))  # the buffer itself: no copy of a 60 MB state
+        if array.size:  # the buffer itself: no copy of a 60 MB state (none if it is empty)
+            digest.update(array.data.cast("B"))
     return digest.hexdigest()
 
 

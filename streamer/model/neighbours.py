@@ -67,6 +67,7 @@ class NeighbourRater:
         self.recent: dict[object, tuple[list[int], list[float]]] = {}
         self.item_bias = np.zeros(1024)
         self.energy = np.zeros(1024)  # E_i
+        self.gone = np.zeros(1024, np.bool_)  # forgotten (expired) since last rated
         self.neighbour = np.full(pool, EMPTY, np.int32)
         self.pairs = np.zeros((pool, 2), np.float32)
         self.used = np.zeros(1, np.int64)
@@ -104,8 +105,11 @@ class NeighbourRater:
         if item in items:  # rated again: the new rating replaces the old one
             at = items.index(item)
             del items[at], residuals[at]
-        if items:
-            others, values = np.array(items, np.int64), np.array(residuals)
+        self.gone[item] = False
+        others, values = np.array(items, np.int64), np.array(residuals, np.float64)
+        live = ~self.gone[others]  # no pairs with items forgotten since the user rated them
+        others, values = others[live], values[live]
+        if len(others):
             limit, double = 2 * self.max_neighbours, False
             while not _learn(
                 item, residual, others, values, limit, self.max_neighbours,
@@ -131,10 +135,18 @@ class NeighbourRater:
         self.user_bias.pop(user, None)
         self.recent.pop(user, None)
 
+    def forget_item(self, item: int) -> None:
+        """Clear ``item``'s row and bias (an expired item): its block is dropped at the next
+        repack; other rows' pairs with it no longer count (its residual energy is 0)."""
+        if item < len(self.size):
+            self.size[item] = self.length[item] = 0
+            self.item_bias[item] = self.energy[item] = 0.0
+            self.gone[item] = True
+
     def _reserve(self, item: int) -> None:
         if item >= len(self.size):
             n = max(2 * len(self.size), item + 1)
-            for name in ("item_bias", "energy", "start", "size", "length"):
+            for name in ("item_bias", "energy", "gone", "start", "size", "length"):
                 setattr(self, name, grown(getattr(self, name), n, 0))
 
 

@@ -244,6 +244,18 @@ class RecModel:
         for feature in features:
             self.neighbours.forget(feature)
 
+    def forget_item(self, item_x: Features) -> None:
+        """Drop an expired item's own rows (its ``item=`` feature in both models, its
+        neighbourhood row); its content features stay, shared with other items. Its slot is
+        kept and encoded again if the item comes back."""
+        key = _key(item_x)
+        cached = self._items.get(key)
+        if cached is not None:
+            self._items[key] = (_STALE, cached[1])
+            self.neighbours.forget_item(cached[1])
+        self.rater.table.forget([key])
+        self.ranker.table.forget([key])
+
     def knows(self, feature: str) -> bool:
         """Whether the ranker has learned anything about ``feature``."""
         row = self.ranker.table.ids.get(feature)
@@ -306,6 +318,10 @@ class _Encoded:
         # events, at full weight they take steps too large for SGD.
         scale = [1.0 if f.startswith(("user=", "item=")) else side for f in features]
         self.rating = rater.table.rows(features), self.ranking[1] * scale
+
+
+#: The features of an expired item's slot: never the item's own, so it is encoded again.
+_STALE: Features = {}
 
 
 def _key(side: Features) -> str:

@@ -79,6 +79,12 @@ class Table:
                 )
                 stalled = done
 
+    def forget(self, item: int) -> None:
+        """Clear ``item``'s row and its positives (pairs with it in other rows then score 0)."""
+        if item < len(self.size):
+            self.size[item] = self.length[item] = 0
+            self.positives[item] = self.norm[item] = 0.0
+
     def row_length(self, item: int) -> int:
         return int(self.length[item]) if item < len(self.length) else 0
 
@@ -164,8 +170,8 @@ def learn(
         need = 0
         new = 0
         for other in mine:
-            if other == item or mark[other]:
-                continue
+            if other == item or mark[other] or positives[other] == 0.0:
+                continue  # itself, twice, or an item forgotten (expired) since it was chosen
             mark[other] = 1
             new += 1
             if length[other] >= limit:

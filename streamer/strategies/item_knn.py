@@ -43,6 +43,13 @@ class CoCounts:
             self.table.learn(items, starts, before, 2 * self.max_neighbours, self.max_neighbours)
             self._items, self._before = [], []
 
+    def forget_item(self, item: int) -> None:
+        """Clear ``item``'s row (an expired item): it is never proposed again (its norm is 0)
+        until it is chosen again; its block is dropped at the next repack."""
+        self._flush()
+        self.table.forget(item)
+        self._scored = None
+
     def neighbours(self, item: int) -> int:
         """How many neighbours ``item`` has now (at most ``2 * max_neighbours``)."""
         self._flush()

@@ -51,11 +51,12 @@ def _run(engine: Engine, events: list[Click | ItemEvent], batch: int = 50) -> li
 SETTINGS = Settings(n_factors=6, top_k=5, candidates=10, new_item_events=100)
 
 
-@pytest.mark.parametrize("ttl", [0.0, 150.0])  # and with users expiring across the snapshot
+# and with users, or items, expiring across the snapshot
+@pytest.mark.parametrize(("ttl", "item_ttl"), [(0.0, 0.0), (150.0, 0.0), (0.0, 120.0)])
 def test_a_restored_engine_goes_on_exactly_as_the_uninterrupted_one(
-    tmp_path: Path, ttl: float
+    tmp_path: Path, ttl: float, item_ttl: float
 ) -> None:
-    settings = dataclasses.replace(SETTINGS, user_ttl_s=ttl)
+    settings = dataclasses.replace(SETTINGS, user_ttl_s=ttl, item_ttl_s=item_ttl)
     events = _events(1200)
     half = 700  # a batch boundary
     whole = Engine(settings)
@@ -81,8 +82,17 @@ def test_a_restored_engine_goes_on_exactly_as_the_uninterrupted_one(
     assert restored.expired_users == whole.expired_users and (ttl == 0) == (
         whole.expired_users == 0
     )
+    assert restored.expired_items == whole.expired_items
+    assert (item_ttl == 0) == (whole.expired_items == 0)
     later = [Request("u5", query, 0.0)]
     assert restored.recommender.recommend(later) == whole.recommender.recommend(later)
+
+
+def test_a_password_never_lands_in_a_snapshot(tmp_path: Path) -> None:
+    settings = dataclasses.replace(SETTINGS, kafka_username="me", kafka_password="s3cret-pw")
+    saved = snapshot.save(Engine(settings), {}, tmp_path)
+    assert b"s3cret-pw" not in saved.path.read_bytes()
+    snapshot.load(saved.path, dataclasses.replace(settings, kafka_password="rotated"))
 
 
 def test_the_newest_snapshots_are_kept(tmp_path: Path) -> None:

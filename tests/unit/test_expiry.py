@@ -1,0 +1,67 @@
+"""Items not seen for STREAMREC_ITEM_TTL_S expire: out of the index and every list, their own
+rows freed; back when seen again; what expires does not depend on how the stream is batched."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer.engine import Engine
+from streamer.events import Click, ItemEvent
+from streamer.settings import Settings
+
+SETTINGS = Settings(n_factors=4, top_k=10, candidates=10, item_ttl_s=200.0, seed=3)
+
+
+def _stream(n: int, seed: int = 0) -> list[Click | ItemEvent]:
+    """30 items; items 0-9 are clicked only in the first 200 events, 10-29 all along (each
+    every 20 events or so: a gap of 200 is all but impossible)."""
+    rng = np.random.default_rng(seed)
+    out: list[Click | ItemEvent] = [
+        ItemEvent(item=f"i{i}", ts=0.0, tags=[f"g{i % 3}"]) for i in range(30)
+    ]
+    for t in range(1, n + 1):
+        item = int(rng.integers(0, 30)) if t <= 200 else int(rng.integers(10, 30))
+        out.append(Click(user=f"u{rng.integers(25)}", item=f"i{item}", type="click", ts=float(t)))
+    return out
+
+
+def _run(engine: Engine, events: list[Click | ItemEvent], batch: int) -> list[list[str]]:
+    lists = []
+    for n in range(0, len(events), batch):
+        lists += [[i for i, _ in r.items] for r in engine.process(events[n : n + batch]).lists]
+    return lists
+
+
+def test_an_item_not_seen_expires_from_the_index_the_lists_and_the_model() -> None:
+    engine = Engine(SETTINGS)
+    events = _stream(700)
+    _run(engine, events[:460], batch=10)  # items 0-9 last seen by t = 200: expired at 400
+    gone = {engine.catalogue.id_of(f"i{i}") for i in range(10)}
+    assert engine.catalogue.retired == gone and engine.expired_items == 10
+    late = _run(engine, events[460:], batch=10)
+    ids, _ = engine.index.all_items()
+    assert not gone & set(ids.tolist())
+    assert late and not {f"i{i}" for i in range(10)} & {item for lst in late for item in lst}
+    assert "item=i0" not in engine.model.ranker.table.ids
+    assert "item=i0" not in engine.model.rater.table.ids
+    table = next(s.counts.table for s in engine.strategies if hasattr(s, "counts"))
+    assert table.size[engine.catalogue.id_of("i0")] == 0
+    assert engine.metrics_report()["expired_items"] == 10
+
+    # seen again: back in the catalogue's life, learned and indexed again
+    engine.process([Click(user="u1", item="i0", type="click", ts=701.0)])
+    i0 = engine.catalogue.id_of("i0")
+    assert i0 not in engine.catalogue.retired and "item=i0" in engine.model.ranker.table.ids
+    assert i0 in set(engine.index.all_items()[0].tolist())
+
+
+def test_what_expires_does_not_depend_on_the_batches() -> None:
+    events = _stream(500, seed=1)
+    one, many = Engine(SETTINGS), Engine(SETTINGS)
+    _run(one, events, batch=1)
+    _run(many, events, batch=37)
+    assert one.catalogue.retired == many.catalogue.retired and one.expired_items > 0
+    for name in ("weights", "latents"):
+        np.testing.assert_array_equal(
+            getattr(one.model.ranker.table, name), getattr(many.model.ranker.table, name)
+        )
