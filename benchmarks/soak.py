@@ -1,12 +1,14 @@
-"""Memory over a long stream of ever new users, with and without user expiry (in process).
+"""Memory over a long stream of ever new users and items, with and without expiry (in process).
 
-    python -m benchmarks.soak [--events 1000000] [--ttl 3600]
+    python -m benchmarks.soak [--events 1000000] [--ttl 3600] [--new-item-every 100]
 
 The engine (no Kafka) learns a synthetic stream: one event per second of stream time, each user
 active for three consecutive events then never again (a stream of ever new users), items
-Zipf(1.1) over 10,000 items with a tag each. It prints the process's RSS every 100,000 events,
-once with ``STREAMREC_USER_TTL_S`` = ``--ttl`` and once with expiry off, each in a fresh
-process; the figure is the growth of RSS after warm-up (from the 200,000th event to the last).
+Zipf(1.1) over a window of 10,000 items with a tag each that slides by one new item every
+``--new-item-every`` events (0: a fixed catalogue), so old items stop being chosen. It prints
+the process's RSS every 100,000 events, once with ``STREAMREC_USER_TTL_S`` and
+``STREAMREC_ITEM_TTL_S`` = ``--ttl`` and once with expiry off, each in a fresh process; the
+figure is the growth of RSS after warm-up (from the 200,000th event to the last).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ ITEMS = 10_000
 EVERY = 100_000
 
 
-def run(events: int, ttl: float) -> dict[str, object]:
+def run(events: int, ttl: float, new_item_every: int) -> dict[str, object]:
     """One stream in this process; RSS (MB) every EVERY events."""
     rng = np.random.default_rng(0)
-    engine = Engine(Settings(user_ttl_s=ttl))
+    engine = Engine(Settings(user_ttl_s=ttl, item_ttl_s=ttl))
     engine.process([ItemEvent(item=f"i{n}", ts=0.0, tags=[f"t{n % 50}"]) for n in range(ITEMS)])
     items = (rng.zipf(1.1, events) - 1) % ITEMS
+    if new_item_every:  # the window slides: item i + n // every, the newest the most popular
+        items = ITEMS - 1 - items + np.arange(events) // new_item_every
     process = psutil.Process()
     rss: list[float] = []
     started = time.perf_counter()
@@ -48,10 +52,14 @@ def run(events: int, ttl: float) -> dict[str, object]:
     warm = rss[1] if len(rss) > 1 else rss[0]
     return {
         "user_ttl_s": ttl,
+        "item_ttl_s": ttl,
+        "new_item_every": new_item_every,
         "events": events,
         "seconds": round(time.perf_counter() - started, 1),
         "users_kept": len(engine.users),
         "expired_users": engine.expired_users,
+        "catalogue": len(engine.catalogue),
+        "expired_items": engine.expired_items,
         "rss_mb_every_100k": rss,
         "growth_after_warm_up": round(rss[-1] / warm - 1.0, 3),
     }
@@ -61,13 +69,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--ttl", type=float, default=3600.0)
+    parser.add_argument("--new-item-every", type=int, default=100)
     parser.add_argument("--one", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:  # the child: one run, its figures as JSON
-        print(json.dumps(run(args.events, args.one)), flush=True)
+        print(json.dumps(run(args.events, args.one, args.new_item_every)), flush=True)
         return
     for ttl in (args.ttl, 0.0):
         command = [sys.executable, "-m", "benchmarks.soak", "--events", str(args.events)]
+        command += ["--new-item-every", str(args.new_item_every)]
         subprocess.run([*command, "--one", str(ttl)], check=True)
 
 

@@ -378,7 +378,14 @@ class Engine:
     def query_features(self, user: str, context: dict[str, str]) -> Features:
         """The query side of ``user`` now: id, context and last items (before any new one)."""
         previous = self.users.recent(user, self.settings.sequence_items)
-        return user_features(user, context, [self.catalogue.item_of(i) for i in previous])
+        items = [self.catalogue.item_of(i) for i in previous]
+        return user_features(user, context, items, with_id=self._has_id(user))
+
+    def _has_id(self, user: str) -> bool:
+        """Whether ``user`` has had ``user_min_events`` events with this one (one-off ids are
+        left out of the model until they recur: no rows for users seen once)."""
+        least = self.settings.user_min_events
+        return least <= 1 or len(self.users.history(user)) + 1 >= least
 
     def _maybe_switch_to_large_index(self) -> None:
         """``auto``: past ``large_index_min_items`` items, move to the approximate backend."""

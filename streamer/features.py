@@ -42,17 +42,22 @@ _STOPWORDS = frozenset(
 )
 
 
-def user_features(user: str, context: Mapping[str, str], previous: Sequence[str] = ()) -> Features:
-    """The query side: the user id and each context value, all valued 1, and the user's
-    ``previous`` items (the most recent last) as ``prev=`` features weighted by recency
-    (halving with each step back, one unit in all): "what follows what" (Rendle's FPMC).
+def user_features(
+    user: str, context: Mapping[str, str], previous: Sequence[str] = (), with_id: bool = True
+) -> Features:
+    """The query side: the user id (unless not ``with_id``: a user too new to have one) and
+    each context value, all valued 1, and the user's ``previous`` items (the most recent last)
+    as ``prev=`` features weighted by recency (halving with each step back, one unit in all):
+    "what follows what" (Rendle's FPMC).
 
     >>> user_features("42", {"device": "tv", "hour": "21", "daypart": "evening"})
     {'user=42': 1.0, 'device=tv': 1.0, 'hour=21': 1.0}
     >>> {k: round(v, 3) for k, v in user_features("42", {}, ["7", "9"]).items()}
     {'user=42': 1.0, 'prev=9': 0.894, 'prev=7': 0.447}
+    >>> user_features("42", {"device": "tv"}, with_id=False)
+    {'device=tv': 1.0}
     """
-    x = {f"user={user}": 1.0}
+    x = {f"user={user}": 1.0} if with_id else {}
     for key, value in context.items():
         if key not in IGNORED_CONTEXT_KEYS:
             x[f"{key}={value}"] = 1.0

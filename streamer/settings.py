@@ -93,6 +93,7 @@ class Settings:
     eval_k: int = 10
     history_size: int = 500
     user_ttl_s: float = 0.0  # users not seen for this long (stream time) expire (0: never)
+    user_min_events: int = 1  # a user's id enters the model from their Nth event (1: the first)
     item_ttl_s: float = 0.0  # items not clicked nor updated for this long expire (0: never)
     pop_context_keys: tuple[str, ...] = ("device", "daypart", "location")
     pop_publish_s: float = 2.0

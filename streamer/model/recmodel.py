@@ -182,8 +182,8 @@ class RecModel:
             )
             raws = self._finite(raw).tolist()
             for n, y, value, item in zip(rated, raws, ratings, rated_items, strict=True):
-                user = _key(batch[n].user_x)
-                if self.settings.rating_neighbours:
+                user = _user_key(batch[n].user_x)
+                if self.settings.rating_neighbours and user:
                     near = self.neighbours.predict_one(user, item)
                     y = self.rating_mix.learn(y, near, value)
                     self.neighbours.learn_one(user, item, value)
@@ -223,8 +223,9 @@ class RecModel:
         item = self._slot(item_x)
         flat = Flat.of([self._user(user_x).rating, self._rating_items.part(item)], 2)
         y = float(self._finite(self.rater.raw_flat(flat))[0])
-        if self.settings.rating_neighbours:
-            y = self.rating_mix.predict(y, self.neighbours.predict_one(_key(user_x), item))
+        user = _user_key(user_x)
+        if self.settings.rating_neighbours and user:
+            y = self.rating_mix.predict(y, self.neighbours.predict_one(user, item))
         return self.range.clip(y)
 
     def _finite(self, raw: np.ndarray) -> np.ndarray:
@@ -327,6 +328,12 @@ _STALE: Features = {}
 def _key(side: Features) -> str:
     """A side's key: its first feature (``user=...``, ``item=...``)."""
     return next(iter(side))
+
+
+def _user_key(side: Features) -> str:
+    """A query side's user id feature, "" for a user without one (``user_min_events``)."""
+    first = next(iter(side), "")
+    return first if first.startswith("user=") else ""
 
 
 def _find(fm: FastFMClassifier, x: Features) -> Rows:

@@ -65,3 +65,19 @@ def test_what_expires_does_not_depend_on_the_batches() -> None:
         np.testing.assert_array_equal(
             getattr(one.model.ranker.table, name), getattr(many.model.ranker.table, name)
         )
+
+
+def test_one_off_users_get_no_rows_until_they_recur() -> None:
+    settings = Settings(n_factors=4, top_k=5, candidates=5, user_min_events=2, seed=3)
+    engine = Engine(settings)
+    engine.process([ItemEvent(item=f"i{i}", ts=0.0, tags=[f"g{i % 3}"]) for i in range(20)])
+    once = [Click(user=f"once{n}", item=f"i{n % 20}", type="rating", value=4.0, ts=float(n))
+            for n in range(300)]  # fmt: skip
+    engine.process(once)
+    rows = engine.model.ranker.table.ids
+    assert not any(key.startswith("user=") for key in rows)  # 300 users, no row for any
+    assert not engine.model.neighbours.recent  # nor a neighbourhood memory
+    assert engine.metrics_report()["ratings"] == 300  # every rating still predicted and learned
+    engine.process([Click(user="once7", item="i3", type="rating", value=5.0, ts=301.0)])
+    assert "user=once7" in engine.model.ranker.table.ids and "user=once7" in rows
+    assert "user=once7" in engine.model.neighbours.recent
