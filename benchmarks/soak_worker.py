@@ -1,0 +1,102 @@
+"""Memory of a real worker over a long stream at 80% of its measured maximum, expiry on.
+
+    python -m benchmarks.soak_worker [--events 1000000] [--ttl 3600] [--share 0.8]
+
+On its own local stack: the synthetic stream of ``benchmarks.soak`` (ever new users, each active
+for three events; items Zipf(1.1) over a window of 10,000 that slides by one new item every 100
+events; one event per second of stream time), with ``STREAMREC_USER_TTL_S`` and
+``STREAMREC_ITEM_TTL_S`` = ``--ttl``. First the worker's maximum is measured on 40,000
+pre-produced events; then ``--events`` more are produced at ``--share`` of it while the
+worker's RSS is sampled every 10 s. Prints JSON: the rate, RSS against events learned, and the
+growth of RSS after warm-up (from 20% of the events to the last sample).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.stream import Process, fresh, local_stack
+from streamer.replay.producer import replay
+from streamer.replay.record import LogRecord
+from streamer.stack import create_topics
+
+ITEMS = 10_000
+NEW_ITEM_EVERY = 100
+PROBE = 40_000
+
+
+def stream(start: int, n: int, seed: int = 0) -> Iterator[LogRecord]:
+    """Events ``start`` to ``start + n`` of the synthetic stream (the same at every start)."""
+    rng = np.random.default_rng(seed + start)
+    ranks = (rng.zipf(1.1, n) - 1) % ITEMS
+    for k in range(n):
+        t = start + k
+        item = ITEMS - 1 - int(ranks[k]) + t // NEW_ITEM_EVERY
+        user = f"u{t // 3}"
+        value = {"user": user, "item": f"i{item}", "type": "click", "ts": float(t)}
+        yield LogRecord("clicks", user, value, float(t))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--ttl", type=float, default=3600.0)
+    parser.add_argument("--share", type=float, default=0.8)
+    args = parser.parse_args()
+    with local_stack() as base, tempfile.TemporaryDirectory() as logs:
+        settings = fresh(base, user_ttl_s=args.ttl, item_ttl_s=args.ttl, web_enabled=False)
+        create_topics(settings.broker, settings.topics, settings.partitions)
+        replay(stream(0, PROBE), settings, progress=False)
+        worker = Process(settings, "streamer.cli", Path(logs) / "worker.log")
+        window = worker.wait_events(PROBE, timeout=900)
+        rate = args.share * window.events_per_s
+        samples: list[tuple[float, int, float]] = []
+        done = threading.Event()
+
+        def produce() -> None:
+            replay(stream(PROBE, args.events), settings, rate=rate, progress=False)
+            done.set()
+
+        threading.Thread(target=produce, daemon=True).start()
+        started = time.monotonic()
+        total = PROBE + args.events
+        while True:
+            learned = int(worker.progress()["events"])
+            samples.append(
+                (round(time.monotonic() - started, 1), learned, round(worker.rss_mb(), 1))
+            )
+            if learned >= total:
+                break
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {worker.process.returncode}")
+            time.sleep(10.0)
+        figures = worker.figures()
+        worker.stop()
+    warm = next(rss for _, learned, rss in samples if learned >= PROBE + 0.2 * args.events)
+    print(
+        json.dumps(
+            {
+                "events": args.events,
+                "ttl_s": args.ttl,
+                "max_events_per_s": round(window.events_per_s),
+                "offered_events_per_s": round(rate),
+                "seconds": samples[-1][0],
+                "users_kept": figures.get("users"),
+                "catalogue": figures.get("catalogue"),
+                "samples_s_events_rss_mb": samples,
+                "growth_after_warm_up": round(samples[-1][2] / warm - 1.0, 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
