@@ -10,7 +10,7 @@ import itertools
 from collections import Counter, OrderedDict
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -36,6 +36,16 @@ YOUNG_REFRESH = 256
 #: The most similar-item lists a batch computes: a due set larger than this is spread over the
 #: next batches, so that it does not hold one batch (and its users' freshness) up.
 SIMILAR_PER_BATCH = 200
+
+
+class EngineObserver(Protocol):
+    """What an evaluation watches as the engine goes (``Engine.observers``): each positive
+    with the list its user had just before, and each rating with its prediction, made just
+    before it was learned."""
+
+    def positive(self, user: str, item: int, shown: tuple[int, ...]) -> None: ...
+
+    def rating(self, user: str, predicted: float, actual: float) -> None: ...
 
 
 @dataclass
@@ -101,6 +111,7 @@ class Engine:
         # Prequential evaluation: what each user was shown, scored against what they chose next.
         self.metrics = Prequential(settings.eval_k)
         self.scoreboards: list[Prequential] = [self.metrics]  # more may watch (evaluate's tail)
+        self.observers: list[EngineObserver] = []  # e.g. per-arm figures (evaluate --ab)
         self.shown: dict[str, tuple[int, ...]] = {}
         self.item_counts: Counter[int] = Counter()
         # users by when they were last seen (stream time), the oldest first: see _expire
@@ -177,6 +188,8 @@ class Engine:
             if y_pred is not None and interaction.value is not None:
                 for board in self.scoreboards:
                     board.ratings.update(y_pred, interaction.value)
+                for observer in self.observers:
+                    observer.rating(interaction.user, y_pred, interaction.value)
 
     def _take(self, click: Click) -> list[int]:
         """Book one interaction and queue it for learning; returns the index ids to refresh."""
@@ -193,11 +206,20 @@ class Engine:
             for board in self.scoreboards:
                 board.ranking.update(item, shown)
                 board.audit.update(shown, self.item_counts, self.catalogue.tags, len(self.users))
+            for observer in self.observers:
+                observer.positive(click.user, item, shown)
             self.recommender.policy.credit(click.user, item, click.rec_id)
         negatives = [] if click.type == "skip" else self._negatives(history, item)
         features = self.catalogue.features
         self._pending.append(
-            Interaction(user_x, item_x, click.type, click.value, [features(n) for n in negatives])
+            Interaction(
+                user_x,
+                item_x,
+                click.type,
+                click.value,
+                [features(n) for n in negatives],
+                click.user,
+            )
         )
         self.users.set_context(click.user, click.context)
         if click.type != "skip":  # a skip is learned as a negative, never joins the history

@@ -43,6 +43,7 @@ class Interaction(NamedTuple):
     kind: str
     value: float | None
     negatives: Sequence[Features] = ()
+    user: str = ""  # who (for observers of the predictions; the model reads the sides)
 
 
 class RecModel:
