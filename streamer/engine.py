@@ -319,6 +319,14 @@ class Engine:
             for strategy in self._fresh:
                 strategy.add(item)
 
+    def trim(self) -> None:
+        """Drop the free ends of the row pools (item-kNN, the rating neighbourhood): what a
+        snapshot carries is what is in use (a pool grows again, repacked, when it must)."""
+        self._learn_pending()
+        for counts in self._counts:
+            counts.trim()
+        self.model.neighbours.trim()
+
     def metrics_report(self) -> dict[str, Any]:
         """Prequential metrics, the model's guards, and the policy's estimates per strategy."""
         report = self.metrics.report(len(self.catalogue))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.model.sgd_kernel import compiled
+from streamer.jit import compiled
 
 
 @compiled

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.model.sgd_kernel import compiled
+from streamer.jit import compiled
 
 EMPTY = -1  # a pool cell without a neighbour
 MAX_LOAD = 0.75  # of a row's block
@@ -63,6 +63,22 @@ def repacked(
     start[live] = offsets
     used[0] = total
     return out_neighbour, out_values
+
+
+def trimmed(
+    neighbour: np.ndarray, values: np.ndarray, used: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pool cut to the cells in use (a snapshot need not carry the free end); the next
+    block that does not fit repacks it. ``(neighbour, values)`` as they are if already tight.
+
+    >>> n, v = trimmed(np.full(32, EMPTY), np.zeros((32, 2)), np.array([10]))
+    >>> len(n), v.shape
+    (10, (10, 2))
+    """
+    size = max(int(used[0]), FIRST_BLOCK)
+    if size >= len(neighbour):
+        return neighbour, values
+    return neighbour[:size].copy(), values[:size].copy()
 
 
 @compiled

@@ -94,6 +94,7 @@ def save(
     """Write ``engine``'s state and ``offsets`` as the next snapshot in ``directory``."""
     stamps = stamps or {}
     directory.mkdir(parents=True, exist_ok=True)
+    engine.trim()  # the row pools' free ends are not state
     externals = {"settings": engine.settings, "index": engine.index}
     doc, arrays = encode(engine, externals)
     ids, vectors = engine.index.all_items()

@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
-from streamer.model.sgd_kernel import compiled
-from streamer.rowpool import EMPTY, block_for, grown, locate, move, prune, repacked
+from streamer.jit import compiled
+from streamer.rowpool import EMPTY, block_for, grown, locate, move, prune, repacked, trimmed
 
 N, PRODUCT = 0, 1  # a pair's columns: co-ratings (what a prune keeps), sum of residual products
 
@@ -134,6 +134,10 @@ class NeighbourRater:
         """Drop ``user``'s bias and recent ratings (an expired user)."""
         self.user_bias.pop(user, None)
         self.recent.pop(user, None)
+
+    def trim(self) -> None:
+        """Drop the pool's free end (before a snapshot)."""
+        self.neighbour, self.pairs = trimmed(self.neighbour, self.pairs, self.used)
 
     def forget_item(self, item: int) -> None:
         """Clear ``item``'s row and bias (an expired item): its block is dropped at the next

@@ -124,11 +124,12 @@ class RecModel:
         kind: str,
         value: float | None,
         negatives: Sequence[Features],
+        user: str = "",
     ) -> float | None:
         """Learn one interaction; ``negatives`` are item sides the user did not choose.
 
         Returns the rating predicted just before learning it (None if not a rating)."""
-        return self.learn_batch([Interaction(user_x, item_x, kind, value, negatives)])[0]
+        return self.learn_batch([Interaction(user_x, item_x, kind, value, negatives, user)])[0]
 
     def learn_batch(self, batch: Sequence[Interaction]) -> list[float | None]:
         """Learn a micro-batch event by event, in order (one compiled call per model).

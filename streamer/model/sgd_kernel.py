@@ -36,23 +36,14 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
-import numba
 import numpy as np
 
+from streamer.jit import compiled
+
 SQUARED, LOG = 0, 1  # the losses compiled: River's Squared and Log
-
-
-def compiled(function: Callable[..., Any]) -> Any:
-    """``numba.njit``, its machine code cached on disk (next to this file, else in
-    ``NUMBA_CACHE_DIR`` or the user's cache directory); where none is writable (a read-only
-    install run by a user without a home), compiled anew in each process instead of failing."""
-    try:
-        return numba.njit(cache=True)(function)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return numba.njit(function)
 
 
 class Parts(NamedTuple):

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamer.model.sgd_kernel import compiled
-from streamer.rowpool import EMPTY, block_for, grown, locate, move, prune, repacked
+from streamer.jit import compiled
+from streamer.rowpool import EMPTY, block_for, grown, locate, move, prune, repacked, trimmed
 
 
 class Table:
@@ -78,6 +78,10 @@ class Table:
                     self.neighbour, self.count, self.used, self.start, self.size, done == stalled
                 )
                 stalled = done
+
+    def trim(self) -> None:
+        """Drop the pool's free end (before a snapshot)."""
+        self.neighbour, self.count = trimmed(self.neighbour, self.count, self.used)
 
     def forget(self, item: int) -> None:
         """Clear ``item``'s row and its positives (pairs with it in other rows then score 0)."""

@@ -43,6 +43,11 @@ class CoCounts:
             self.table.learn(items, starts, before, 2 * self.max_neighbours, self.max_neighbours)
             self._items, self._before = [], []
 
+    def trim(self) -> None:
+        """Drop the table's free pool (before a snapshot)."""
+        self._flush()
+        self.table.trim()
+
     def forget_item(self, item: int) -> None:
         """Clear ``item``'s row (an expired item): it is never proposed again (its norm is 0)
         until it is chosen again; its block is dropped at the next repack."""

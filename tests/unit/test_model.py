@@ -195,7 +195,7 @@ def test_the_compiled_step_runs_where_numba_has_nowhere_to_cache_it():
     code without a writable cache location, like code with no source file); compile anyway."""
     import numba
 
-    from streamer.model.sgd_kernel import compiled
+    from streamer.jit import compiled
 
     namespace: dict = {}
     exec("def add_one(x):\n    return x + 1\n", namespace)  # no file: no cache locator
