@@ -129,11 +129,13 @@ def run_ab(
     def assign(user: str) -> str:
         return arm_of(user, share_b)
 
-    engines, figures = {}, {}
+    engines, figures, everyone = {}, {}, {}
     for arm, arm_settings in arms.items():
         engines[arm] = Engine(arm_settings)
         figures[arm] = ArmFigures(arm, assign, arm_settings.eval_k)
-        engines[arm].observers.append(figures[arm])
+        # offline, each arm's lists exist for every user: the paired comparison below
+        everyone[arm] = ArmFigures(arm, lambda user, arm=arm: arm, arm_settings.eval_k)
+        engines[arm].observers += [figures[arm], everyone[arm]]
     for n in range(0, len(events), batch_size):
         for engine in engines.values():
             engine.process(events[n : n + batch_size])
@@ -146,7 +148,31 @@ def run_ab(
         "seconds": round(time.monotonic() - started, 1),
         "arms": reports,
         "difference_b_minus_a": _differences(reports),
+        "paired_b_minus_a": paired(everyone["a"], everyone["b"]),
     }
+
+
+def paired(a: ArmFigures, b: ArmFigures) -> dict[str, Any]:
+    """b - a on every user's own events (both arms' lists exist for everyone offline): per
+    metric, the difference and its 95% interval over users. Far tighter than the split's, as
+    each user is compared with themselves; a live split cannot do this.
+
+    >>> a, b = ArmFigures("a", lambda u: "a"), ArmFigures("b", lambda u: "b")
+    >>> for user in "uvw":
+    ...     a.positive(user, 1, (2,)); b.positive(user, 1, (1,))
+    >>> paired(a, b)["hit_rate"]["difference"]
+    1.0
+    """
+    users = sorted(set(a.per_user) & set(b.per_user))
+    out: dict[str, Any] = {"users": len(users)}
+    for name, column, count in (("hit_rate", 1, 0), ("ndcg", 2, 0), ("mse", 4, 3)):
+        counts = [a.per_user[u][count] for u in users]
+        if not sum(counts):
+            continue
+        deltas = [b.per_user[u][column] - a.per_user[u][column] for u in users]
+        diff, ci = ratio_ci(deltas, counts)
+        out[name] = {"difference": diff, "ci95": ci}
+    return out
 
 
 def _differences(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -179,7 +205,15 @@ def ab_table(result: Mapping[str, Any]) -> str:
             for m in ("hit_rate", "ndcg", "rmse")
         ]
         lines.append(f"| {arm} | {r['users']} | {r['positives']} | " + " | ".join(cells) + " |")
+    lines.append("")
     for metric, d in result["difference_b_minus_a"].items():
         low, high = d["ci95"]
-        lines.append(f"\nb - a, {metric}: {d['difference']:+.4f} [{low:+.4f}, {high:+.4f}]")
+        lines.append(f"- b - a, {metric}: {d['difference']:+.4f} [{low:+.4f}, {high:+.4f}]")
+    pairs = result["paired_b_minus_a"]
+    lines += ["", f"Paired, every user under both arms ({pairs['users']} users):", ""]
+    for metric in ("hit_rate", "ndcg", "mse"):
+        if metric in pairs:
+            d = pairs[metric]
+            low, high = d["ci95"]
+            lines.append(f"- b - a, {metric}: {d['difference']:+.4f} [{low:+.4f}, {high:+.4f}]")
     return "\n".join(lines)
