@@ -1,4 +1,6 @@
-"""The Faust app: one thin agent per input topic, feeding micro-batches to the pipeline."""
+"""The Faust app: one thin agent per input topic, feeding micro-batches to the pipeline (with
+``items_everywhere``, the items feed instead of an agent for ``items``: every partition of it in
+every worker)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 import faust
 
 from streamer import snapshot, web
+from streamer.items_feed import ItemsFeed
 from streamer.pipeline import Message, Pipeline
 from streamer.publisher import RedisSink
 from streamer.security import faust_credentials, kafka_options, redis_options
@@ -83,8 +86,16 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
     app.streamrec_positions = work.positions  # type: ignore[attr-defined]
 
     for kind, name in topics.items():
+        if kind == "items" and settings.items_everywhere:  # read by the feed below instead
+            continue
         topic = app.topic(name, key_type=bytes, value_type=bytes)
         app.agent(topic, name=f"streamrec.{kind}")(_agent(kind, work, settings))
+    if settings.items_everywhere:  # every worker reads every item, not a share of the group's
+        feed = ItemsFeed(settings, work)
+
+        @app.task
+        async def items() -> None:
+            await feed.run()
 
     @app.timer(settings.log_interval_s)
     async def report() -> None:

@@ -60,6 +60,19 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """aiokafka's keyword arguments for the broker's security (an SSL context, not a file).
+
+    >>> sorted(aiokafka_options(Settings()))
+    ['security_protocol']
+    """
+    options = kafka_options(settings)
+    cafile = options.pop("ssl_cafile", None)
+    if options["security_protocol"].endswith("SSL"):
+        options["ssl_context"] = ssl.create_default_context(cafile=cafile)
+    return options
+
+
 def faust_credentials(settings: Settings) -> Any:
     """Faust's ``broker_credentials`` for the settings (None for PLAINTEXT)."""
     import faust

@@ -45,6 +45,7 @@ class Settings:
     topic_items: str = "items"
     topic_dead_letters: str = "dead-letters"
     partitions: int = 4
+    items_everywhere: bool = False  # every worker reads every partition of `items` (see README)
     # Worker.
     batch_size: int = 1000
     batch_within_s: float = 0.02

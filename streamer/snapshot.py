@@ -42,7 +42,8 @@ FORMAT = 4  # 2: parameter tables reuse rows; 3: a stacker per activity group; 4
 OPERATIONAL = frozenset(
     {
         "broker", "redis_url", "redis_prefix", "state_dir", "app_id", "topic_clicks",
-        "topic_contexts", "topic_items", "topic_dead_letters", "partitions", "batch_size",
+        "topic_contexts", "topic_items", "topic_dead_letters", "partitions", "items_everywhere",
+        "batch_size",
         "batch_within_s", "session_timeout_s", "fetch_max_wait_ms", "log_interval_s",
         "web_enabled", "web_port", "web_bind", "health_stall_s", "ready_max_lag",
         "pop_publish_s", "sim_publish_s", "rec_ttl_s",

@@ -1,0 +1,93 @@
+"""Every worker reads every partition of the ``items`` topic (issue 12, point 1).
+
+Clicks and contexts are split between the workers of a consumer group by partition; item
+metadata must not be: a worker that never saw an item's tags and title cannot place it for its
+users (cold start) nor show its title. So instead of an agent in the group, each worker runs
+this feed: a consumer outside any group, assigned all of the topic's partitions, starting where
+the worker's engine stands (a restored snapshot's offsets) or at the beginning, feeding the same
+pipeline as the agents do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from streamer.pipeline import Message, Pipeline
+from streamer.security import aiokafka_options
+from streamer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds between attempts while the broker or the topic is not there.
+RETRY_S = 1.0
+
+
+class ItemsFeed:
+    """All partitions of ``settings.topic_items`` into ``work`` (see the module)."""
+
+    def __init__(self, settings: Settings, work: Pipeline) -> None:
+        self.settings, self.work = settings, work
+        self.partitions: list[int] = []
+
+    async def run(self) -> None:
+        """Consume until cancelled; a broker that goes away is waited for, not fatal."""
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker gone, the topic remade: start again
+                log.warning("items feed: %s: %s; again in %.0f s", type(exc).__name__, exc, RETRY_S)
+                await asyncio.sleep(RETRY_S)
+
+    async def _consume(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.broker,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            **aiokafka_options(s),
+        )
+        await consumer.start()
+        try:
+            topic = s.topic_items
+            parts = consumer.partitions_for_topic(topic)
+            while not parts:
+                await consumer.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic)
+                if not parts:
+                    await asyncio.sleep(RETRY_S)
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            positions = self.work.positions()
+            for tp in tps:
+                offset = positions.get((topic, tp.partition))
+                if offset is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, offset)
+            self.partitions = sorted(parts)
+            log.info("items feed: reading all %d partitions of %s", len(tps), topic)
+            while True:
+                fetched = await consumer.getmany(timeout_ms=1000, max_records=s.batch_size)
+                for records in fetched.values():
+                    await self.work.handle("items", [_message(r) for r in records])
+        finally:
+            await consumer.stop()
+
+
+def _message(record: Any) -> Message:
+    return Message(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        (record.timestamp or 0) / 1000.0,
+    )
