@@ -31,6 +31,7 @@ from streamer.stack import create_topics
 ITEMS = 10_000
 NEW_ITEM_EVERY = 100
 PROBE = 40_000
+CHUNK = 20_000  # produced (and flushed) at a time
 
 
 def stream(start: int, n: int, seed: int = 0) -> Iterator[LogRecord]:
@@ -60,21 +61,28 @@ def main() -> None:
         rate = args.share * window.events_per_s
         samples: list[tuple[float, int, float]] = []
         done = threading.Event()
+        produced = [PROBE]
 
-        def produce() -> None:
-            replay(stream(PROBE, args.events), settings, rate=rate, progress=False)
+        def produce() -> None:  # in chunks, each flushed: what was sent was delivered
+            for first in range(PROBE, PROBE + args.events, CHUNK):
+                n = min(CHUNK, PROBE + args.events - first)
+                sent = replay(stream(first, n), settings, rate=rate, progress=False)
+                produced[0] += sent.total
             done.set()
 
         threading.Thread(target=produce, daemon=True).start()
         started = time.monotonic()
-        total = PROBE + args.events
+        stalled_since: float | None = None
         while True:
             learned = int(worker.progress()["events"])
-            samples.append(
-                (round(time.monotonic() - started, 1), learned, round(worker.rss_mb(), 1))
-            )
-            if learned >= total:
+            now = time.monotonic()
+            samples.append((round(now - started, 1), learned, round(worker.rss_mb(), 1)))
+            if done.is_set() and learned >= produced[0]:
                 break
+            if done.is_set() and len(samples) > 1 and samples[-2][1] == learned:
+                stalled_since = stalled_since or now
+                if now - stalled_since > 60:
+                    break  # reported: produced against learned
             if worker.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {worker.process.returncode}")
             time.sleep(10.0)
@@ -85,6 +93,8 @@ def main() -> None:
         json.dumps(
             {
                 "events": args.events,
+                "produced": produced[0],
+                "learned": samples[-1][1],
                 "ttl_s": args.ttl,
                 "max_events_per_s": round(window.events_per_s),
                 "offered_events_per_s": round(rate),
