@@ -10,7 +10,7 @@ import itertools
 from collections import Counter, OrderedDict
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from streamer.strategies.factory import make_strategies
 from streamer.users import UserState
 
 Event = Click | ContextEvent | ItemEvent
+Key = TypeVar("Key", str, int)
 #: The most young items whose vectors each batch recomputes (round robin among them).
 YOUNG_REFRESH = 256
 #: The most similar-item lists a batch computes: a due set larger than this is spread over the
@@ -264,17 +265,9 @@ class Engine:
         """``user`` is active at ``ts``; users not seen for ``user_ttl_s`` of stream time before
         it expire (per event, in order: what expires does not depend on the batches)."""
         ttl = self.settings.user_ttl_s
-        if not ttl:
-            return
-        last = self._last_seen
-        last[user] = max(ts, last.get(user, ts))
-        last.move_to_end(user)
-        while last:
-            oldest, when = next(iter(last.items()))
-            if when >= ts - ttl:
-                break
-            del last[oldest]
-            self._expire(oldest)
+        if ttl:
+            for oldest in _touch(self._last_seen, user, ts, ttl):
+                self._expire(oldest)
 
     def _expire(self, user: str) -> None:
         """Forget everything kept for ``user``: history, context, last list, the policy's last
@@ -289,18 +282,10 @@ class Engine:
         """``item`` is clicked or updated at ``ts`` (back from expiry if it had expired);
         items not seen for ``item_ttl_s`` of stream time before it expire, per event."""
         ttl = self.settings.item_ttl_s
-        if not ttl:
-            return
-        self.catalogue.retired.discard(item)  # encoded again by the model when next read
-        last = self._item_seen
-        last[item] = max(ts, last.get(item, ts))
-        last.move_to_end(item)
-        while last:
-            oldest, when = next(iter(last.items()))
-            if when >= ts - ttl:
-                break
-            del last[oldest]
-            self._retire(oldest)
+        if ttl:
+            self.catalogue.retired.discard(item)  # encoded again by the model when next read
+            for oldest in _touch(self._item_seen, item, ts, ttl):
+                self._retire(oldest)
 
     def _retire(self, item: int) -> None:
         """Expire ``item``: out of the index and of every list (the recommender filters
@@ -443,6 +428,26 @@ class _Union:
 
     def __contains__(self, other: object) -> bool:
         return other == self.item or other in self.history or other in self.retired
+
+
+def _touch(last: OrderedDict[Key, float], key: Key, ts: float, ttl: float) -> list[Key]:
+    """``key`` seen at ``ts`` (``last`` holds keys by when they were last seen, the oldest
+    first); returns, removed, the keys not seen for ``ttl`` before ``ts``, oldest first.
+
+    >>> last: OrderedDict[str, float] = OrderedDict()
+    >>> _touch(last, "a", 0.0, 10), _touch(last, "b", 5.0, 10), _touch(last, "c", 12.0, 10)
+    ([], [], ['a'])
+    """
+    last[key] = max(ts, last.get(key, ts))
+    last.move_to_end(key)
+    gone = []
+    while last:
+        oldest, when = next(iter(last.items()))
+        if when >= ts - ttl:
+            break
+        del last[oldest]
+        gone.append(oldest)
+    return gone
 
 
 def _co_counts(strategies: Iterable[object]) -> list[CoCounts]:
