@@ -49,14 +49,16 @@ class Settings:
     # Worker.
     batch_size: int = 1000
     batch_within_s: float = 0.02
+    stream_buffer: int = 131_072  # messages Faust may prefetch per stream (its back pressure)
     session_timeout_s: float = 10.0
     fetch_max_wait_ms: int = 10
     log_interval_s: float = 10.0
     web_enabled: bool = True  # /metrics, /health, /ready and the dashboard
     web_port: int = 6066
     web_bind: str = "127.0.0.1"  # loopback unless told (0.0.0.0 in a container)
-    health_stall_s: float = 30.0  # /health fails when the event loop has not run for this long
+    health_stall_s: float = 30.0  # /health: the loop, or batches while messages wait, stalled
     ready_max_lag: int = 10_000  # /ready fails while more messages than this wait
+    stall_exit_s: float = 120.0  # exit 1 when no batch was taken this long while messages wait
     snapshot_interval_s: float = 60.0  # the learned state written this often (0: never)
     snapshot_keep: int = 3  # snapshots kept (the newest)
     # Model.

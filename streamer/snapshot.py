@@ -43,9 +43,10 @@ OPERATIONAL = frozenset(
     {
         "broker", "redis_url", "redis_prefix", "state_dir", "app_id", "topic_clicks",
         "topic_contexts", "topic_items", "topic_dead_letters", "partitions", "items_everywhere",
-        "batch_size",
+        "batch_size", "stream_buffer",
         "batch_within_s", "session_timeout_s", "fetch_max_wait_ms", "log_interval_s",
         "web_enabled", "web_port", "web_bind", "health_stall_s", "ready_max_lag",
+        "stall_exit_s",
         "pop_publish_s", "sim_publish_s", "rec_ttl_s",
         "redis_pending_max", "faiss_threads", "index_backend", "large_index_min_items",
         "snapshot_interval_s", "snapshot_keep", "redis_ca_file", "kafka_security_protocol",

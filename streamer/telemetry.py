@@ -196,12 +196,16 @@ class Verdict:
 class Health:
     """Liveness and readiness of a worker, from facts the app hands it.
 
-    >>> clock = [100.0]
-    >>> h = Health(lambda: [("clicks", 0)], lambda: 0, lambda: True, stall_s=30,
+    >>> clock, lag = [100.0], [0]
+    >>> h = Health(lambda: [("clicks", 0)], lambda: lag[0], lambda: True, stall_s=30,
     ...            max_lag=10, clock=lambda: clock[0])
-    >>> h.beat(); h.live().ok, h.ready().ok
+    >>> h.beat(); h.batch(); h.live().ok, h.ready().ok
     (True, True)
     >>> clock[0] += 31; h.live().ok, h.live().detail["since_beat_s"]
+    (False, 31.0)
+    >>> h.beat(); h.live().ok  # the loop runs again; nothing waits, so no batch is due
+    True
+    >>> lag[0] = 5; h.live().ok, h.live().detail["since_batch_s"]  # messages wait, none taken
     (False, 31.0)
     """
 
@@ -216,16 +220,31 @@ class Health:
     ) -> None:
         self.assigned, self.lag, self.redis_ok = assigned, lag, redis_ok
         self.stall_s, self.max_lag, self.clock = stall_s, max_lag, clock
-        self._beat = clock()
+        self._beat = self._batch = clock()
 
     def beat(self) -> None:
         """The event loop ran (a timer calls this every second)."""
         self._beat = self.clock()
 
+    def batch(self) -> None:
+        """A batch was processed (the pipeline calls this after each)."""
+        self._batch = self.clock()
+
+    def stalled_s(self) -> float:
+        """How long no batch was taken while messages wait (0 if none wait)."""
+        since = self.clock() - self._batch
+        return since if since > self.stall_s and self.lag() > 0 else 0.0
+
     def live(self) -> Verdict:
-        """Alive: the loop ran within ``stall_s`` (a batch that holds it longer is a stall)."""
-        since = round(self.clock() - self._beat, 1)
-        return Verdict(since <= self.stall_s, {"since_beat_s": since, "stall_s": self.stall_s})
+        """Alive: the loop ran within ``stall_s`` (a batch that holds it longer is a stall),
+        and, while messages wait, a batch was taken within ``stall_s`` (a consumer that stopped
+        fetching is a stall too: a restart resumes it from its snapshot)."""
+        now = self.clock()
+        since_beat, since_batch = round(now - self._beat, 1), round(now - self._batch, 1)
+        waiting = self.lag() if since_batch > self.stall_s else 0
+        ok = since_beat <= self.stall_s and not waiting
+        detail = {"since_beat_s": since_beat, "since_batch_s": since_batch, "waiting": waiting}
+        return Verdict(ok, detail | {"stall_s": self.stall_s})
 
     def ready(self) -> Verdict:
         """Ready: partitions assigned, caught up within ``max_lag`` messages, Redis reachable."""

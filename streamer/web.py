@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -26,6 +28,8 @@ from streamer.pipeline import Pipeline
 from streamer.recommender import RecList
 from streamer.settings import Settings
 from streamer.telemetry import CONTENT_TYPE_LATEST, Health, Telemetry
+
+log = logging.getLogger(__name__)
 
 #: Samples of the summary kept for the charts (one per ``SAMPLE_S``): 30 minutes.
 SAMPLE_S = 2.0
@@ -114,12 +118,21 @@ def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
     )
     history = ListHistory()
     work.published_observers.append(history.observe)
+    work.batch_observers.append(lambda topic, seconds, fresh: health.batch())
     series = Series(work, telemetry)
     page = resources.files("streamer").joinpath("static/dashboard.html").read_text("utf-8")
 
     @app.timer(1.0)
     async def heartbeat() -> None:
         health.beat()
+        stalled = health.stalled_s()
+        if settings.stall_exit_s and stalled > settings.stall_exit_s:
+            # the consumer stopped fetching while messages wait (seen after a snapshot under a
+            # backlog: Faust's fetcher never resumed): exit non-zero, so that a supervisor
+            # restarts the worker, which resumes from its snapshot
+            log.critical("no batch for %.0f s while messages wait: exiting (1)", stalled)
+            logging.shutdown()
+            os._exit(1)
 
     @app.timer(SAMPLE_S)
     async def sample() -> None:
