@@ -43,10 +43,7 @@ def base_app(settings: Settings, web: bool | None = None) -> faust.App:
         web_bind=settings.web_bind,
         producer_acks=1,
         broker_credentials=faust_credentials(settings),
-        # Faust pauses a partition whose stream buffer is under pressure and resumes it when
-        # the buffer drains; under sustained load a paused partition was seen never to resume
-        # (faust-streaming#175, #640): the worker sat idle with 90,000 messages waiting. A
-        # buffer this large is not reached by micro-batches of STREAMREC_BATCH_SIZE.
+        # Faust pauses a partition whose stream buffer is under pressure (its back pressure)
         stream_buffer_maxsize=settings.stream_buffer,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # type: ignore[attr-defined]

@@ -49,7 +49,7 @@ class Settings:
     # Worker.
     batch_size: int = 1000
     batch_within_s: float = 0.02
-    stream_buffer: int = 131_072  # messages Faust may prefetch per stream (its back pressure)
+    stream_buffer: int = 4096  # messages Faust may prefetch per stream (its back pressure)
     session_timeout_s: float = 10.0
     fetch_max_wait_ms: int = 10
     log_interval_s: float = 10.0
