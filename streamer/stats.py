@@ -37,6 +37,7 @@ class Stats:
         self.by_topic: Counter[tuple[str, str]] = Counter()  # (topic, outcome) -> messages
         self.batches: Counter[str] = Counter()  # topic -> micro-batches
         self.rebalances = 0
+        self.last_batch = self.started  # when the last batch was processed (clock time)
         self._freshness: deque[float] = deque(maxlen=window)
         self._last = (self.started, 0)
 
@@ -57,6 +58,7 @@ class Stats:
         self.lists += lists
         self._freshness.extend(freshness_s)
         if topic:
+            self.last_batch = self.clock()
             self.batches[topic] += 1
             for outcome, n in (("learned", learned), ("rejected", rejected), ("failed", failed)):
                 if n:

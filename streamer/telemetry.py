@@ -145,6 +145,8 @@ class _Figures:
             ("parameter_resets", "Model parameters reset by the divergence guard",
              model.get("resets")),
             ("uptime_seconds", "Seconds since the worker started", figures.get("uptime_s")),
+            ("seconds_since_last_batch", "Seconds since a batch was last processed (with "
+             "consumer lag: a stalled consumer)", stats.clock() - stats.last_batch),
         ):  # fmt: skip
             if value is not None:
                 yield GaugeMetricFamily(f"streamrec_{name}", help_, value=float(value))
@@ -198,8 +200,8 @@ class Health:
 
     >>> clock, lag = [100.0], [0]
     >>> h = Health(lambda: [("clicks", 0)], lambda: lag[0], lambda: True, stall_s=30,
-    ...            max_lag=10, clock=lambda: clock[0])
-    >>> h.beat(); h.batch(); h.live().ok, h.ready().ok
+    ...            max_lag=10, last_batch=lambda: 100.0, clock=lambda: clock[0])
+    >>> h.beat(); h.live().ok, h.ready().ok
     (True, True)
     >>> clock[0] += 31; h.live().ok, h.live().detail["since_beat_s"]
     (False, 31.0)
@@ -216,23 +218,21 @@ class Health:
         redis_ok: Callable[[], bool],
         stall_s: float,
         max_lag: int,
+        last_batch: Callable[[], float],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.assigned, self.lag, self.redis_ok = assigned, lag, redis_ok
         self.stall_s, self.max_lag, self.clock = stall_s, max_lag, clock
-        self._beat = self._batch = clock()
+        self.last_batch = last_batch  # when the pipeline last processed a batch (clock time)
+        self._beat = clock()
 
     def beat(self) -> None:
         """The event loop ran (a timer calls this every second)."""
         self._beat = self.clock()
 
-    def batch(self) -> None:
-        """A batch was processed (the pipeline calls this after each)."""
-        self._batch = self.clock()
-
     def stalled_s(self) -> float:
         """How long no batch was taken while messages wait (0 if none wait)."""
-        since = self.clock() - self._batch
+        since = self.clock() - self.last_batch()
         return since if since > self.stall_s and self.lag() > 0 else 0.0
 
     def live(self) -> Verdict:
@@ -240,7 +240,7 @@ class Health:
         and, while messages wait, a batch was taken within ``stall_s`` (a consumer that stopped
         fetching is a stall too: a restart resumes it from its snapshot)."""
         now = self.clock()
-        since_beat, since_batch = round(now - self._beat, 1), round(now - self._batch, 1)
+        since_beat, since_batch = round(now - self._beat, 1), round(now - self.last_batch(), 1)
         waiting = self.lag() if since_batch > self.stall_s else 0
         ok = since_beat <= self.stall_s and not waiting
         detail = {"since_beat_s": since_beat, "since_batch_s": since_batch, "waiting": waiting}

@@ -115,10 +115,10 @@ def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
         redis_ok=work.sink.ping,
         stall_s=settings.health_stall_s,
         max_lag=settings.ready_max_lag,
+        last_batch=lambda: work.stats.last_batch,
     )
     history = ListHistory()
     work.published_observers.append(history.observe)
-    work.batch_observers.append(lambda topic, seconds, fresh: health.batch())
     series = Series(work, telemetry)
     page = resources.files("streamer").joinpath("static/dashboard.html").read_text("utf-8")
 

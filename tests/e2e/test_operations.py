@@ -113,6 +113,7 @@ def test_metrics_count_exactly_what_was_sent(served):
     assert found["streamrec_freshness_seconds_count", ()] > 0
     assert 0 < found["streamrec_prequential_hit_rate", ()] < 1
     assert found["streamrec_rebalances_total", ()] >= 1
+    assert found["streamrec_seconds_since_last_batch", ()] < 60  # it is taking batches
     batches = sum(v for (n, _), v in found.items() if n == "streamrec_batches_total")
     timed = sum(v for (n, _), v in found.items() if n == "streamrec_batch_seconds_count")
     assert batches == timed > 0
