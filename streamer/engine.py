@@ -307,7 +307,6 @@ class Engine:
     def trim(self) -> None:
         """Drop the free ends of the row pools (item-kNN, the rating neighbourhood): what a
         snapshot carries is what is in use (a pool grows again, repacked, when it must)."""
-        self._learn_pending()
         for counts in self._counts:
             counts.trim()
         self.model.neighbours.trim()

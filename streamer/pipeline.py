@@ -219,8 +219,9 @@ class Pipeline:
         """The engine's prequential metrics and guards (:meth:`Engine.metrics_report`)."""
         return self.engine.metrics_report()
 
-    def report(self) -> dict[str, Any]:
-        figures = self.stats.report()
+    def report(self, advance: bool = True) -> dict[str, Any]:
+        """The worker's figures (:meth:`Stats.report`; ``advance``: the periodic report's)."""
+        figures = self.stats.report(advance)
         figures["model_version"] = self.engine.model.version
         figures["catalogue"] = len(self.engine.catalogue)
         figures["users"] = len(self.engine.users)

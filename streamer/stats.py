@@ -22,6 +22,10 @@ class Stats:
     >>> r = s.report()
     >>> r["events"], r["rejected"], r["freshness_p50_ms"]
     (4, 1, 20.0)
+    >>> clock = [0.0]
+    >>> s = Stats(clock=lambda: clock[0]); s.observe(events=10); clock[0] = 2.0
+    >>> s.report(advance=False)["events_per_s"], s.report()["events_per_s"]
+    (5.0, 5.0)
     """
 
     def __init__(self, window: int = 10_000, clock: Any = time.monotonic) -> None:
@@ -68,11 +72,14 @@ class Stats:
         """The freshness (seconds) of the last ``window`` events with one."""
         return list(self._freshness)
 
-    def report(self) -> dict[str, Any]:
-        """Figures since the previous report (rate) and over the window (freshness)."""
+    def report(self, advance: bool = True) -> dict[str, Any]:
+        """Figures since the previous report (rate) and over the window (freshness); a
+        report that does not ``advance`` (a scrape, a dashboard) leaves the rate's window to
+        the periodic report."""
         now = self.clock()
         last_time, last_events = self._last
-        self._last = (now, self.events)
+        if advance:
+            self._last = (now, self.events)
         fresh = np.asarray(self._freshness) * 1000.0
         rate = (self.events - last_events) / (now - last_time) if now > last_time else 0.0
         return {

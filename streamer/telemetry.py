@@ -42,7 +42,7 @@ class Telemetry:
     >>> from streamer.stats import Stats
     >>> class Fake:  # what Telemetry reads of a pipeline
     ...     stats, offsets, batch_observers = Stats(), {"clicks": {0: 5}}, []
-    ...     def report(self): return {"catalogue": 3, "users": 2}
+    ...     def report(self, advance=True): return {"catalogue": 3, "users": 2}
     ...     def model_report(self): return {"rmse": 0.9, "resets": 0}
     >>> fake = Fake()
     >>> t = Telemetry(fake, highwater=lambda: {("clicks", 0): 8})
@@ -74,8 +74,14 @@ class Telemetry:
             buckets=FRESHNESS_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_Figures(pipeline, highwater or dict))
+        self.pipeline, self.highwater = pipeline, highwater or dict
+        self.registry.register(_Figures(pipeline, self.lags))
         pipeline.batch_observers.append(self.observe_batch)
+
+    def lags(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition, the messages not learned yet: its high watermark as the
+        consumer last saw it minus the pipeline's position (0 where it has none)."""
+        return _lags(self.highwater(), self.pipeline.offsets)
 
     def observe_batch(self, topic: str, seconds: float, freshness_s: list[float]) -> None:
         self.batch_seconds.labels(topic).observe(seconds)
@@ -90,8 +96,8 @@ class Telemetry:
 class _Figures:
     """A collector read at scrape time: the pipeline's counters and the model's figures."""
 
-    def __init__(self, pipeline: Any, highwater: Callable[[], Offsets]) -> None:
-        self.pipeline, self.highwater = pipeline, highwater
+    def __init__(self, pipeline: Any, lags: Callable[[], Offsets]) -> None:
+        self.pipeline, self.lags = pipeline, lags
 
     def describe(self) -> list[Metric]:
         return []  # collected at scrape time only (not during registration)
@@ -108,7 +114,7 @@ class _Figures:
         for topic, n in sorted(stats.batches.items()):
             batches.add_metric([topic], n)
         yield batches
-        figures = self.pipeline.report()
+        figures = self.pipeline.report(advance=False)  # the log's rate window stays
         for name, help_, value in (
             ("lists_written", "User lists written to Redis", stats.lists),
             ("dead_letters", "Messages sent to the dead-letters topic", stats.dead_letters),
@@ -182,11 +188,24 @@ class _Figures:
         for topic, parts in sorted(offsets.items()):
             for partition, offset in sorted(parts.items()):
                 position.add_metric([topic, str(partition)], offset)
-        for (topic, partition), high in sorted(self.highwater().items()):
-            mine = offsets.get(topic, {}).get(partition, 0)
-            lag.add_metric([topic, str(partition)], max(0, high - mine))
+        for (topic, partition), waiting in sorted(self.lags().items()):
+            lag.add_metric([topic, str(partition)], waiting)
         yield position
         yield lag
+
+
+def _lags(
+    highwaters: Offsets, offsets: Mapping[str, Mapping[int, int]]
+) -> dict[tuple[str, int], int]:
+    """``high watermark - position`` per partition, never below 0.
+
+    >>> _lags({("clicks", 0): 8, ("clicks", 1): 3}, {"clicks": {0: 5}})
+    {('clicks', 0): 3, ('clicks', 1): 3}
+    """
+    return {
+        (topic, partition): max(0, high - offsets.get(topic, {}).get(partition, 0))
+        for (topic, partition), high in highwaters.items()
+    }
 
 
 @dataclass(frozen=True)

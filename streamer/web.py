@@ -111,7 +111,7 @@ def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
     telemetry = Telemetry(work, highwater=lambda: _highwaters(app))
     health = Health(
         assigned=lambda: [(tp.topic, tp.partition) for tp in _assignment(app)],
-        lag=lambda: sum(_lags(app, work).values()),
+        lag=lambda: sum(telemetry.lags().values()),
         redis_ok=work.sink.ping,
         stall_s=settings.health_stall_s,
         max_lag=settings.ready_max_lag,
@@ -136,7 +136,7 @@ def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
 
     @app.timer(SAMPLE_S)
     async def sample() -> None:
-        series.sample(sum(_lags(app, work).values()))
+        series.sample(sum(telemetry.lags().values()))
 
     async def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         work.stats.rebalances += 1
@@ -165,7 +165,7 @@ def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
 
     @app.page("/api/summary")
     async def summary(view: Any, request: Any) -> Any:
-        return view.json(_summary(work, series, app))
+        return view.json(_summary(work, series))
 
     @app.page("/api/user/{user}")
     async def user(view: Any, request: Any, user: str) -> Any:
@@ -179,16 +179,16 @@ def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
         return view.json(_item(work, settings, item))
 
 
-def _summary(work: Pipeline, series: Series, app: faust.App) -> dict[str, Any]:
+def _summary(work: Pipeline, series: Series) -> dict[str, Any]:
     model = work.model_report()
     engine = work.engine
-    exposure = np.sort(np.fromiter(engine.metrics.audit.counts.values(), float))
-    lorenz = _lorenz(exposure, len(engine.catalogue))
+    exposure = np.fromiter(engine.metrics.audit.counts.values(), float)
+    lorenz = _lorenz(exposure, len(engine.catalogue))  # sorts it
     return {
-        "worker": work.report(),
+        "worker": work.report(advance=False),
         "model": model,
         "series": list(series.samples),
-        "partitions": {f"{t}[{p}]": lag for (t, p), lag in sorted(_lags(app, work).items())},
+        "partitions": {f"{t}[{p}]": lag for (t, p), lag in sorted(series.telemetry.lags().items())},
         "strategies": model.get("strategies", {}),
         "lorenz": lorenz,
         "index": {"backend": type(engine.index).__name__, "items": len(engine.index)},
@@ -246,13 +246,6 @@ def _highwaters(app: faust.App) -> dict[tuple[str, int], int]:
         if high is not None:
             out[tp.topic, tp.partition] = int(high)
     return out
-
-
-def _lags(app: faust.App, work: Pipeline) -> dict[tuple[str, int], int]:
-    return {
-        (t, p): max(0, high - work.offsets.get(t, {}).get(p, 0))
-        for (t, p), high in _highwaters(app).items()
-    }
 
 
 def _pct(values: np.ndarray, q: float) -> float | None:
