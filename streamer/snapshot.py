@@ -36,8 +36,8 @@ from streamer.state_codec import StateError, decode, encode
 
 log = logging.getLogger(__name__)
 
-FORMAT = 4  # 2: parameter tables reuse rows; 3: a stacker per activity group; 4: the rating
-# model's neighbourhood, item expiry
+FORMAT = 5  # 2: parameter tables reuse rows; 3: a stacker per activity group; 4: the rating
+# model's neighbourhood, item expiry; 5: the neighbourhood's users in arrays
 #: Settings that do not change what the engine learns: a snapshot may be loaded under others.
 OPERATIONAL = frozenset(
     {

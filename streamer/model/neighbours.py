@@ -19,6 +19,7 @@ the FM alone is RMSE 0.944, this rater alone 0.98, the mix 0.934 (docs/evaluatio
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -31,7 +32,9 @@ N, PRODUCT = 0, 1  # a pair's columns: co-ratings (what a prune keeps), sum of r
 class NeighbourRater:
     """Ratings predicted from the user's own recent ratings of similar items.
 
-    Items are small integers (the model's item slots); users any hashable key.
+    Items are small integers (the model's item slots); users any hashable key. A batch of
+    ratings is predicted and learned in one compiled call (:meth:`learn_many`), each rating
+    predicted just before it is learned, so a batch gives what its ratings one by one would.
 
     Examples
     --------
@@ -60,11 +63,14 @@ class NeighbourRater:
         self.last, self.shrink, self.lr, self.l2 = last, shrink, lr, l2
         self.max_neighbours = max_neighbours
         self.prior = prior
-        self.ratings = 0
-        self.total = 0.0
-        self.user_bias: dict[object, float] = {}
-        # each user's last ratings: item slots and residuals, the most recent last
-        self.recent: dict[object, tuple[list[int], list[float]]] = {}
+        self.sums = np.zeros(2)  # ratings learned, their total
+        # per user slot: bias, and the last ratings (item slots, residuals; the most recent last)
+        self.slots: dict[object, int] = {}
+        self._free: list[int] = []  # slots of forgotten users
+        self.user_bias = np.zeros(64)
+        self.recent_items = np.zeros((64, last), np.int64)
+        self.recent_residuals = np.zeros((64, last))
+        self.recent_length = np.zeros(64, np.int64)
         self.item_bias = np.zeros(1024)
         self.energy = np.zeros(1024)  # E_i
         self.gone = np.zeros(1024, np.bool_)  # forgotten (expired) since last rated
@@ -76,64 +82,83 @@ class NeighbourRater:
         self.length = np.zeros(1024, np.int64)
 
     @property
+    def ratings(self) -> int:
+        return int(self.sums[0])
+
+    @property
     def mean(self) -> float:
-        return self.total / self.ratings if self.ratings else self.prior
+        return float(self.sums[1] / self.sums[0]) if self.sums[0] else self.prior
+
+    def recent(self, user: object) -> tuple[list[int], list[float]] | None:
+        """The user's last ratings (item slots, residuals), oldest first; None if unknown."""
+        slot = self.slots.get(user)
+        if slot is None:
+            return None
+        n = int(self.recent_length[slot])
+        return self.recent_items[slot, :n].tolist(), self.recent_residuals[slot, :n].tolist()
 
     def baseline(self, user: object, item: int) -> float:
         """``mu + b_u + b_i``."""
         item_bias = self.item_bias[item] if item < len(self.item_bias) else 0.0
-        return self.mean + self.user_bias.get(user, 0.0) + float(item_bias)
+        slot = self.slots.get(user)
+        user_bias = self.user_bias[slot] if slot is not None else 0.0
+        return self.mean + float(user_bias) + float(item_bias)
 
     def predict_one(self, user: object, item: int) -> float:
         """The baseline, moved by the user's residuals on ``item``'s neighbours."""
         guess = self.baseline(user, item)
-        mine = self.recent.get(user)
-        if mine is None or item >= len(self.size) or not self.size[item]:
+        slot = self.slots.get(user)
+        if slot is None or item >= len(self.size) or not self.size[item]:
             return guess
-        items, residuals = mine
+        n = self.recent_length[slot]
         moved = _weighted_residual(
-            item, np.array(items, np.int64), np.array(residuals), self.shrink,
+            item, self.recent_items[slot, :n], self.recent_residuals[slot, :n], self.shrink,
             self.neighbour, self.pairs, self.start, self.size, self.energy,
         )  # fmt: skip
         return guess if math.isnan(moved) else guess + moved
 
     def learn_one(self, user: object, item: int, rating: float) -> None:
         """Count ``item``'s pairs with the user's last ratings, then step the baseline."""
-        self._reserve(item)
-        residual = rating - self.baseline(user, item)
-        items, residuals = self.recent.setdefault(user, ([], []))
-        if item in items:  # rated again: the new rating replaces the old one
-            at = items.index(item)
-            del items[at], residuals[at]
-        self.gone[item] = False
-        others, values = np.array(items, np.int64), np.array(residuals, np.float64)
-        live = ~self.gone[others]  # no pairs with items forgotten since the user rated them
-        others, values = others[live], values[live]
-        if len(others):
-            limit, double = 2 * self.max_neighbours, False
-            while not _learn(
-                item, residual, others, values, limit, self.max_neighbours,
-                self.neighbour, self.pairs, self.used, self.start, self.size, self.length,
-            ):  # fmt: skip
-                self.neighbour, self.pairs = repacked(  # the pool is full: repack it (twice
+        self.learn_many([user], [item], [rating])
+
+    def learn_many(
+        self, users: Sequence[object], items: Sequence[int], ratings: Sequence[float]
+    ) -> np.ndarray:
+        """Each rating in order: predicted (:meth:`predict_one`), then learned
+        (:meth:`learn_one`). Returns the predictions."""
+        slots = np.array([self._slot(user) for user in users], np.int64)
+        item_slots = np.array(items, np.int64)
+        if len(item_slots):
+            self._reserve(int(item_slots.max()))
+        values = np.array(ratings, np.float64)
+        out = np.zeros(len(values))
+        scratch = np.zeros(self.last, np.int64), np.zeros(self.last)
+        first, failed_at, double = 0, -1, False
+        while first < len(values):
+            stop = _learn_many(
+                first, first == failed_at, slots, item_slots, values, out,
+                self.shrink, self.lr, self.l2, self.prior, 2 * self.max_neighbours,
+                self.max_neighbours, self.sums, self.user_bias, self.recent_items,
+                self.recent_residuals, self.recent_length, self.item_bias, self.energy,
+                self.gone, self.neighbour, self.pairs, self.used, self.start, self.size,
+                self.length, *scratch,
+            )  # fmt: skip
+            if stop < len(values):  # the pool is full: repack it (twice as large if that
+                double = stop == failed_at  # was not enough for this rating), go on
+                self.neighbour, self.pairs = repacked(
                     self.neighbour, self.pairs, self.used, self.start, self.size, double
-                )  # as large if that was not enough), go on
-                double = True
-        self.energy[item] += residual * residual
-        items.append(item)
-        residuals.append(residual)
-        if len(items) > self.last:
-            del items[0], residuals[0]
-        self.ratings += 1
-        self.total += rating
-        bias = self.user_bias.get(user, 0.0)
-        self.user_bias[user] = bias + self.lr * (residual - self.l2 * bias)
-        self.item_bias[item] += self.lr * (residual - self.l2 * self.item_bias[item])
+                )
+                failed_at = stop
+            first = stop
+        return out
 
     def forget(self, user: object) -> None:
         """Drop ``user``'s bias and recent ratings (an expired user)."""
-        self.user_bias.pop(user, None)
-        self.recent.pop(user, None)
+        slot = self.slots.pop(user, None)
+        if slot is not None:
+            self.user_bias[slot] = 0.0
+            self.recent_length[slot] = 0
+            self._free.append(slot)
 
     def trim(self) -> None:
         """Drop the pool's free end (before a snapshot)."""
@@ -146,6 +171,17 @@ class NeighbourRater:
             self.size[item] = self.length[item] = 0
             self.item_bias[item] = self.energy[item] = 0.0
             self.gone[item] = True
+
+    def _slot(self, user: object) -> int:
+        slot = self.slots.get(user)
+        if slot is None:
+            slot = self._free.pop() if self._free else len(self.slots)
+            if slot >= len(self.user_bias):
+                n = 2 * len(self.user_bias)
+                for name in ("user_bias", "recent_items", "recent_residuals", "recent_length"):
+                    setattr(self, name, grown(getattr(self, name), n, 0))
+            self.slots[user] = slot
+        return slot
 
     def _reserve(self, item: int) -> None:
         if item >= len(self.size):
@@ -272,3 +308,88 @@ def _learn(
             move(other, size, neighbour, pairs, used, start, sizes)
         _add(other, item, product, neighbour, pairs, start, sizes, length)
     return True
+
+
+@compiled
+def _learn_many(
+    first: int,
+    resumed: bool,
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    out: np.ndarray,
+    shrink: float,
+    lr: float,
+    l2: float,
+    prior: float,
+    limit: int,
+    keep: int,
+    sums: np.ndarray,
+    user_bias: np.ndarray,
+    recent_items: np.ndarray,
+    recent_residuals: np.ndarray,
+    recent_length: np.ndarray,
+    item_bias: np.ndarray,
+    energy: np.ndarray,
+    gone: np.ndarray,
+    neighbour: np.ndarray,
+    pairs: np.ndarray,
+    used: np.ndarray,
+    start: np.ndarray,
+    sizes: np.ndarray,
+    length: np.ndarray,
+    others: np.ndarray,
+    residuals: np.ndarray,
+) -> int:
+    """:meth:`NeighbourRater.learn_many` from event ``first`` (its prediction already in
+    ``out`` if ``resumed``). Returns the first event not learned: ``len(items)``, or one whose
+    blocks would not fit in the pool (grow it and call again, resumed)."""
+    last = recent_items.shape[1]
+    for e in range(first, len(items)):
+        u, i, rating = users[e], items[e], ratings[e]
+        mean = sums[1] / sums[0] if sums[0] > 0.0 else prior
+        base = mean + user_bias[u] + item_bias[i]
+        n = recent_length[u]
+        if not (resumed and e == first):
+            guess = base
+            if n > 0 and sizes[i] > 0:
+                moved = _weighted_residual(
+                    i, recent_items[u, :n], recent_residuals[u, :n], shrink,
+                    neighbour, pairs, start, sizes, energy,
+                )  # fmt: skip
+                if not math.isnan(moved):
+                    guess += moved
+            out[e] = guess
+        residual = rating - base
+        m = 0  # pairs with the user's other recent items, none forgotten since
+        for at in range(n):
+            j = recent_items[u, at]
+            if j != i and not gone[j]:
+                others[m] = j
+                residuals[m] = recent_residuals[u, at]
+                m += 1
+        if m > 0 and not _learn(
+            i, residual, others[:m], residuals[:m], limit, keep,
+            neighbour, pairs, used, start, sizes, length,
+        ):  # fmt: skip
+            return e
+        gone[i] = False
+        kept = 0  # rated again: the new rating replaces the old one
+        for at in range(n):
+            if recent_items[u, at] != i:
+                recent_items[u, kept] = recent_items[u, at]
+                recent_residuals[u, kept] = recent_residuals[u, at]
+                kept += 1
+        if kept == last:  # the oldest goes
+            recent_items[u, : last - 1] = recent_items[u, 1:].copy()
+            recent_residuals[u, : last - 1] = recent_residuals[u, 1:].copy()
+            kept -= 1
+        recent_items[u, kept] = i
+        recent_residuals[u, kept] = residual
+        recent_length[u] = kept + 1
+        energy[i] += residual * residual
+        sums[0] += 1.0
+        sums[1] += rating
+        user_bias[u] += lr * (residual - l2 * user_bias[u])
+        item_bias[i] += lr * (residual - l2 * item_bias[i])
+    return len(items)

@@ -183,12 +183,18 @@ class RecModel:
                 list(range(len(ratings) + 1)),
             )
             raws = self._finite(raw).tolist()
-            for n, y, value, item in zip(rated, raws, ratings, rated_items, strict=True):
-                user = _user_key(batch[n].user_x)
-                if self.settings.rating_neighbours and user:
-                    near = self.neighbours.predict_one(user, item)
-                    y = self.rating_mix.learn(y, near, value)
-                    self.neighbours.learn_one(user, item, value)
+            keys = [_user_key(batch[n].user_x) for n in rated]
+            known = [at for at, user in enumerate(keys) if user]
+            if not self.settings.rating_neighbours:
+                known = []
+            near = self.neighbours.learn_many(
+                [keys[at] for at in known],
+                [rated_items[at] for at in known],
+                [ratings[at] for at in known],
+            ).tolist()
+            for at, guess in zip(known, near, strict=True):
+                raws[at] = self.rating_mix.learn(raws[at], guess, ratings[at])
+            for n, y, value in zip(rated, raws, ratings, strict=True):
                 predicted[n] = self.range.clip(y)
                 self.range.see(value)
         if batch:

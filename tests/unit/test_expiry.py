@@ -76,8 +76,8 @@ def test_one_off_users_get_no_rows_until_they_recur() -> None:
     engine.process(once)
     rows = engine.model.ranker.table.ids
     assert not any(key.startswith("user=") for key in rows)  # 300 users, no row for any
-    assert not engine.model.neighbours.recent  # nor a neighbourhood memory
+    assert not engine.model.neighbours.slots  # nor a neighbourhood memory
     assert engine.metrics_report()["ratings"] == 300  # every rating still predicted and learned
     engine.process([Click(user="once7", item="i3", type="rating", value=5.0, ts=301.0)])
     assert "user=once7" in engine.model.ranker.table.ids and "user=once7" in rows
-    assert "user=once7" in engine.model.neighbours.recent
+    assert engine.model.neighbours.recent("user=once7")

@@ -63,10 +63,29 @@ def test_a_rating_again_replaces_the_old_one_and_forget_drops_the_user() -> None
     rater = NeighbourRater(last=3)
     for item in (1, 2, 1, 4, 5):
         rater.learn_one("u", item, 4.0)
-    items, residuals = rater.recent["u"]
+    items, residuals = rater.recent("u") or ([], [])
     assert items == [1, 4, 5] and len(residuals) == 3  # 1 moved to the end, the oldest dropped
+    bias = rater.baseline("u", 9) - rater.mean
     rater.forget("u")
-    assert "u" not in rater.recent and "u" not in rater.user_bias
+    assert rater.recent("u") is None and bias != 0.0 == rater.baseline("u", 9) - rater.mean
+    expected = 3.0 - rater.baseline("v", 2)  # a user never seen: no bias
+    rater.learn_one("v", 2, 3.0)  # the slot is reused, starting clean
+    assert rater.recent("v") == ([2], [pytest.approx(expected)])
+
+
+def test_a_batch_learns_what_its_ratings_one_by_one_would() -> None:
+    stream = _stream(80)
+    one, many = NeighbourRater(pool=64), NeighbourRater(pool=64)  # repacked along the way
+    singly = []
+    for user, item, y in stream:
+        singly.append(one.predict_one(user, item))
+        one.learn_one(user, item, y)
+    batched = []
+    for at in range(0, len(stream), 37):
+        users, items, ys = zip(*stream[at : at + 37], strict=True)
+        batched += many.learn_many(users, items, ys).tolist()
+    np.testing.assert_allclose(batched, singly, rtol=1e-12)
+    np.testing.assert_array_equal(one.user_bias, many.user_bias)
 
 
 def test_the_mix_stays_a_weight_between_the_two() -> None:
