@@ -5,6 +5,7 @@
   Redis reachable (503 with the reason otherwise), for an orchestrator's probes;
 - ``/dashboard``: a live page over the JSON below (``streamer/static/dashboard.html``: no build
   step, nothing from a CDN; it polls ``/api/summary`` every 2 s and draws inline SVG);
+- ``/api/flow``: what the consumer fetches, pauses and buffers (logged at a stall, too);
 - ``/api/summary``: figures over time, the strategy mix, the exposure's Lorenz curve;
 - ``/api/user/{user}``: the user's list as published, with each item's score and strategy,
   and the lists of their last events; ``/api/item/{item}``: similar items, who is shown it.
@@ -122,10 +123,15 @@ def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
     series = Series(work, telemetry)
     page = resources.files("streamer").joinpath("static/dashboard.html").read_text("utf-8")
 
+    reported = [False]  # the flow state is logged once per stall
+
     @app.timer(1.0)
     async def heartbeat() -> None:
         health.beat()
         stalled = health.stalled_s()
+        if stalled and not reported[0]:
+            log.error("no batch for %.0f s while messages wait: %s", stalled, flow_state(app))
+        reported[0] = bool(stalled)
         if settings.stall_exit_s and stalled > settings.stall_exit_s:
             # the consumer stopped fetching while messages wait (seen after a snapshot under a
             # backlog: Faust's fetcher never resumed): exit non-zero, so that a supervisor
@@ -158,6 +164,10 @@ def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
     async def ready(view: Any, request: Any) -> Any:
         verdict = health.ready()
         return view.json(verdict.detail | {"ok": verdict.ok}, status=200 if verdict.ok else 503)
+
+    @app.page("/api/flow")
+    async def flow(view: Any, request: Any) -> Any:
+        return view.json(flow_state(app))
 
     @app.page("/dashboard")
     async def dashboard(view: Any, request: Any) -> Any:
@@ -234,6 +244,42 @@ def _assignment(app: faust.App) -> set[Any]:
         return set(app.consumer.assignment())
     except Exception:  # the consumer is not up yet
         return set()
+
+
+def flow_state(app: faust.App) -> dict[str, Any]:
+    """What holds a partition back, for a stall's log line: Faust's flow control, the
+    partitions it fetches, pauses or holds for a full stream buffer, each agent's buffer (and
+    the partitions waiting for it to drain), and what aiokafka's fetcher has buffered."""
+
+    def tps(values: Any) -> list[str]:
+        return sorted(f"{tp.topic}:{tp.partition}" for tp in values or ())
+
+    consumer: Any = app.consumer
+    state: dict[str, Any] = {}
+    try:
+        state["flow_active"] = consumer.flow_active
+        state["flow_control_active"] = app.flow_control.is_active()
+        state["assigned"] = tps(consumer.assignment())
+        state["active"] = tps(consumer._active_partitions)
+        state["buffered"] = tps(consumer._buffered_partitions)
+        state["paused"] = tps(consumer._paused_partitions)
+        state["buffers"] = {
+            agent.name: {
+                "size": agent.channel.queue.qsize(),
+                "pending_drops": len(agent.channel.queue._pending_pressure_drop_callbacks),
+            }
+            for agent in app.agents.values()
+        }
+        kafka = consumer._thread._consumer
+        state["fetcher_records"] = tps(kafka._fetcher._records)
+        state["kafka_paused"] = tps(kafka._subscription.paused_partitions())
+        state["positions"] = {
+            f"{tp.topic}:{tp.partition}": kafka._subscription._assigned_state(tp).position
+            for tp in kafka.assignment()
+        }
+    except Exception as exc:  # internals of another Faust or aiokafka version
+        state["error"] = repr(exc)
+    return state
 
 
 def _highwaters(app: faust.App) -> dict[tuple[str, int], int]:

@@ -126,6 +126,12 @@ def test_health_and_readiness_answer_for_the_orchestrator(served):
     status, body = wait_for(lambda: (r := _get(base + "/ready"))[0] == 200 and r, timeout=30)
     ready = json.loads(body)
     assert ready["partitions"] > 0 and ready["redis"] is True and ready["lag"] <= ready["max_lag"]
+    # what a stall's log line shows: Faust's and aiokafka's flow state, read from their
+    # internals (an upgrade that moves them fails here, not silently at a stall)
+    flow = json.loads(_get(base + "/api/flow")[1])
+    assert "error" not in flow and flow["flow_active"] is True
+    assert flow["assigned"] and set(flow["positions"]) == set(flow["assigned"])
+    assert set(flow["buffers"]) == {"streamrec.clicks", "streamrec.contexts", "streamrec.items"}
 
 
 def test_the_api_behind_the_dashboard(served):
