@@ -1,6 +1,6 @@
 """Memory of a real worker over a long stream at 80% of its measured maximum, expiry on.
 
-    python -m benchmarks.soak_worker [--events 1000000] [--ttl 3600] [--share 0.8]
+    python -m benchmarks.soak_worker [--events 1000000] [--ttl 3600] [--share 0.8] [--log PATH]
 
 On its own local stack: the synthetic stream of ``benchmarks.soak`` (ever new users, each active
 for three events; items Zipf(1.1) over a window of 10,000 that slides by one new item every 100
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--ttl", type=float, default=3600.0)
     parser.add_argument("--share", type=float, default=0.8)
+    parser.add_argument("--log", type=Path, help="keep the worker's log here")
     args = parser.parse_args()
     with local_stack() as base, tempfile.TemporaryDirectory() as logs:
         settings = fresh(base, user_ttl_s=args.ttl, item_ttl_s=args.ttl, web_enabled=False)
@@ -86,10 +88,14 @@ def main() -> None:
                 if now - stalled_since > 60:
                     break  # reported: produced against learned
             if worker.process.poll() is not None:
+                if args.log:
+                    shutil.copyfile(Path(logs) / "worker.log", args.log)
                 raise RuntimeError(f"worker exited with {worker.process.returncode}")
             time.sleep(10.0)
         figures = worker.figures()
         worker.stop()
+        if args.log:
+            shutil.copyfile(Path(logs) / "worker.log", args.log)
     warm = next(rss for _, learned, rss in samples if learned >= PROBE + 0.2 * args.events)
     print(
         json.dumps(

@@ -7,13 +7,15 @@ from __future__ import annotations
 import gc
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 import faust
 
 from streamer import snapshot, web
+from streamer.engine import Engine
 from streamer.items_feed import ItemsFeed
-from streamer.pipeline import Message, Pipeline
+from streamer.pipeline import Message, Pipeline, arm_b_path
 from streamer.publisher import RedisSink
 from streamer.security import faust_credentials, kafka_options, redis_options
 from streamer.settings import Settings
@@ -116,8 +118,9 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         async def take_snapshot() -> None:
             work.snapshot()
 
+    telemetry, health = web.watch(app, work, settings)
     if settings.web_enabled:
-        web.serve(app, work, settings)
+        web.serve(app, work, settings, telemetry, health)
     return app, work
 
 
@@ -141,7 +144,21 @@ def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pip
         )
         return Pipeline(settings, sink, send_dead_letter)
     log.info("resuming from snapshot %s", snapshot.describe(saved))
-    return Pipeline(settings, sink, send_dead_letter, engine, saved.offsets, saved.stamps)
+    engine_b = _arm_b(settings, saved) if settings.ab else None
+    return Pipeline(settings, sink, send_dead_letter, engine, saved.offsets, saved.stamps, engine_b)
+
+
+def _arm_b(settings: Settings, saved: snapshot.Snapshot) -> Engine | None:
+    """Arm b's engine from its snapshot at the same offsets as arm a's; None (a new arm b,
+    logged) if there is none, e.g. when the arms were just turned on or arm b changed."""
+    found = snapshot.load_matching(
+        arm_b_path(settings), replace(settings, **settings.ab_changes()), saved.offsets
+    )
+    if found is None:
+        log.warning("no snapshot of arm b at the offsets of %s: arm b starts afresh", saved.path)
+        return None
+    log.info("arm b resumes from snapshot %s", snapshot.describe(found[1]))
+    return found[0]
 
 
 def _agent(kind: str, work: Pipeline, settings: Settings) -> Any:

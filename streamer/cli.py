@@ -238,15 +238,10 @@ def ab_changes(text: str) -> dict[str, object]:
     >>> ab_changes("knn_decay=1, knn_last=5")
     {'knn_decay': 1.0, 'knn_last': 5}
     """
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(Settings)}
-    pairs = parse_pairs(text)
-    unknown = sorted(set(pairs) - names)
-    if unknown:
-        raise SystemExit(f"--ab: unknown settings {unknown}")
-    parsed = Settings.from_env({f"STREAMREC_{k.upper()}": v for k, v in pairs.items()})
-    return {name: getattr(parsed, name) for name in pairs}
+    try:
+        return Settings(ab=text).ab_changes()
+    except ValueError as exc:
+        raise SystemExit(f"--ab: {exc}") from None
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:

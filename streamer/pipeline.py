@@ -9,9 +9,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from streamer import snapshot
+from streamer.arms import Arms
 from streamer.engine import BatchOutput, Engine, Event
 from streamer.events import InvalidEvent, Validator
 from streamer.publisher import RedisSink
@@ -69,6 +71,11 @@ def dead_letter(message: Message, reason: str) -> bytes:
     return json.dumps(record).encode()
 
 
+def arm_b_path(settings: Settings) -> Path:
+    """Where arm b's snapshots are written (each with the same offsets as arm a's)."""
+    return settings.snapshot_path / "arm-b"
+
+
 class Pipeline:
     """The worker's per-batch work; Faust only feeds it batches of messages."""
 
@@ -80,11 +87,18 @@ class Pipeline:
         engine: Engine | None = None,
         offsets: Offsets | None = None,
         stamps: Stamps | None = None,
+        engine_b: Engine | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
         self.send_dead_letter = send_dead_letter
         self.engine = engine or Engine(settings)
+        #: A/B arms (``STREAMREC_AB``): ``engine`` is arm a's, ``engine_b`` (or a new one) b's
+        self.arms = (
+            Arms(settings, settings.ab_changes(), settings.ab_share, self.engine, engine_b)
+            if settings.ab
+            else None
+        )
         #: per topic and partition, the offset of the next message the engine has not seen:
         #: what a snapshot of the engine includes, and where a partition resumes
         self.offsets: Offsets = offsets or {}
@@ -128,7 +142,7 @@ class Pipeline:
             self._similar_due = now + self.settings.sim_publish_s
         batch_failed = False
         try:
-            out = self.engine.process(events, with_popular, with_similar)
+            out = (self.arms or self.engine).process(events, with_popular, with_similar)
         except Exception:  # past the per-event stage (learning, index, recommending): log, go on
             log.exception("batch of %d events failed after they were booked", len(events))
             self.stats.errors += 1
@@ -204,6 +218,14 @@ class Pipeline:
         """Write the engine's state and the offsets it includes (see :mod:`streamer.snapshot`);
         the stream waits meanwhile (the pause is logged and reported)."""
         started = time.perf_counter()
+        if self.arms is not None:  # arm b first: arm a's snapshot is the one a restart reads
+            snapshot.save(
+                self.arms.engines["b"],
+                self.offsets,
+                arm_b_path(self.settings),
+                self.settings.snapshot_keep,
+                self.stamps,
+            )
         saved = snapshot.save(
             self.engine,
             self.offsets,
@@ -228,4 +250,6 @@ class Pipeline:
         figures["redis_failed_writes"] = self.sink.failed_writes
         figures["redis_pending"] = self.sink.pending
         figures["redis_dropped"] = self.sink.dropped
+        if self.arms is not None:
+            figures["ab"] = self.arms.report()
         return figures

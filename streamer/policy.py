@@ -120,6 +120,7 @@ class Blend:
         # before any evidence: a strategy's first items are likelier than its last
         self._rank_prior = 0.01 / np.arange(1, depth + 1)
         self._lists = 0  # lists fused: the rec_id's serial number
+        self.rec_prefix = ""  # of this policy's rec_ids (an A/B arm's: ``b/``)
 
     # -- learning -------------------------------------------------------------------------
 
@@ -131,6 +132,8 @@ class Blend:
         last = self._last.get(user)
         if last is None:
             return
+        if rec_id is not None and not rec_id.startswith(self.rec_prefix):
+            rec_id = None  # another arm's list: the click is learned from, not credited here
         if rec_id is not None and rec_id != last.rec_id:
             self.stale += 1
         if item in last.items:  # features only where there is something to learn from them
@@ -167,7 +170,8 @@ class Blend:
         """The top ``k`` of the strategies' ``lists`` (one per strategy, in ``names`` order),
         ranked by the stacker of ``group``."""
         self._lists += 1
-        shown = self._candidates(self._bucket(bucket), group, lists, f"{user}:{self._lists - 1}")
+        rec_id = f"{self.rec_prefix}{user}:{self._lists - 1}"
+        shown = self._candidates(self._bucket(bucket), group, lists, rec_id)
         self._last[user] = shown
         self._last.move_to_end(user)
         if len(self._last) > self.max_users:

@@ -47,10 +47,11 @@ class RecList:
     source: str  # "model" (a user the model knows) or "popular"
     strategies: list[str] = field(default_factory=list)
     rec_id: str = ""
+    arm: str = ""  # the A/B arm that served it (``streamer.arms``), if there are arms
 
     def to_json(self, published_ts: float) -> dict[str, Any]:
         strategies = self.strategies or [self.source] * len(self.items)
-        return {
+        return ({"arm": self.arm} if self.arm else {}) | {
             "user": self.user,
             "rec_id": self.rec_id,
             "items": [

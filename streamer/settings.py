@@ -61,6 +61,9 @@ class Settings:
     stall_exit_s: float = 120.0  # exit 1 when no batch was taken this long while messages wait
     snapshot_interval_s: float = 60.0  # the learned state written this often (0: never)
     snapshot_keep: int = 3  # snapshots kept (the newest)
+    # A/B arms (streamer.arms): arm b's settings, "name=value,..." ("": no arms), its users.
+    ab: str = ""
+    ab_share: float = 0.5
     # Model.
     n_factors: int = 10
     rating_lr: float = 0.05
@@ -114,6 +117,33 @@ class Settings:
     max_string_len: int = 256
     max_text_len: int = 10_000
     max_tags: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ab_share <= 1.0:
+            raise ValueError(f"{PREFIX}AB_SHARE={self.ab_share}: expected 0 to 1")
+        self.ab_changes()  # arm b's settings parse, or a clear error now
+
+    def ab_changes(self) -> dict[str, Any]:
+        """Arm b's settings, typed as the settings are (``ab``: ``name=value,...``).
+
+        >>> Settings(ab="knn_decay=1, knn_last=5").ab_changes()
+        {'knn_decay': 1.0, 'knn_last': 5}
+        >>> Settings(ab="knn_lats=5")
+        Traceback (most recent call last):
+        ...
+        ValueError: STREAMREC_AB: unknown settings ['knn_lats']
+        """
+        pairs = {}
+        for part in filter(None, (p.strip() for p in self.ab.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError(f"{PREFIX}AB: expected name=value, got {part!r}")
+            pairs[key.strip()] = value.strip()
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        unknown = sorted(set(pairs) - set(types) | set(pairs) & {"ab", "ab_share"})
+        if unknown:
+            raise ValueError(f"{PREFIX}AB: unknown settings {unknown}")
+        return {k: _parse(f"{PREFIX}AB {k}", v, types[k]) for k, v in pairs.items()}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -49,7 +49,8 @@ OPERATIONAL = frozenset(
         "stall_exit_s",
         "pop_publish_s", "sim_publish_s", "rec_ttl_s",
         "redis_pending_max", "faiss_threads", "index_backend", "large_index_min_items",
-        "snapshot_interval_s", "snapshot_keep", "redis_ca_file", "kafka_security_protocol",
+        "snapshot_interval_s", "snapshot_keep", "ab", "ab_share", "redis_ca_file",
+        "kafka_security_protocol",
         "kafka_sasl_mechanism", "kafka_username", "kafka_password", "kafka_ca_file",
     }
 )  # fmt: skip
@@ -174,6 +175,23 @@ def load_latest(directory: Path, settings: Settings) -> tuple[Engine, Snapshot] 
     return None
 
 
+def load_matching(
+    directory: Path, settings: Settings, offsets: Offsets
+) -> tuple[Engine, Snapshot] | None:
+    """The newest snapshot in ``directory`` that loads and was taken at ``offsets``."""
+    if not directory.is_dir():
+        return None
+    for path in sorted(directory.glob("snapshot-*.npz"), reverse=True):
+        try:
+            engine, saved = load(path, settings)
+        except SnapshotError as exc:
+            log.error("snapshot refused: %s", exc)
+            continue
+        if saved.offsets == offsets:
+            return engine, saved
+    return None
+
+
 def _by_name(parts: dict[str, dict[int, int]]) -> dict[str, dict[str, int]]:
     return {t: {str(p): v for p, v in per.items()} for t, per in parts.items()}
 
@@ -218,5 +236,6 @@ __all__ = [
     "Stamps",
     "load",
     "load_latest",
+    "load_matching",
     "save",
 ]

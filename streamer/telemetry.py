@@ -172,6 +172,7 @@ class _Figures:
             if rate is not None:
                 hit_rates.add_metric([name], rate)
         yield hit_rates
+        yield from _arms(figures.get("ab"))
 
     def _partitions(self) -> Iterator[Metric]:
         position = GaugeMetricFamily(
@@ -192,6 +193,32 @@ class _Figures:
             lag.add_metric([topic, str(partition)], waiting)
         yield position
         yield lag
+
+
+def _arms(ab: Mapping[str, Any] | None) -> Iterator[Metric]:
+    """Per A/B arm (``streamer.arms``): lists, credited clicks, users, prequential figures."""
+    if not ab:
+        return
+    arms = ab["arms"]
+    for name, help_ in (
+        ("lists", "Lists published by the arm"),
+        ("clicks_credited", "Clicks carrying the rec_id of the arm's list"),
+    ):
+        counter = CounterMetricFamily(f"streamrec_ab_{name}", help_, labels=["arm"])
+        for arm, figures in arms.items():
+            counter.add_metric([arm], figures[name])
+        yield counter
+    for name, help_ in (
+        ("users", "Users of the arm seen"),
+        ("hit_rate", "The arm's prequential HitRate over its own users"),
+        ("ndcg", "The arm's prequential NDCG over its own users"),
+        ("rmse", "The arm's prequential RMSE over its own users"),
+    ):
+        gauge = GaugeMetricFamily(f"streamrec_ab_{name}", help_, labels=["arm"])
+        for arm, figures in arms.items():
+            if figures.get(name) is not None:
+                gauge.add_metric([arm], float(figures[name]))
+        yield gauge
 
 
 def _lags(

@@ -107,8 +107,10 @@ class Series:
         )
 
 
-def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
-    """Register the pages, the telemetry and the timers that feed them on ``app``."""
+def watch(app: faust.App, work: Pipeline, settings: Settings) -> tuple[Telemetry, Health]:
+    """The worker's telemetry and health, and the heartbeat that acts on a stall (logs the
+    consumer's flow state, exits 1 after ``stall_exit_s``): registered whether or not the web
+    server is on."""
     telemetry = Telemetry(work, highwater=lambda: _highwaters(app))
     health = Health(
         assigned=lambda: [(tp.topic, tp.partition) for tp in _assignment(app)],
@@ -118,11 +120,6 @@ def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
         max_lag=settings.ready_max_lag,
         last_batch=lambda: work.stats.last_batch,
     )
-    history = ListHistory()
-    work.published_observers.append(history.observe)
-    series = Series(work, telemetry)
-    page = resources.files("streamer").joinpath("static/dashboard.html").read_text("utf-8")
-
     reported = [False]  # the flow state is logged once per stall
 
     @app.timer(1.0)
@@ -140,14 +137,25 @@ def serve(app: faust.App, work: Pipeline, settings: Settings) -> None:
             logging.shutdown()
             os._exit(1)
 
-    @app.timer(SAMPLE_S)
-    async def sample() -> None:
-        series.sample(sum(telemetry.lags().values()))
-
     async def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         work.stats.rebalances += 1
 
     app.on_partitions_assigned.connect(assigned)
+    return telemetry, health
+
+
+def serve(
+    app: faust.App, work: Pipeline, settings: Settings, telemetry: Telemetry, health: Health
+) -> None:
+    """Register the pages and the timer that samples the dashboard's series on ``app``."""
+    history = ListHistory()
+    work.published_observers.append(history.observe)
+    series = Series(work, telemetry)
+    page = resources.files("streamer").joinpath("static/dashboard.html").read_text("utf-8")
+
+    @app.timer(SAMPLE_S)
+    async def sample() -> None:
+        series.sample(sum(telemetry.lags().values()))
 
     @app.page("/metrics")
     async def metrics(view: Any, request: Any) -> Any:
@@ -271,7 +279,17 @@ def flow_state(app: faust.App) -> dict[str, Any]:
             for agent in app.agents.values()
         }
         kafka = consumer._thread._consumer
-        state["fetcher_records"] = tps(kafka._fetcher._records)
+        fetcher = kafka._fetcher
+        state["fetcher_records"] = tps(fetcher._records)
+        state["fetch_task_done"] = fetcher._fetch_task.done()
+        state["fetches_in_flight"] = sorted(map(str, fetcher._in_flight))
+        state["fetch_tasks_pending"] = sum(not t.done() for t in fetcher._pending_tasks)
+        state["consumer_thread_alive"] = consumer._thread._thread.is_alive()
+        state["awaiting_reset"] = tps(
+            tp
+            for tp in kafka.assignment()
+            if kafka._subscription._assigned_state(tp).awaiting_reset
+        )
         state["kafka_paused"] = tps(kafka._subscription.paused_partitions())
         state["positions"] = {
             f"{tp.topic}:{tp.partition}": kafka._subscription._assigned_state(tp).position

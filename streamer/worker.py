@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import signal
 import sys
@@ -39,9 +40,30 @@ def _force_exit(signum: signal.Signals) -> None:
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> Any:
-    app, pipeline = create_app(settings)
+    # what the set-up logs (the snapshot restored or refused) comes before Faust's logging
+    # is configured: kept, and logged again once the worker runs
+    early = logging.handlers.BufferingHandler(capacity=10_000)
+    loggers = [logging.getLogger(name) for name in ("streamrec", "streamer")]
+    for logger in loggers:
+        logger.addHandler(early)
+        logger.setLevel(loglevel.upper())
+        logger.propagate = False  # not also to Python's last-resort handler
+    try:
+        app, pipeline = create_app(settings)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(early)
+            logger.propagate = True
+    # a copy: configuring logging closes (and so empties) every handler made before
+    records = list(early.buffer)
+    early.close()
+
+    @app.task
+    async def replay_early_logs() -> None:
+        for record in records:
+            logging.getLogger(record.name).handle(record)
+
     pipeline.sink.setup()  # a clear error now rather than at the first batch
-    logging.getLogger("streamrec").setLevel(loglevel.upper())
     worker = Worker(app, loglevel=loglevel, quiet=True)
     try:
         return worker.execute_from_commandline()

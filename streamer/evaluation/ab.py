@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from streamer.engine import Engine
 from streamer.evaluation.runner import decode
@@ -37,10 +40,30 @@ def arm_of(user: str, share_b: float, salt: str = "streamrec-ab") -> str:
     return "b" if int.from_bytes(digest[:8], "big") / 2**64 < share_b else "a"
 
 
+class Split:
+    """:func:`arm_of` as an object (a snapshot can hold it; a closure it cannot).
+
+    >>> Split(0.0)("42"), Split(1.0)("42")
+    ('a', 'b')
+    """
+
+    def __init__(self, share_b: float, salt: str = "streamrec-ab") -> None:
+        if not 0.0 <= share_b <= 1.0:
+            raise ValueError(f"share of arm b {share_b}: expected 0 to 1")
+        self.share_b, self.salt = share_b, salt
+
+    def __call__(self, user: str) -> str:
+        return arm_of(user, self.share_b, self.salt)
+
+
 class ArmFigures:
     """One arm's prequential figures over its own users (an ``EngineObserver``), summed per
     user: users are what is randomised, so the intervals are over users (a ratio estimator's
     delta-method interval), not over their correlated events.
+
+    The intervals need only the sums over users of each user's figures and of their products,
+    kept as the figures move; so a live worker keeps the per-user figures of its last
+    ``max_users`` users only (one who comes back after that counts as a new user).
 
     >>> f = ArmFigures("a", lambda user: "a")
     >>> f.positive("u", 7, (3, 7)); f.positive("u", 9, (3, 7)); f.rating("u", 3.0, 4.0)
@@ -48,46 +71,62 @@ class ArmFigures:
     (0.5, 2, 1.0)
     """
 
-    def __init__(self, arm: str, assign: Any, k: int = 10) -> None:
-        self.arm, self.assign, self.k = arm, assign, k
-        # per user: positives, hits, NDCG sum, ratings, squared error sum
-        self.per_user: dict[str, list[float]] = {}
+    COLUMNS = 5  # per user: positives, hits, NDCG sum, ratings, squared error sum
 
-    def _mine(self, user: str) -> list[float] | None:
+    def __init__(self, arm: str, assign: Any, k: int = 10, max_users: int | None = None) -> None:
+        self.arm, self.assign, self.k, self.max_users = arm, assign, k, max_users
+        self.per_user: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.users = 0
+        self.sums = np.zeros(self.COLUMNS)  # over users, of each column
+        self.products = np.zeros((self.COLUMNS, self.COLUMNS))  # over users, column x column
+
+    def _add(self, user: str, change: np.ndarray) -> None:
         if self.assign(user) != self.arm:
-            return None
-        return self.per_user.setdefault(user, [0.0, 0.0, 0.0, 0.0, 0.0])
+            return
+        old = self.per_user.get(user)
+        if old is None:
+            old = self.per_user[user] = np.zeros(self.COLUMNS)
+            self.users += 1
+            if self.max_users is not None and len(self.per_user) > self.max_users:
+                self.per_user.popitem(last=False)  # its share of the sums stays
+        else:
+            self.per_user.move_to_end(user)
+        new = old + change
+        self.sums += change
+        self.products += np.outer(new, new) - np.outer(old, old)
+        old[:] = new
 
     def positive(self, user: str, item: int, shown: tuple[int, ...]) -> None:
-        sums = self._mine(user)
-        if sums is None:
-            return
         top = shown[: self.k]
         rank = top.index(item) + 1 if item in top else 0
-        sums[0] += 1
-        sums[1] += rank > 0
-        sums[2] += 1.0 / math.log2(rank + 1) if rank else 0.0
+        gain = 1.0 / math.log2(rank + 1) if rank else 0.0
+        self._add(user, np.array([1.0, float(rank > 0), gain, 0.0, 0.0]))
 
     def rating(self, user: str, predicted: float, actual: float) -> None:
-        sums = self._mine(user)
-        if sums is not None:
-            sums[3] += 1
-            sums[4] += (predicted - actual) ** 2
+        self._add(user, np.array([0.0, 0.0, 0.0, 1.0, (predicted - actual) ** 2]))
+
+    def ratio(self, numerator: int, denominator: int) -> tuple[float, tuple[float, float]]:
+        """``sum(numerator) / sum(denominator)`` over the arm's users, with its interval."""
+        return _ratio_ci(
+            self.users,
+            self.sums[numerator],
+            self.sums[denominator],
+            self.products[numerator, numerator],
+            self.products[numerator, denominator],
+            self.products[denominator, denominator],
+        )
 
     def report(self) -> dict[str, Any]:
-        rows = list(self.per_user.values())
-        positives = [r[0] for r in rows]
-        ratings = [r[3] for r in rows]
         out: dict[str, Any] = {
-            "users": len(rows),
-            "positives": int(sum(positives)),
-            "ratings": int(sum(ratings)),
+            "users": self.users,
+            "positives": int(self.sums[0]),
+            "ratings": int(self.sums[3]),
         }
-        if sum(positives):
+        if self.sums[0]:
             for name, column in (("hit_rate", 1), ("ndcg", 2)):
-                out[name], out[f"{name}_ci95"] = ratio_ci([r[column] for r in rows], positives)
-        if sum(ratings):
-            mse, (low, high) = ratio_ci([r[4] for r in rows], ratings)
+                out[name], out[f"{name}_ci95"] = self.ratio(column, 0)
+        if self.sums[3]:
+            mse, (low, high) = self.ratio(4, 3)
             out["rmse"] = math.sqrt(mse)
             out["rmse_ci95"] = (math.sqrt(max(low, 0.0)), math.sqrt(high))
         return out
@@ -103,14 +142,20 @@ def ratio_ci(
     >>> value, round(low, 3), round(high, 3)
     (0.375, 0.13, 0.62)
     """
-    m = len(numerators)
-    total_num, total_den = sum(numerators), sum(denominators)
-    ratio = total_num / total_den
+    a, b = np.asarray(numerators, float), np.asarray(denominators, float)
+    return _ratio_ci(len(a), a.sum(), b.sum(), a @ a, a @ b, b @ b, z)
+
+
+def _ratio_ci(
+    m: int, sa: float, sb: float, saa: float, sab: float, sbb: float, z: float = Z95
+) -> tuple[float, tuple[float, float]]:
+    """:func:`ratio_ci` from the sums over ``m`` users: of ``a``, ``b``, ``a a``, ``a b``,
+    ``b b``."""
+    ratio = float(sa / sb)
     if m < 2:
         return ratio, (ratio, ratio)
-    mean_den = total_den / m
-    residual = sum((a - ratio * b) ** 2 for a, b in zip(numerators, denominators, strict=True))
-    half = z * math.sqrt(residual / (m - 1) / m) / mean_den
+    residual = max(float(saa - 2 * ratio * sab + ratio * ratio * sbb), 0.0)
+    half = z * math.sqrt(residual / (m - 1) / m) / float(sb / m)
     return ratio, (ratio - half, ratio + half)
 
 
@@ -126,9 +171,7 @@ def run_ab(
     events, invalid = decode(records, settings)
     arms = {"a": settings, "b": replace(settings, **changes)}
 
-    def assign(user: str) -> str:
-        return arm_of(user, share_b)
-
+    assign = Split(share_b)
     engines, figures, everyone = {}, {}, {}
     for arm, arm_settings in arms.items():
         engines[arm] = Engine(arm_settings)
@@ -147,7 +190,7 @@ def run_ab(
         "changes": dict(changes),
         "seconds": round(time.monotonic() - started, 1),
         "arms": reports,
-        "difference_b_minus_a": _differences(reports),
+        "difference_b_minus_a": differences(reports),
         "paired_b_minus_a": paired(everyone["a"], everyone["b"]),
     }
 
@@ -175,7 +218,7 @@ def paired(a: ArmFigures, b: ArmFigures) -> dict[str, Any]:
     return out
 
 
-def _differences(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def differences(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """b - a per metric, with a 95% interval (the two arms' users are disjoint: independent)."""
     out: dict[str, Any] = {}
     a, b = reports["a"], reports["b"]

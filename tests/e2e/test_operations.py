@@ -8,19 +8,25 @@ import json
 import shutil
 import signal
 import subprocess
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 import redis
 from kafka import KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.replay.producer import replay
 
-from .conftest import create_topics, free_port, movielens, progress, start_worker, wait_for
+from .conftest import (
+    create_topics,
+    free_port,
+    http_get,
+    metric_samples,
+    movielens,
+    progress,
+    start_worker,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +48,7 @@ def served(stack, tmp_path_factory):
     process = start_worker(settings, log)
     base = f"http://127.0.0.1:{settings.web_port}"
     try:
-        wait_for(lambda: _get(base + "/health")[0] == 200, timeout=60, interval=0.5)
+        wait_for(lambda: http_get(base + "/health")[0] == 200, timeout=60, interval=0.5)
         items, ratings = movielens(RATINGS)
         replay(items + ratings, settings, progress=False)
         producer = KafkaProducer(bootstrap_servers=settings.broker)
@@ -63,29 +69,11 @@ def served(stack, tmp_path_factory):
             process.kill()
 
 
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
-
-
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return out
-
-
 def test_metrics_count_exactly_what_was_sent(served):
     settings, base, sent, ratings, _ = served
-    status, body = _get(base + "/metrics")
+    status, body = http_get(base + "/metrics")
     assert status == 200
-    found = _samples(body.decode())
+    found = metric_samples(body.decode())
 
     def events(topic: str, outcome: str) -> float:
         return found.get(("streamrec_events_total", (("outcome", outcome), ("topic", topic))), 0)
@@ -121,14 +109,14 @@ def test_metrics_count_exactly_what_was_sent(served):
 
 def test_health_and_readiness_answer_for_the_orchestrator(served):
     _, base, _, _, _ = served
-    status, body = _get(base + "/health")
+    status, body = http_get(base + "/health")
     assert status == 200 and json.loads(body)["ok"] is True
-    status, body = wait_for(lambda: (r := _get(base + "/ready"))[0] == 200 and r, timeout=30)
+    status, body = wait_for(lambda: (r := http_get(base + "/ready"))[0] == 200 and r, timeout=30)
     ready = json.loads(body)
     assert ready["partitions"] > 0 and ready["redis"] is True and ready["lag"] <= ready["max_lag"]
     # what a stall's log line shows: Faust's and aiokafka's flow state, read from their
     # internals (an upgrade that moves them fails here, not silently at a stall)
-    flow = json.loads(_get(base + "/api/flow")[1])
+    flow = json.loads(http_get(base + "/api/flow")[1])
     assert "error" not in flow and flow["flow_active"] is True
     assert flow["assigned"] and set(flow["positions"]) == set(flow["assigned"])
     assert set(flow["buffers"]) == {"streamrec.clicks", "streamrec.contexts", "streamrec.items"}
@@ -136,12 +124,12 @@ def test_health_and_readiness_answer_for_the_orchestrator(served):
 
 def test_the_api_behind_the_dashboard(served):
     _, base, sent, ratings, _ = served
-    status, body = _get(base + "/api/summary")
+    status, body = http_get(base + "/api/summary")
     summary = json.loads(body)
     assert status == 200 and summary["worker"]["catalogue"] == sent["items"]
     assert summary["lorenz"][0] == [0.0, 0.0] and summary["lorenz"][-1] == [1.0, 1.0]
     user = json.loads(ratings[-1].payload())["user"]
-    looked_up = json.loads(_get(f"{base}/api/user/{user}")[1])
+    looked_up = json.loads(http_get(f"{base}/api/user/{user}")[1])
     assert looked_up["list"]["source"] in ("model", "popular") and looked_up["list"]["items"]
     assert looked_up["history"], "the lists of the user's last events"
 
@@ -171,7 +159,7 @@ def test_the_dashboard_in_a_real_browser(served):
         page.click("#user-form button")
         page.wait_for_selector("#user-list tr:nth-child(2)")
         rows = page.locator("#user-list tr").count() - 1
-        listed = json.loads(_get(f"{base}/api/user/{user}")[1])["list"]["items"]
+        listed = json.loads(http_get(f"{base}/api/user/{user}")[1])["list"]["items"]
         assert (
             rows == len(listed)
             and page.inner_text("#user-list tr:nth-child(2) td:nth-child(2)") == listed[0]["item"]
