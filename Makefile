@@ -25,7 +25,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-unit: $(STAMP)          ## unit tests and doctests (no servers)
+# The Open Bandit Dataset sample ships inside obp's wheel (read from it, never redistributed).
+OBD := $(VENV)/share/obp-0.4.1-py3-none-any.whl
+$(OBD):
+	mkdir -p $(VENV)/share
+	$(BIN)/python -m pip download --quiet --no-deps --dest $(VENV)/share obp==0.4.1
+
+unit: $(STAMP) $(OBD)   ## unit tests and doctests (no servers)
 	$(BIN)/python -m pytest -q -m "not e2e"
 
 # The browser test drives Debian's chromium (Playwright's own browser download is not used).

@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         "users split by a stable hash, per-arm figures with 95%% intervals",
     )
     evaluate.add_argument("--ab-share", type=float, default=0.5, help="arm b's share of users")
+    evaluate.add_argument(
+        "--ope",
+        action="store_true",
+        help="off-policy evaluation: LOG is the Open Bandit Dataset sample (obp 0.4.1's wheel, "
+        "or a directory holding its obd/ tree); IPS, SNIPS and DR with 95%% intervals",
+    )
     evaluate.set_defaults(run=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="stack + worker + MovieLens replay + lists")
@@ -191,6 +197,8 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.ab:
         return _evaluate_ab(settings, args)
+    if args.ope:
+        return _evaluate_ope(args)
     try:
         records = itertools.islice(
             open_log(args.log, parse_pairs(args.columns), args.type), args.limit
@@ -207,6 +215,26 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
         print(f"wrote {args.json}")
     if args.report:
         print(f"wrote {write_report(result, args.report, str(args.log))}")
+    return 0
+
+
+def _evaluate_ope(args: argparse.Namespace) -> int:
+    from streamer.evaluation.ope import obd_report, obd_table
+
+    try:
+        result = obd_report(args.log)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"streamrec evaluate --ope: {args.log}: {exc}", file=sys.stderr)
+        return 2
+    table = obd_table(result)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    if args.report:
+        args.report.mkdir(parents=True, exist_ok=True)
+        (args.report / "ope.md").write_text(f"# Off-policy evaluation: {args.log}\n\n{table}\n")
+        print(f"wrote {args.report / 'ope.md'}")
     return 0
 
 

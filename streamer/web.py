@@ -284,6 +284,9 @@ def flow_state(app: faust.App) -> dict[str, Any]:
         state["fetch_task_done"] = fetcher._fetch_task.done()
         state["fetches_in_flight"] = sorted(map(str, fetcher._in_flight))
         state["fetch_tasks_pending"] = sum(not t.done() for t in fetcher._pending_tasks)
+        state["fetch_tasks_awaiting"] = [
+            _awaiting(t.get_coro()) for t in fetcher._pending_tasks if not t.done()
+        ]
         state["consumer_thread_alive"] = consumer._thread._thread.is_alive()
         state["awaiting_reset"] = tps(
             tp
@@ -298,6 +301,21 @@ def flow_state(app: faust.App) -> dict[str, Any]:
     except Exception as exc:  # internals of another Faust or aiokafka version
         state["error"] = repr(exc)
     return state
+
+
+def _awaiting(coroutine: Any) -> list[str]:
+    """Where a suspended coroutine waits: its chain of awaits, outermost first, ending with
+    what it awaits last (a future, often)."""
+    chain: list[str] = []
+    while coroutine is not None and len(chain) < 20:
+        frame = getattr(coroutine, "cr_frame", None) or getattr(coroutine, "gi_frame", None)
+        if frame is None:
+            chain.append(repr(coroutine)[:300])
+            break
+        code = frame.f_code
+        chain.append(f"{code.co_name} ({code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})")
+        coroutine = getattr(coroutine, "cr_await", None) or getattr(coroutine, "gi_yieldfrom", None)
+    return chain
 
 
 def _highwaters(app: faust.App) -> dict[tuple[str, int], int]:
