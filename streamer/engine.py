@@ -98,6 +98,7 @@ class Engine:
             self.users,
             self.popularity,
             self._model_version,
+            self._item_vectors,
         )
         self._window = max(settings.knn_window, settings.knn_last)
         # strategies the engine feeds beyond learn(): new items, and the index when it moves
@@ -123,6 +124,11 @@ class Engine:
         self.expired_items = 0
         self._counts = list({id(c): c for c in _co_counts(self.strategies)}.values())
         self._pending: list[Interaction] = []  # the batch's interactions not learned yet
+
+    def _item_vectors(self, items: np.ndarray) -> np.ndarray:
+        """The ranking model's item vectors (``e_i``, no bias) of item ids ``items``."""
+        features = [self.catalogue.features(int(i)) for i in items]
+        return self.model.item_vectors(features)[:, 1:]
 
     def process(
         self, events: Sequence[Event], with_popular: bool = False, with_similar: bool = False

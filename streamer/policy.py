@@ -19,7 +19,7 @@ the global estimate. Counts halve every ``half_life`` positives, so the mix foll
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -48,6 +48,10 @@ class _Shown(NamedTuple):
     rank: np.ndarray
     relative: np.ndarray
     rec_id: str
+
+
+#: A re-ranker: (candidate items, their scores, k) -> positions of the list, best first.
+Rerank = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -165,10 +169,17 @@ class Blend:
     # -- serving --------------------------------------------------------------------------
 
     def fuse(
-        self, user: str, bucket: str, lists: Sequence[Scored], k: int, group: int = 0
+        self,
+        user: str,
+        bucket: str,
+        lists: Sequence[Scored],
+        k: int,
+        group: int = 0,
+        rerank: Rerank | None = None,
     ) -> Fused:
         """The top ``k`` of the strategies' ``lists`` (one per strategy, in ``names`` order),
-        ranked by the stacker of ``group``."""
+        ranked by the stacker of ``group`` (or chosen by ``rerank`` from its scores: e.g.
+        :class:`streamer.diversity.Diversifier`)."""
         self._lists += 1
         rec_id = f"{self.rec_prefix}{user}:{self._lists - 1}"
         shown = self._candidates(self._bucket(bucket), group, lists, rec_id)
@@ -182,7 +193,10 @@ class Blend:
         x = self._features(shown, p)
         weights = self._stacker(group)
         scores = x @ weights
-        order = np.argsort(-scores, kind="stable")[:k]
+        if rerank is None:
+            order = np.argsort(-scores, kind="stable")[:k]
+        else:
+            order = rerank(shown.items, scores, k)
         owners = self._owners(x[order], weights)
         order, owners = self._explore(shown, order, owners)
         return Fused(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from streamer.catalogue import Catalogue
+from streamer.diversity import Diversifier
 from streamer.policy import Blend, activity
 from streamer.popularity import Popularity, context_key
 from streamer.settings import Settings
@@ -107,6 +110,7 @@ class Recommender:
         users: UserState,
         popularity: Popularity[int],
         version: Any,
+        vectors_of: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if settings.seen_items not in SEEN_ITEMS:
             raise ValueError(f"seen_items={settings.seen_items!r}: expected one of {SEEN_ITEMS}")
@@ -123,6 +127,12 @@ class Recommender:
         self._personal = next(
             (n for n, s in enumerate(self.strategies) if isinstance(s, Personal)), None
         )
+        #: diversity re-ranking (``STREAMREC_DIVERSITY``), over item vectors from ``vectors_of``
+        self.rerank = (
+            Diversifier(settings.diversity, vectors_of, self._popularity_of)
+            if settings.diversity > 0 and vectors_of is not None
+            else None
+        )
         self.policy = Blend(
             [s.name for s in self.strategies],
             depth=self.depth,
@@ -130,6 +140,11 @@ class Recommender:
             max_users=settings.policy_users,
             seed=settings.seed,
         )
+
+    def _popularity_of(self, items: np.ndarray) -> np.ndarray:
+        """The items' (decayed) counts of positives, overall."""
+        counts = self.popularity.counts()
+        return np.array([counts.get(int(i), 0.0) for i in items])
 
     def bucket(self, user: str, context: dict[str, str]) -> str:
         """The policy's context bucket: the chosen context keys and the user's activity."""
@@ -178,6 +193,7 @@ class Recommender:
                 [lists[n] for lists in proposals],
                 self.k,
                 activity(len(self.users.history(request.user))),
+                self.rerank,
             )
             items, strategies = self._cold_start(fused.items, fused.strategies, proposals, n)
             out.append(

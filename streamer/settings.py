@@ -85,6 +85,7 @@ class Settings:
     # Recommending: the strategies that propose candidates, and the policy that fuses them.
     strategies: tuple[str, ...] = ("personal", "similar", "near", "recent", "popular", "fresh")
     seen_items: str = "policy"  # exclude | allow | policy (re-consumption when it pays)
+    diversity: float = 0.0  # MMR lambda over the fused candidates (0: the policy's order)
     knn_last: int = 10  # item-kNN scores over the user's last N items
     knn_decay: float = 0.8  # each step back weighs this times the next one (1: all the same)
     knn_window: int = 50  # "similar": co-occurrences counted within a user's last N items
