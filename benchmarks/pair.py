@@ -1,6 +1,6 @@
 """Side by side, for comparing two versions of the code on a noisy machine.
 
-    python -m benchmarks.pair [--runs 2] [--rate 2300 --preload 101682] [--code DIR]
+    python -m benchmarks.pair [--runs 2] [--rate 2300 --preload 101682] [--code DIR] [--set S]
 
 Each run starts Faust's empty agents, then the worker, on one local stack, each over the same
 pre-produced MovieLens events, and prints their events/s, their CPU per event (all threads of
@@ -16,6 +16,7 @@ e.g. the code before a change::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="also freshness at this rate")
     parser.add_argument("--preload", type=int, default=101_682)
     parser.add_argument("--code", type=Path, help="another checkout's streamer to run")
+    parser.add_argument("--set", default="", help="settings of both runs, e.g. web_enabled=0")
     args = parser.parse_args()
     records = list(open_log(args.dataset))
-    with stream.local_stack() as base:
+    with stream.local_stack() as stack:
+        base = dataclasses.replace(stack, **Settings.changes(args.set, "--set"))
         for _ in range(args.runs):
             empty = consume(base, "benchmarks.trivial_app", records, args.code)
             worker = consume(base, "streamer.cli", records, args.code)
-            out = {"code": str(args.code or "."), "empty_agents": empty, "worker": worker}
+            out = {"code": str(args.code or "."), "set": args.set}
+            out |= {"empty_agents": empty, "worker": worker}
             out["ratio"] = round(worker["events_per_s"] / empty["events_per_s"], 3)
             if args.rate:
                 out["fixed_rate"] = fixed_rate(base, records, args.rate, args.preload, args.code)

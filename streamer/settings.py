@@ -125,7 +125,7 @@ class Settings:
         self.ab_changes()  # arm b's settings parse, or a clear error now
 
     def ab_changes(self) -> dict[str, Any]:
-        """Arm b's settings, typed as the settings are (``ab``: ``name=value,...``).
+        """Arm b's settings (``ab``), typed as the settings are.
 
         >>> Settings(ab="knn_decay=1, knn_last=5").ab_changes()
         {'knn_decay': 1.0, 'knn_last': 5}
@@ -134,17 +134,29 @@ class Settings:
         ...
         ValueError: STREAMREC_AB: unknown settings ['knn_lats']
         """
+        return self.changes(self.ab, "AB", forbidden=("ab", "ab_share"))
+
+    @classmethod
+    def changes(
+        cls, text: str, name: str = "settings", forbidden: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """``name=value,...`` as typed settings (``name``: where the text came from, for errors).
+
+        >>> Settings.changes("top_k=5, web_enabled=0")
+        {'top_k': 5, 'web_enabled': False}
+        """
+        label = f"{PREFIX}{name}" if name.isupper() else name
         pairs = {}
-        for part in filter(None, (p.strip() for p in self.ab.split(","))):
+        for part in filter(None, (p.strip() for p in text.split(","))):
             key, sep, value = part.partition("=")
             if not sep:
-                raise ValueError(f"{PREFIX}AB: expected name=value, got {part!r}")
+                raise ValueError(f"{label}: expected name=value, got {part!r}")
             pairs[key.strip()] = value.strip()
-        types = {f.name: f.type for f in dataclasses.fields(self)}
-        unknown = sorted(set(pairs) - set(types) | set(pairs) & {"ab", "ab_share"})
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(set(pairs) - set(types) | set(pairs) & set(forbidden))
         if unknown:
-            raise ValueError(f"{PREFIX}AB: unknown settings {unknown}")
-        return {k: _parse(f"{PREFIX}AB {k}", v, types[k]) for k, v in pairs.items()}
+            raise ValueError(f"{label}: unknown settings {unknown}")
+        return {k: _parse(f"{label} {k}", v, types[k]) for k, v in pairs.items()}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -41,6 +41,7 @@ class Stats:
         self.by_topic: Counter[tuple[str, str]] = Counter()  # (topic, outcome) -> messages
         self.batches: Counter[str] = Counter()  # topic -> micro-batches
         self.rebalances = 0
+        self.fetch_restarts = 0  # fetches in flight through a stall, restarted (streamer.web)
         self.last_batch = self.started  # when the last batch was processed (clock time)
         self._freshness: deque[float] = deque(maxlen=window)
         self._last = (self.started, 0)

@@ -126,6 +126,8 @@ class _Figures:
             ("redis_dropped", "Keys dropped while Redis was away (past the pending bound)",
              figures.get("redis_dropped", 0)),
             ("rebalances", "Partition assignments received", stats.rebalances),
+            ("fetch_restarts", "Fetches in flight through a stall, restarted on new connections",
+             stats.fetch_restarts),
         ):  # fmt: skip
             yield CounterMetricFamily(f"streamrec_{name}", help_, value=value)
         yield from self._partitions()

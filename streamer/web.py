@@ -23,6 +23,7 @@ from typing import Any
 
 import faust
 import numpy as np
+from aiokafka.conn import CloseReason
 
 from streamer.client import get_recommendations, get_similar
 from streamer.pipeline import Pipeline
@@ -120,7 +121,7 @@ def watch(app: faust.App, work: Pipeline, settings: Settings) -> tuple[Telemetry
         max_lag=settings.ready_max_lag,
         last_batch=lambda: work.stats.last_batch,
     )
-    reported = [False]  # the flow state is logged once per stall
+    reported = [False]  # the flow state is logged, and the fetch restarted, once per stall
 
     @app.timer(1.0)
     async def heartbeat() -> None:
@@ -128,6 +129,9 @@ def watch(app: faust.App, work: Pipeline, settings: Settings) -> tuple[Telemetry
         stalled = health.stalled_s()
         if stalled and not reported[0]:
             log.error("no batch for %.0f s while messages wait: %s", stalled, flow_state(app))
+            if restart_fetch(app):
+                work.stats.fetch_restarts += 1
+                log.warning("a fetch in flight all along: connection closed, fetch restarted")
         reported[0] = bool(stalled)
         if settings.stall_exit_s and stalled > settings.stall_exit_s:
             # the consumer stopped fetching while messages wait (seen after a snapshot under a
@@ -301,6 +305,36 @@ def flow_state(app: faust.App) -> dict[str, Any]:
     except Exception as exc:  # internals of another Faust or aiokafka version
         state["error"] = repr(exc)
     return state
+
+
+def restart_fetch(app: faust.App) -> bool:
+    """Cancel aiokafka's fetches in flight and close their connections (in the consumer's own
+    thread), so that the fetcher sends them again on new connections; True if there were any.
+
+    On the local broker a fetch was seen to get no answer, ever: the consumer waited on it with
+    every partition active and nothing buffered (the flow state logged at the stall), and its
+    request timeout did not end it. Closing the connection fails the request, as aiokafka does
+    itself when a request times out."""
+    try:
+        thread: Any = app.consumer._thread  # type: ignore[attr-defined]
+        kafka = thread._consumer
+        fetcher, client = kafka._fetcher, kafka._client
+        stuck = [t for t in fetcher._pending_tasks if not t.done()]
+        nodes = set(fetcher._in_flight)
+    except AttributeError:  # another Faust or aiokafka version
+        return False
+    if not stuck:
+        return False
+
+    def restart() -> None:
+        for (node, _group), connection in list(client._conns.items()):
+            if node in nodes:
+                connection.close(reason=CloseReason.CONNECTION_TIMEOUT)
+        for task in stuck:
+            task.cancel()
+
+    thread.thread_loop.call_soon_threadsafe(restart)
+    return True
 
 
 def _awaiting(coroutine: Any) -> list[str]:
