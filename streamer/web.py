@@ -121,22 +121,29 @@ def watch(app: faust.App, work: Pipeline, settings: Settings) -> tuple[Telemetry
         max_lag=settings.ready_max_lag,
         last_batch=lambda: work.stats.last_batch,
     )
-    reported = [False]  # the flow state is logged, and the fetch restarted, once per stall
+    # per stall: the flow state logged and the fetch restarted (step 1), the flow state again
+    # once as long again has passed (step 2: what came of the restart)
+    step = [0]
 
     @app.timer(1.0)
     async def heartbeat() -> None:
         health.beat()
         stalled = health.stalled_s()
-        if stalled and not reported[0]:
+        if not stalled:
+            step[0] = 0
+        elif step[0] == 0:
+            step[0] = 1
             log.error("no batch for %.0f s while messages wait: %s", stalled, flow_state(app))
             if restart_fetch(app):
                 work.stats.fetch_restarts += 1
                 log.warning("a fetch in flight all along: connection closed, fetch restarted")
-        reported[0] = bool(stalled)
+        elif step[0] == 1 and stalled > 2 * settings.health_stall_s:
+            step[0] = 2
+            log.error("still no batch after %.0f s: %s", stalled, flow_state(app))
         if settings.stall_exit_s and stalled > settings.stall_exit_s:
-            # the consumer stopped fetching while messages wait (seen after a snapshot under a
-            # backlog: Faust's fetcher never resumed): exit non-zero, so that a supervisor
-            # restarts the worker, which resumes from its snapshot
+            # the consumer stopped fetching while messages wait (seen on the local broker: a
+            # fetch it never answered, not ended by a new connection either): exit non-zero,
+            # so that a supervisor restarts the worker, which resumes from its snapshot
             log.critical("no batch for %.0f s while messages wait: exiting (1)", stalled)
             logging.shutdown()
             os._exit(1)

@@ -118,7 +118,22 @@ class ListAudit:
     >>> r = audit.report()
     >>> r["coverage"], r["intra_list_diversity"], r["gini"]
     (0.75, 0.5, 0.375)
+
+    Popularity bias (Abdollahpouri et al.): the short head is the most popular items that
+    together have ``HEAD_SHARE`` of the interactions, at the time of the report; the rest is
+    the long tail. ``long_tail_share``: the share of the slots shown that went to the tail;
+    ``long_tail_coverage``: the share of the tail ever shown; ``exposure_by_tag``: each tag's
+    share of the slots shown against its share of the interactions (a ratio above 1: the
+    lists favour it).
+
+    >>> r["long_tail_share"], r["long_tail_coverage"], r["exposure_by_tag"]["y"]
+    (0.5, 0.6667, {'exposure': 0.25, 'interactions': 0.1, 'ratio': 2.5})
     """
+
+    #: The head's share of the interactions.
+    HEAD_SHARE = 0.2
+    #: Tags reported in ``exposure_by_tag`` (the most shown).
+    TAGS_REPORTED = 30
 
     def __init__(self, catalogue_size: int, k: int = 10) -> None:
         self.catalogue_size = catalogue_size
@@ -133,6 +148,9 @@ class ListAudit:
         self._masks: dict[Any, tuple[Sequence[str], int]] = {}  # item -> (its tags, as bits)
         self._bits: dict[str, int] = {}  # tag -> its bit
         self._last: tuple[Sequence[Any], float] = ((), 0.0)  # the last list, its diversity
+        # the stream's interaction counts and the items' tags, as last given (live mappings)
+        self._interactions: Mapping[Any, float] = {}
+        self._tags: Mapping[Any, Sequence[str]] = {}
 
     def update(
         self,
@@ -143,6 +161,7 @@ class ListAudit:
     ) -> None:
         top = list(items[: self.k])
         self.lists += 1
+        self._interactions, self._tags = popularity, tags
         if not top:
             self.empty += 1
             return
@@ -181,6 +200,43 @@ class ListAudit:
             "novelty_bits": _r(self._novelty / shown),
             "mean_popularity": _r(self._popularity / shown),
             "gini": _r(gini(self._all_counts())),
+            **self._popularity_bias(),
+        }
+
+    def _popularity_bias(self) -> dict[str, Any]:
+        interactions = self._interactions
+        total = float(sum(interactions.values()))
+        if not total or not self._shown:
+            return {}
+        head: set[Any] = set()
+        running = 0.0
+        for item, count in sorted(interactions.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+            if running >= self.HEAD_SHARE * total:
+                break
+            head.add(item)
+            running += count
+        tail_size = max(self.catalogue_size - len(head), 1)
+        shown_tail = [item for item in self.counts if item not in head]
+        exposure: Counter[str] = Counter()
+        for item, n in self.counts.items():
+            for tag in self._tags.get(item, ()):
+                exposure[tag] += n
+        interacted: dict[str, float] = {}
+        for item, weight in interactions.items():
+            for tag in self._tags.get(item, ()):
+                interacted[tag] = interacted.get(tag, 0.0) + weight
+        by_tag = {}
+        for tag, n in exposure.most_common(self.TAGS_REPORTED):
+            share, base = n / self._shown, interacted.get(tag, 0.0) / total
+            by_tag[tag] = {
+                "exposure": _r(share),
+                "interactions": _r(base),
+                "ratio": _r(share / base) if base else None,
+            }
+        return {
+            "long_tail_share": _r(sum(self.counts[i] for i in shown_tail) / self._shown),
+            "long_tail_coverage": _r(len(shown_tail) / tail_size),
+            "exposure_by_tag": by_tag,
         }
 
     def _all_counts(self) -> list[int]:

@@ -19,6 +19,8 @@ COLUMNS = [
     ("novelty_bits", "novelty (bits)"),
     ("mean_popularity", "mean pop."),
     ("gini", "Gini"),
+    ("long_tail_share", "long-tail share"),
+    ("long_tail_coverage", "long-tail coverage"),
 ]
 
 
