@@ -15,12 +15,12 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from index.base import ItemIndex
-from index.exact import ExactIndex
-from index.factory import make_index, set_threads
+from index.factory import set_threads
 from streamer.catalogue import Catalogue
 from streamer.evaluation.prequential import Prequential
 from streamer.events import Click, ContextEvent, ItemEvent
 from streamer.features import Features, user_features
+from streamer.index_upkeep import IndexUpkeep
 from streamer.model import NegativeSampler, RecModel
 from streamer.model.recmodel import Interaction
 from streamer.popularity import Popularity, context_key
@@ -32,8 +32,6 @@ from streamer.users import UserState
 
 Event = Click | ContextEvent | ItemEvent
 Key = TypeVar("Key", str, int)
-#: The most young items whose vectors each batch recomputes (round robin among them).
-YOUNG_REFRESH = 256
 #: The most similar-item lists a batch computes: a due set larger than this is spread over the
 #: next batches, so that it does not hold one batch (and its users' freshness) up.
 SIMILAR_PER_BATCH = 200
@@ -85,11 +83,9 @@ class Engine:
         self.popularity: Popularity[int] = Popularity()
         self.sampler = NegativeSampler(seed=settings.seed, uniform=settings.uniform_negatives)
         set_threads(settings.faiss_threads)
-        self.index = index or make_index(
-            settings.index_backend, self.model.dim, large_min_items=settings.large_index_min_items
-        )
+        self.upkeep = IndexUpkeep(settings, self.model, self.catalogue, self.popularity, index)
         self.strategies = make_strategies(
-            settings, self.model, self.index, self.popularity, self.query_features
+            settings, self.model, self.upkeep.index, self.popularity, self.query_features
         )
         self.recommender = Recommender(
             settings,
@@ -103,9 +99,7 @@ class Engine:
         self._window = max(settings.knn_window, settings.knn_last)
         # strategies the engine feeds beyond learn(): new items, and the index when it moves
         self._fresh = [s for s in self.strategies if isinstance(s, FreshItems)]
-        self._personal = [s for s in self.strategies if isinstance(s, Personal)]
-        self._refresh_cursor = 0
-        self._young_cursor = 0
+        self.upkeep.personal = [s for s in self.strategies if isinstance(s, Personal)]
         self._popular_cache: dict[str, list[int]] = {}
         self.events = 0
         self._chosen: dict[int, None] = {}  # items chosen since their last similar list
@@ -168,7 +162,7 @@ class Engine:
             self.events += 1
             self.catalogue.clock = self.events
         self._learn_pending()
-        self.refresh_items(touched_items, len(events))
+        self.upkeep.refresh(touched_items, len(events), self.events)
         known = {u for u in requests if self.model.knows(f"user={u}")}
         out = BatchOutput(self.recommender.recommend(list(requests.values()), known), failed=failed)
         self._remember(out.lists)
@@ -298,7 +292,7 @@ class Engine:
         retired items), its own model rows and item-kNN row freed; its id and metadata kept."""
         self._learn_pending()  # the events before this one first: they may sample it
         self.catalogue.retired.add(item)
-        self.index.remove(np.array([item], np.int64))
+        self.upkeep.remove([item])
         self.model.forget_item(self.catalogue.features(item))
         for counts in self._counts:
             counts.forget_item(item)
@@ -329,69 +323,14 @@ class Engine:
         report["stale_rec_ids"] = policy.stale
         return report
 
-    def refresh_items(self, touched: Iterable[int], events: int = 1) -> None:
-        """Re-upsert touched items, the next round-robin slice of the catalogue, and the
-        next slice of the young items (see :meth:`_young_slice`)."""
-        ids = set(touched)
-        n = len(self.catalogue)
-        chunk = min(n, int(self.settings.index_refresh_per_event * events))
-        if n and chunk:
-            # Shared features (tags, words, context) move too: recompute a round-robin slice of
-            # the catalogue, in proportion to the events learned, so every item vector is
-            # recomputed at least once every n / index_refresh_per_event events.
-            start = self._refresh_cursor % n
-            ids.update(range(start, min(start + chunk, n)))
-            self._refresh_cursor = start + chunk
-        ids.update(self._young_slice())
-        ids -= self.catalogue.retired  # expired: out of the index until seen again
-        if not ids:
-            return
-        order = np.fromiter(sorted(ids), np.int64, len(ids))
-        vectors = self.model.item_vectors([self.catalogue.features(int(i)) for i in order])
-        vectors[:, 0] += self.popularity_prior(order)
-        self.index.upsert(order, vectors)
-        self._maybe_switch_to_large_index()
-
-    def _young_slice(self) -> range:
-        """Up to ``YOUNG_REFRESH`` items younger than ``new_item_events``, round robin.
-
-        A cold item's vector is all content (its tags and words), and those rows move with
-        every event on its genre; refreshed only by the catalogue-wide round robin it can stay
-        the vector it had on arrival (before anyone liked its genre) for n / 4 events."""
-        if not self.settings.new_item_events:
-            return range(0)
-        first = self._first_young()
-        young = len(self.catalogue) - first
-        if young <= 0:
-            return range(0)
-        start = first + self._young_cursor % young
-        stop = min(start + YOUNG_REFRESH, len(self.catalogue))
-        self._young_cursor += stop - start
-        return range(start, stop)
-
-    def _first_young(self) -> int:
-        """The first index id younger than ``new_item_events`` events (ids are in age order)."""
-        return self.catalogue.first_added_since(self.events - self.settings.new_item_events + 1)
-
-    def popularity_prior(self, ids: np.ndarray) -> np.ndarray:
-        """``popularity_prior * log(1 + trending count)`` per item, added to the item bias:
-        a blend of the model's logit with what is popular now, still an inner product."""
-        weight = self.settings.popularity_prior
-        if not weight:
-            return np.zeros(len(ids), np.float32)
-        counts = self.popularity.counts()
-        trend = np.fromiter((counts.get(int(i), 0.0) for i in ids), np.float64, len(ids))
-        # Optimism for new items: an item younger than new_item_events events counts at least
-        # as the median item, so that a cold-start item gets shown and can earn its own count.
-        if counts and self.settings.new_item_events:
-            young = ids >= self._first_young()
-            if young.any():
-                trend[young] = np.maximum(trend[young], float(np.median(list(counts.values()))))
-        return (weight * np.log1p(trend)).astype(np.float32)
+    @property
+    def index(self) -> ItemIndex:
+        """The index of item vectors (kept by :attr:`upkeep`)."""
+        return self.upkeep.index
 
     def score(self, user: str, context: dict[str, str], item: int) -> float:
         """The ranking score the index orders by: the model's logit plus the popularity prior."""
-        prior = float(self.popularity_prior(np.array([item]))[0])
+        prior = float(self.upkeep.prior(np.array([item]), self.events)[0])
         query = self.query_features(user, context)
         return self.model.score(query, self.catalogue.features(item)) + prior
 
@@ -406,19 +345,6 @@ class Engine:
         left out of the model until they recur: no rows for users seen once)."""
         least = self.settings.user_min_events
         return least <= 1 or len(self.users.history(user)) + 1 >= least
-
-    def _maybe_switch_to_large_index(self) -> None:
-        """``auto``: past ``large_index_min_items`` items, move to the approximate backend."""
-        s = self.settings
-        if s.index_backend != "auto" or not isinstance(self.index, ExactIndex):
-            return
-        if len(self.index) < s.large_index_min_items:
-            return
-        large = make_index("auto", self.model.dim, len(self.index), s.large_index_min_items)
-        large.upsert(*self.index.all_items())  # findable at once; it builds meanwhile
-        self.index = large
-        for strategy in self._personal:
-            strategy.index = large
 
     def _negatives(self, history: Container[int], item: int) -> list[int]:
         exclude = _Union(history, item, self.catalogue.retired)

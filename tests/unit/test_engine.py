@@ -129,7 +129,7 @@ def test_the_personal_order_is_the_engines_score_order():
     proposed = e.recommender.proposals([Request("u0", {"device": "tv"}, 99.0)])[personal][0]
     listed = [e.catalogue.item_of(i) for i, _ in proposed]
     assert len(listed) == 6 - len(e.users.history("u0")) > 0
-    e.refresh_items(range(len(e.catalogue)), events=0)  # the index exactly as of now
+    e.upkeep.refresh(range(len(e.catalogue)), 0, e.events)  # the index exactly as of now
     scores = {item: e.score("u0", {"device": "tv"}, e.catalogue.id_of(item)) for item in listed}
     assert listed == sorted(listed, key=lambda item: -scores[item])
 
