@@ -116,7 +116,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
 
         @app.timer(settings.snapshot_interval_s)
         async def take_snapshot() -> None:
-            work.snapshot()
+            work.snapshot_when_idle()
 
     telemetry, health = web.watch(app, work, settings)
     if settings.web_enabled:

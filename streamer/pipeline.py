@@ -114,9 +114,30 @@ class Pipeline:
         self._popular_due = self._similar_due = 0.0
         self.batch_observers: list[BatchObserver] = []  # e.g. the Prometheus histograms
         self.published_observers: list[Callable[[Sequence[RecList]], None]] = []  # the lists
+        self._in_batch = 0  # batches in progress (one per agent at most)
+        self._snapshot_due = False
 
     async def handle(self, kind: str, messages: Sequence[Message]) -> None:
         """Process messages of one topic kind (``clicks``, ``contexts`` or ``items``)."""
+        self._in_batch += 1  # a snapshot asked for meanwhile waits for the batch's end
+        try:
+            await self._handle(kind, messages)
+        finally:
+            self._in_batch -= 1
+            if self._snapshot_due and not self._in_batch:
+                self._snapshot_due = False
+                self.snapshot()
+
+    def snapshot_when_idle(self) -> None:
+        """A snapshot now, or at the end of the batches in progress: never between a batch's
+        offsets advancing and its dead letters sent (a crash then would lose them: the
+        snapshot's offsets are past the events, their letters never went out)."""
+        if self._in_batch:
+            self._snapshot_due = True
+        else:
+            self.snapshot()
+
+    async def _handle(self, kind: str, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
         decode = self._decoders[kind]
         events: list[Event] = []

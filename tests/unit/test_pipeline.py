@@ -108,3 +108,26 @@ def test_a_dead_letter_that_fails_to_send_is_retried_then_counted(fake_redis):
     assert len(attempts) == 3 + 4  # every attempt made, then counted (and logged)
     assert pipeline.stats.dead_letters == 1 and pipeline.stats.dead_letter_failures == 1
     assert pipeline.report()["dead_letter_failures"] == 1
+
+
+def test_a_snapshot_asked_for_during_a_batch_waits_for_its_dead_letters(fake_redis, tmp_path):
+    """The snapshot timer can fire while a batch awaits its dead letters: the snapshot must
+    not hold offsets past events whose letters were not sent yet."""
+    sent = []
+    snapshots = tmp_path / "snapshots"
+
+    async def send(key, value):
+        pipeline.snapshot_when_idle()  # the timer, firing while this letter is on its way
+        assert not snapshots.exists() or not list(snapshots.rglob("*.npz"))
+        sent.append(value)
+
+    settings = Settings(n_factors=4, top_k=3, state_dir=str(tmp_path))
+    pipeline = Pipeline(settings, RedisSink(fake_redis, "t:"), send)
+    good = message("clicks", {"user": "u", "item": "i"})
+    batch = [message("clicks", b"not json", offset=0), good]
+    asyncio.run(pipeline.handle("clicks", batch))
+    assert len(sent) == 1
+    written = list(snapshots.rglob("*.npz"))
+    assert len(written) == 1  # taken once the batch was done, letters sent
+    pipeline.snapshot_when_idle()  # between batches: at once
+    assert len(list(snapshots.rglob("*.npz"))) == 2
