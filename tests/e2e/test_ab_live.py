@@ -17,9 +17,11 @@ from streamer.replay.producer import replay
 from streamer.replay.record import LogRecord
 
 from .conftest import (
+    CHROMIUM,
     create_topics,
     free_port,
     http_get,
+    launch_chromium,
     metric_samples,
     movielens,
     progress,
@@ -104,6 +106,17 @@ def test_each_arm_serves_its_users_and_is_credited_with_their_clicks(stack):
             assert figures["users"] > 0 and figures["stale_clicks"] == 0
             low, high = figures["hit_rate_ci95"]
             assert low <= figures["hit_rate"] <= high
+        if CHROMIUM:  # the dashboard shows the arms as /metrics counts them
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as p:
+                browser = launch_chromium(p)
+                page = browser.new_page()
+                page.goto(base + "/dashboard")
+                page.wait_for_selector("#ab tr:nth-child(3)")
+                cells = [page.inner_text(f"#ab tr:nth-child({n}) td:nth-child(3)") for n in (2, 3)]
+                assert [float(c) for c in cells] == lists_by_arm
+                browser.close()
         _stop(process)  # SIGTERM: a final snapshot of both arms
         process = start_worker(settings, log)
         # what the set-up logged (before Faust's logging was up) is logged once it runs

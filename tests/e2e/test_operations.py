@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import signal
 import subprocess
 import uuid
@@ -18,9 +17,11 @@ from kafka import KafkaProducer
 from streamer.replay.producer import replay
 
 from .conftest import (
+    CHROMIUM,
     create_topics,
     free_port,
     http_get,
+    launch_chromium,
     metric_samples,
     movielens,
     progress,
@@ -32,7 +33,6 @@ pytestmark = pytest.mark.e2e
 
 RATINGS = 3000
 BAD = 200
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -141,18 +141,12 @@ def test_the_dashboard_in_a_real_browser(served):
     settings, base, sent, ratings, out = served
     user = json.loads(ratings[-1].payload())["user"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-            ],
-        )  # fmt: skip
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(base + "/dashboard")
         page.wait_for_function("document.getElementById('status').textContent === 'live'")
         assert page.inner_text("#catalogue") == str(sent["items"])
+        assert not page.is_visible("#ab-section")  # no arms here
         first = int(page.inner_text("#events"))
         assert first >= sent["items"] + sent["clicks"] + sent["bad"]
         page.fill("#user-input", user)
