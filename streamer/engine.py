@@ -28,6 +28,7 @@ from streamer.recommender import PopList, RecList, Recommender, Request, SimList
 from streamer.settings import Settings
 from streamer.strategies import CoCounts, FreshItems, ItemKNN, Observation, Personal
 from streamer.strategies.factory import make_strategies
+from streamer.strategies.neural import Neural
 from streamer.users import UserState
 
 Event = Click | ContextEvent | ItemEvent
@@ -85,7 +86,12 @@ class Engine:
         set_threads(settings.faiss_threads)
         self.upkeep = IndexUpkeep(settings, self.model, self.catalogue, self.popularity, index)
         self.strategies = make_strategies(
-            settings, self.model, self.upkeep.index, self.popularity, self.query_features
+            settings,
+            self.model,
+            self.upkeep.index,
+            self.popularity,
+            self.query_features,
+            self.catalogue.features,
         )
         self.recommender = Recommender(
             settings,
@@ -99,6 +105,7 @@ class Engine:
         self._window = max(settings.knn_window, settings.knn_last)
         # strategies the engine feeds beyond learn(): new items, and the index when it moves
         self._fresh = [s for s in self.strategies if isinstance(s, FreshItems)]
+        self._neural = [s for s in self.strategies if isinstance(s, Neural)]
         self.upkeep.personal = [s for s in self.strategies if isinstance(s, Personal)]
         self._popular_cache: dict[str, list[int]] = {}
         self.events = 0
@@ -296,6 +303,8 @@ class Engine:
         self.model.forget_item(self.catalogue.features(item))
         for counts in self._counts:
             counts.forget_item(item)
+        for neural in self._neural:
+            neural.forget_item(item)
         self.expired_items += 1
 
     def _new_items(self, ids: range) -> None:

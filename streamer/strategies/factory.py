@@ -12,11 +12,12 @@ from streamer.settings import Settings
 from streamer.strategies.base import Strategy
 from streamer.strategies.fresh import FreshItems
 from streamer.strategies.item_knn import CoCounts, ItemKNN
+from streamer.strategies.neural import ItemFeatures, Neural
 from streamer.strategies.personal import Personal, QueryFeatures
 from streamer.strategies.popular import PopularInContext
 from streamer.strategies.recent import RecentItems
 
-NAMES = ("personal", "similar", "near", "recent", "popular", "fresh")
+NAMES = ("personal", "similar", "near", "recent", "popular", "fresh", "neural")
 
 
 def make_strategies(
@@ -25,6 +26,7 @@ def make_strategies(
     index: ItemIndex,
     popularity: Popularity[int],
     query_features: QueryFeatures,
+    item_features: ItemFeatures,
 ) -> list[Strategy]:
     """One strategy per name in ``settings.strategies``, in that order."""
     unknown = set(settings.strategies) - set(NAMES)
@@ -40,5 +42,6 @@ def make_strategies(
         "recent": RecentItems,
         "popular": lambda: PopularInContext(popularity=popularity, name="popular"),
         "fresh": lambda: FreshItems(settings.fresh_items, max_age=settings.new_item_events),
+        "neural": lambda: Neural(item_features, seed=settings.seed),
     }
     return [build[name]() for name in settings.strategies]

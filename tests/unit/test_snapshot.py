@@ -51,12 +51,17 @@ def _run(engine: Engine, events: list[Click | ItemEvent], batch: int = 50) -> li
 SETTINGS = Settings(n_factors=6, top_k=5, candidates=10, new_item_events=100)
 
 
-# and with users, or items, expiring across the snapshot
-@pytest.mark.parametrize(("ttl", "item_ttl"), [(0.0, 0.0), (150.0, 0.0), (0.0, 120.0)])
+# and with users, or items, expiring across the snapshot; and with the neural strategy
+@pytest.mark.parametrize(
+    ("ttl", "item_ttl", "extra"),
+    [(0.0, 0.0, ()), (150.0, 0.0, ()), (0.0, 120.0, ()), (0.0, 120.0, ("neural",))],
+)
 def test_a_restored_engine_goes_on_exactly_as_the_uninterrupted_one(
-    tmp_path: Path, ttl: float, item_ttl: float
+    tmp_path: Path, ttl: float, item_ttl: float, extra: tuple[str, ...]
 ) -> None:
-    settings = dataclasses.replace(SETTINGS, user_ttl_s=ttl, item_ttl_s=item_ttl)
+    settings = dataclasses.replace(
+        SETTINGS, user_ttl_s=ttl, item_ttl_s=item_ttl, strategies=SETTINGS.strategies + extra
+    )
     events = _events(1200)
     half = 700  # a batch boundary
     whole = Engine(settings)

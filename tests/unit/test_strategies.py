@@ -18,6 +18,7 @@ from streamer.strategies import (
     RecentItems,
     Strategy,
 )
+from streamer.strategies.neural import Neural
 
 ITEMS = 40
 
@@ -29,6 +30,7 @@ def _standalone():
         PopularInContext(),
         PopularInContext(global_only=True),
         FreshItems(window=15, cold=10_000),
+        Neural(lambda i: {f"item={i}": 1.0, f"group={i // 10}": 0.7}, batch=16, seed=1),
     ]
 
 
@@ -47,7 +49,7 @@ def _stream(n=600, seed=0):
         yield str(user), group * 10 + rng.randrange(10), f"device={'tv' if user % 2 else 'pc'}"
 
 
-@pytest.mark.parametrize("make", [*(lambda s=s: s for s in range(5)), None])
+@pytest.mark.parametrize("make", [*(lambda s=s: s for s in range(6)), None])
 def test_every_strategy_keeps_the_contract(make):
     if make is None:
         strategy, engine = _personal()
