@@ -17,6 +17,15 @@ class SearchResult(NamedTuple):
     scores: np.ndarray  # (n_queries, k) float32
     ids: np.ndarray  # (n_queries, k) int64
 
+    def row(self, n: int) -> list[tuple[int, float]]:
+        """Query ``n``'s results as ``(id, score)``, best first, without the padding.
+
+        >>> SearchResult(np.array([[2.0, -np.inf]]), np.array([[7, -1]])).row(0)
+        [(7, 2.0)]
+        """
+        valid = self.ids[n] >= 0
+        return list(zip(self.ids[n][valid].tolist(), self.scores[n][valid].tolist(), strict=True))
+
 
 class ItemIndex(Protocol):
     """Maximum inner product search over item vectors, keyed by item id."""

@@ -7,8 +7,9 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
-from streamer.settings import Settings
+from streamer.settings import Settings, parse_pairs
 
 DEFAULT_DATASET = Path("../shared/datasets/movielens-100k")
 
@@ -101,19 +102,12 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def parse_pairs(text: str) -> dict[str, str]:
-    """``a=1,b=2`` as a dict.
-
-    >>> parse_pairs("device=tv, location=home")
-    {'device': 'tv', 'location': 'home'}
-    """
-    pairs = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise SystemExit(f"expected key=value, got {part!r}")
-        pairs[key.strip()] = value.strip()
-    return pairs
+def _pairs(text: str) -> dict[str, str]:
+    """``a=1,b=2`` from the command line; a malformed pair ends the command with its reason."""
+    try:
+        return parse_pairs(text)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
@@ -148,7 +142,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from streamer.replay.sources import LogError
 
     try:
-        records = open_log(args.log, parse_pairs(args.columns), args.type)
+        records = open_log(args.log, _pairs(args.columns), args.type)
         summary = replay(
             records, settings, args.speed, args.rate, args.limit, progress=not args.no_progress
         )
@@ -169,7 +163,7 @@ def cmd_recommend(settings: Settings, args: argparse.Namespace) -> int:
         client,
         args.user,
         args.k,
-        parse_pairs(args.context),
+        _pairs(args.context),
         settings.redis_prefix,
         settings.pop_context_keys,
     )
@@ -200,9 +194,7 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     if args.ope:
         return _evaluate_ope(args)
     try:
-        records = itertools.islice(
-            open_log(args.log, parse_pairs(args.columns), args.type), args.limit
-        )
+        records = itertools.islice(open_log(args.log, _pairs(args.columns), args.type), args.limit)
         result = run_evaluation(records, settings, args.batch_size, progress=not args.no_progress)
     except LogError as exc:
         print(f"streamrec evaluate: {exc}", file=sys.stderr)
@@ -226,37 +218,35 @@ def _evaluate_ope(args: argparse.Namespace) -> int:
     except (OSError, KeyError, ValueError) as exc:
         print(f"streamrec evaluate --ope: {args.log}: {exc}", file=sys.stderr)
         return 2
-    table = obd_table(result)
-    print(table)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
-    if args.report:
-        args.report.mkdir(parents=True, exist_ok=True)
-        (args.report / "ope.md").write_text(f"# Off-policy evaluation: {args.log}\n\n{table}\n")
-        print(f"wrote {args.report / 'ope.md'}")
-    return 0
+    return _print_and_write(args, result, obd_table(result), "ope.md", "Off-policy evaluation")
 
 
 def _evaluate_ab(settings: Settings, args: argparse.Namespace) -> int:
     import itertools
 
     from streamer.evaluation.ab import ab_table, run_ab
-    from streamer.evaluation.report import write_json
     from streamer.replay import open_log
 
     changes = ab_changes(args.ab)
-    records = itertools.islice(open_log(args.log, parse_pairs(args.columns), args.type), args.limit)
+    records = itertools.islice(open_log(args.log, _pairs(args.columns), args.type), args.limit)
     result = run_ab(records, settings, changes, args.ab_share, args.batch_size)
-    table = ab_table(result)
+    return _print_and_write(args, result, ab_table(result), "ab.md", "A/B")
+
+
+def _print_and_write(
+    args: argparse.Namespace, result: dict[str, Any], table: str, name: str, title: str
+) -> int:
+    """Print ``table``; write ``result`` to ``--json`` and the table to ``--report``/``name``."""
+    from streamer.evaluation.report import write_json
+
     print(table)
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}")
     if args.report:
         args.report.mkdir(parents=True, exist_ok=True)
-        (args.report / "ab.md").write_text(f"# A/B: {args.log}\n\n{table}\n")
-        print(f"wrote {args.report / 'ab.md'}")
+        (args.report / name).write_text(f"# {title}: {args.log}\n\n{table}\n")
+        print(f"wrote {args.report / name}")
     return 0
 
 

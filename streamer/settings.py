@@ -146,12 +146,7 @@ class Settings:
         {'top_k': 5, 'web_enabled': False}
         """
         label = f"{PREFIX}{name}" if name.isupper() else name
-        pairs = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            key, sep, value = part.partition("=")
-            if not sep:
-                raise ValueError(f"{label}: expected name=value, got {part!r}")
-            pairs[key.strip()] = value.strip()
+        pairs = parse_pairs(text, label)
         types = {f.name: f.type for f in dataclasses.fields(cls)}
         unknown = sorted(set(pairs) - set(types) | set(pairs) & set(forbidden))
         if unknown:
@@ -210,6 +205,21 @@ class Settings:
     @property
     def topics(self) -> tuple[str, str, str, str]:
         return (self.topic_clicks, self.topic_contexts, self.topic_items, self.topic_dead_letters)
+
+
+def parse_pairs(text: str, what: str = "") -> dict[str, str]:
+    """``a=1,b=2`` as a dict (``what``: where the text came from, for the error).
+
+    >>> parse_pairs("device=tv, location=home")
+    {'device': 'tv', 'location': 'home'}
+    """
+    pairs = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"{what + ': ' if what else ''}expected key=value, got {part!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def _parse(key: str, raw: str, type_name: object) -> Any:

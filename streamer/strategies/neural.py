@@ -143,9 +143,5 @@ class Neural:
         exclude = [queries[n].exclude for n in known]
         result = search_excluding(search, vectors, min(k, len(ids)), exclude, len(ids))
         for row, n in enumerate(known):
-            valid = result.ids[row] >= 0
-            out[n] = [
-                (int(i), float(s))
-                for i, s in zip(result.ids[row][valid], result.scores[row][valid], strict=True)
-            ]
+            out[n] = result.row(row)
         return out

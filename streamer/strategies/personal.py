@@ -39,9 +39,5 @@ class Personal:
         )
         result = self.index.search(vectors, k, exclude=[queries[n].exclude for n in known])
         for row, n in enumerate(known):
-            valid = result.ids[row] >= 0
-            out[n] = [
-                (int(i), float(s))
-                for i, s in zip(result.ids[row][valid], result.scores[row][valid], strict=True)
-            ]
+            out[n] = result.row(row)
         return out
