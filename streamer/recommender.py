@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from streamer.catalogue import Catalogue
-from streamer.diversity import Diversifier
-from streamer.policy import Blend, activity
+from streamer.diversity import Calibrator, Diversifier, tag_distribution
+from streamer.policy import Blend, Rerank, activity
 from streamer.popularity import Popularity, context_key
 from streamer.settings import Settings
 from streamer.strategies import FreshItems, ItemKNN, Personal, Query, Scored, Strategy
@@ -21,6 +21,8 @@ from streamer.users import UserState
 SEEN_ITEMS = ("exclude", "allow", "policy")
 #: How high the model must rank a fresh item for the user for it to get a slot.
 COLD_START_RANK = 5
+#: The user's last items whose tags a calibrated list follows.
+CALIBRATION_HISTORY = 50
 
 
 def _entries(items: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
@@ -141,6 +143,19 @@ class Recommender:
             seed=settings.seed,
         )
 
+    def _reranker(self, user: str) -> Rerank | None:
+        """The diversity re-ranker, or a calibrating one for ``user``'s history, or None."""
+        if not self.settings.calibration:
+            return self.rerank
+        recent = self.users.recent(user, CALIBRATION_HISTORY)
+        target = tag_distribution([self.catalogue.tags.get(i, ()) for i in recent])
+        if not target:
+            return None
+        return Calibrator(self.settings.calibration, target, self._tags_of)
+
+    def _tags_of(self, item: int) -> Sequence[str]:
+        return self.catalogue.tags.get(item, ())
+
     def _popularity_of(self, items: np.ndarray) -> np.ndarray:
         """The items' (decayed) counts of positives, overall."""
         counts = self.popularity.counts()
@@ -193,7 +208,7 @@ class Recommender:
                 [lists[n] for lists in proposals],
                 self.k,
                 activity(len(self.users.history(request.user))),
-                self.rerank,
+                self._reranker(request.user),
             )
             items, strategies = self._cold_start(fused.items, fused.strategies, proposals, n)
             out.append(

@@ -86,6 +86,7 @@ class Settings:
     strategies: tuple[str, ...] = ("personal", "similar", "near", "recent", "popular", "fresh")
     seen_items: str = "policy"  # exclude | allow | policy (re-consumption when it pays)
     diversity: float = 0.0  # MMR lambda over the fused candidates (0: the policy's order)
+    calibration: float = 0.0  # Steck's lambda: tag shares of the list vs the history (0: off)
     knn_last: int = 10  # item-kNN scores over the user's last N items
     knn_decay: float = 0.8  # each step back weighs this times the next one (1: all the same)
     knn_window: int = 50  # "similar": co-occurrences counted within a user's last N items
@@ -123,6 +124,11 @@ class Settings:
         if not 0.0 <= self.ab_share <= 1.0:
             raise ValueError(f"{PREFIX}AB_SHARE={self.ab_share}: expected 0 to 1")
         self.ab_changes()  # arm b's settings parse, or a clear error now
+        for name in ("diversity", "calibration"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{PREFIX}{name.upper()}={getattr(self, name)}: expected 0 to 1")
+        if self.diversity and self.calibration:
+            raise ValueError(f"{PREFIX}DIVERSITY and {PREFIX}CALIBRATION: one re-ranker at a time")
 
     def ab_changes(self) -> dict[str, Any]:
         """Arm b's settings (``ab``), typed as the settings are.

@@ -12,7 +12,7 @@ from streamer.engine import Engine
 from streamer.events import Click, ItemEvent
 from streamer.settings import Settings
 
-SETTINGS = Settings(n_factors=4, top_k=5, candidates=10, seed=2)
+SETTINGS = Settings(n_factors=4, top_k=5, candidates=20, seed=2)
 
 
 def _stream(seed: int = 0) -> list[ItemEvent | Click]:
@@ -56,3 +56,28 @@ def test_diversity_spreads_the_lists_over_the_catalogue() -> None:
     assert after["coverage"] > before["coverage"]
     assert after["gini"] < before["gini"]
     assert after["intra_list_diversity"] > before["intra_list_diversity"]
+
+
+def test_calibration_gives_a_user_their_own_mix_of_tags() -> None:
+    """A third of the users watch comedy, the rest drama; this user 70% drama, then 30%
+    comedy: by relevance their list follows their latest items (70% comedy); calibrated, it
+    comes back towards their 30%."""
+    events: list[ItemEvent | Click] = [
+        ItemEvent(item=f"{kind}{i}", ts=0.0, tags=[kind]) for kind in ("d", "c") for i in range(30)
+    ]
+    rng = np.random.default_rng(1)
+    for t in range(1500):
+        user = int(rng.integers(60))
+        item = f"{'c' if user < 20 else 'd'}{rng.integers(30)}"
+        events.append(Click(user=f"u{user}", item=item, type="click", ts=t + 1.0))
+    for n in range(10):
+        item = f"d{n}" if n < 7 else f"c{n}"
+        events.append(Click(user="me", item=item, type="click", ts=2000.0 + n))
+    shares = {}
+    for lam in (0.0, 0.9):
+        engine = Engine(dataclasses.replace(SETTINGS, top_k=10, calibration=lam))
+        for at in range(0, len(events), 50):
+            out = engine.process(events[at : at + 50])
+        (mine,) = [r for r in out.lists if r.user == "me"]
+        shares[lam] = sum(item.startswith("c") for item, _ in mine.items) / len(mine.items)
+    assert shares[0.0] >= 0.5 and abs(shares[0.9] - 0.3) < abs(shares[0.0] - 0.3), shares
