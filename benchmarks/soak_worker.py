@@ -1,6 +1,7 @@
 """Memory of a real worker over a long stream at 80% of its measured maximum, expiry on.
 
     python -m benchmarks.soak_worker [--events 1000000] [--ttl 3600] [--share 0.8] [--log PATH]
+                                     [--restarts 10]
 
 On its own local stack: the synthetic stream of ``benchmarks.soak`` (ever new users, each active
 for three events; items Zipf(1.1) over a window of 10,000 that slides by one new item every 100
@@ -10,14 +11,16 @@ pre-produced events; then ``--events`` more are produced at ``--share`` of it (i
 20,000, each flushed; kafka-python in this process, which may not reach the rate asked: the
 achieved rate is reported) while the worker's RSS is sampled every 10 s. Prints JSON: the
 rates, RSS against events learned, and the growth of RSS after warm-up (from 20% of the events
-to the last sample).
+to the last sample). The worker runs supervised: when it exits 1 (its stall exit,
+docs/reliability.md) it is started again, resuming from its snapshot, up to ``--restarts``
+times; "learned" is the engine's count of interactions learned (restored with the snapshot),
+so at the end it equals what was produced if nothing was lost or learned twice.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 import threading
 import time
@@ -55,15 +58,25 @@ def main() -> None:
     parser.add_argument("--ttl", type=float, default=3600.0)
     parser.add_argument("--share", type=float, default=0.8)
     parser.add_argument("--log", type=Path, help="keep the worker's log here")
+    parser.add_argument("--restarts", type=int, default=10, help="as a supervisor would")
     args = parser.parse_args()
     with local_stack() as base, tempfile.TemporaryDirectory() as logs:
-        settings = fresh(base, user_ttl_s=args.ttl, item_ttl_s=args.ttl, web_enabled=False)
+        settings = fresh(
+            base,
+            user_ttl_s=args.ttl,
+            item_ttl_s=args.ttl,
+            web_enabled=False,
+            health_stall_s=15.0,
+            stall_exit_s=40.0,
+        )
         create_topics(settings.broker, settings.topics, settings.partitions)
         replay(stream(0, PROBE), settings, progress=False)
-        worker = Process(settings, "streamer.cli", Path(logs) / "worker.log")
+        runs = [Path(logs) / "worker-0.log"]
+        worker = Process(settings, "streamer.cli", runs[-1])
         window = worker.wait_events(PROBE, timeout=900)
         rate = args.share * window.events_per_s
         samples: list[tuple[float, int, float]] = []
+        restarts: list[tuple[float, int]] = []  # when, events learned just before
         done = threading.Event()
         produced = [PROBE]
 
@@ -74,28 +87,38 @@ def main() -> None:
                 produced[0] += sent.total
             done.set()
 
+        def learned_so_far() -> int:
+            # the engine's count of interactions learned: restored from the snapshot by a
+            # restarted worker (the messages counter starts again at 0)
+            return int(worker.progress().get("model_version", 0))
+
         threading.Thread(target=produce, daemon=True).start()
         started = time.monotonic()
-        stalled_since: float | None = None
+        last_move = started
         while True:
-            learned = int(worker.progress()["events"])
             now = time.monotonic()
+            if worker.process.poll() is not None:  # the supervisor: restart it (a stall exits 1)
+                if worker.process.returncode != 1 or len(restarts) >= args.restarts:
+                    raise RuntimeError(f"worker exited with {worker.process.returncode}")
+                restarts.append((round(now - started, 1), samples[-1][1] if samples else 0))
+                runs.append(Path(logs) / f"worker-{len(restarts)}.log")
+                worker = Process(settings, "streamer.cli", runs[-1])
+                last_move = now
+            learned = learned_so_far()
             samples.append((round(now - started, 1), learned, round(worker.rss_mb(), 1)))
+            if len(samples) > 1 and learned != samples[-2][1]:
+                last_move = now
             if done.is_set() and learned >= produced[0]:
                 break
-            if done.is_set() and len(samples) > 1 and samples[-2][1] == learned:
-                stalled_since = stalled_since or now
-                if now - stalled_since > 60:
-                    break  # reported: produced against learned
-            if worker.process.poll() is not None:
-                if args.log:
-                    shutil.copyfile(Path(logs) / "worker.log", args.log)
-                raise RuntimeError(f"worker exited with {worker.process.returncode}")
+            if now - last_move > 180:
+                break  # reported: produced against learned
             time.sleep(10.0)
         figures = worker.figures()
         worker.stop()
         if args.log:
-            shutil.copyfile(Path(logs) / "worker.log", args.log)
+            with args.log.open("wb") as out:
+                for run in runs:
+                    out.write(run.read_bytes())
     warm = next(rss for _, learned, rss in samples if learned >= PROBE + 0.2 * args.events)
     print(
         json.dumps(
@@ -103,6 +126,7 @@ def main() -> None:
                 "events": args.events,
                 "produced": produced[0],
                 "learned": samples[-1][1],
+                "restarts_s_learned": restarts,
                 "ttl_s": args.ttl,
                 "max_events_per_s": round(window.events_per_s),
                 "offered_events_per_s": round(rate),
