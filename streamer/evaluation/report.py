@@ -76,6 +76,37 @@ def write_json(result: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(slim, indent=1))
 
 
+def group_table(result: dict[str, Any]) -> str:
+    """HitRate and RMSE per user group (where the log names groups): streamrec, and per
+    metric the baseline best over the whole stream.
+
+    >>> mine = {"positives": 4, "hit_rate": 0.5, "ratings": 4, "rmse": 0.9}
+    >>> result = {"best_baselines": {"hit_rate": {"baseline": "pop"}, "rmse": {"baseline": "mf"}},
+    ...     "groups": {"streamrec": {"gender=F": mine}, "pop": {"gender=F": {"hit_rate": 0.25}},
+    ...                "mf": {"gender=F": {"rmse": 1.0}}}}
+    >>> print(group_table(result).splitlines()[2])
+    | gender=F | 4 | 0.5 | pop: 0.25 | 0.9 | mf: 1.0 |
+    """
+    groups = result["groups"]
+    best = result.get("best_baselines", {})
+    ranker = best.get("hit_rate", {}).get("baseline")
+    rater = best.get("rmse", {}).get("baseline")
+    lines = [
+        "| group | positives | streamrec HitRate | best list baseline | streamrec RMSE "
+        "| best rating baseline |",
+        "|---|---|---|---|---|---|",
+    ]
+    for group, mine in groups.get("streamrec", {}).items():
+        theirs = groups.get(ranker, {}).get(group, {}).get("hit_rate")
+        rated = groups.get(rater, {}).get(group, {}).get("rmse")
+        lines.append(
+            f"| {group} | {mine['positives']} | {mine.get('hit_rate', '-')} | "
+            f"{ranker}: {theirs if theirs is not None else '-'} | {mine.get('rmse', '-')} | "
+            f"{rater}: {rated if rated is not None else '-'} |"
+        )
+    return "\n".join(lines)
+
+
 def write_report(result: dict[str, Any], directory: Path, source: str) -> Path:
     """``report.md`` and its figures in ``directory``; returns the markdown's path."""
     import matplotlib
@@ -131,9 +162,14 @@ def write_report(result: dict[str, Any], directory: Path, source: str) -> Path:
         "HitRate/NDCG/MRR: was the chosen item in the list the user had just before the event "
         "(positives: clicks, purchases, ratings >= 4). Coverage: share of the catalogue ever "
         "listed. ILD: intra-list diversity (1 - tag Jaccard). Novelty: mean -log2 of an item's "
-        "share of users. Gini: concentration of recommendations over items (popularity bias).",
+        "share of users. Gini: concentration of recommendations over items (popularity bias). "
+        "Long-tail share: the share of the slots shown that went to items outside the short "
+        "head (the most popular items with 20% of the interactions); long-tail coverage: the "
+        "share of those items ever shown.",
         "",
     ]
+    if any(result.get("groups", {}).values()):
+        lines += ["## By user group", "", group_table(result), ""]
     lines += [f"![{p.stem}]({p.name})" for p in figures]
     path = directory / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -17,6 +17,7 @@ from streamer.evaluation.baselines import (
     river_baseline,
     river_biased_mf,
 )
+from streamer.evaluation.groups import GroupFigures, groups_of
 from streamer.evaluation.prequential import Prequential
 from streamer.events import Click, InvalidEvent, ItemEvent, Validator
 from streamer.popularity import context_key
@@ -69,6 +70,8 @@ class References:
         self.boards = {
             name: Scoreboard(Prequential(self.k), Prequential(self.k)) for name in self.names
         }
+        self.membership: dict[str, tuple[str, ...]] = {}  # user -> their groups
+        self.groups = {name: GroupFigures(self.membership, self.k) for name in self.names}
         self.history = UserState(settings.history_size)
         self._ids: dict[str, int] = {}
         self._items: list[str] = []
@@ -85,10 +88,14 @@ class References:
         """Predict with every reference model before any of them learns from ``event``."""
         rating = event.value if event.type == "rating" else None
         positive = self.is_positive(event)
+        if event.context:
+            self.membership[event.user] = groups_of(event.context)
         if rating is not None:
             for rater in self.raters:
+                predicted = rater.predict(event.user, event.item)
                 for board in self.boards[rater.name].boards(in_tail):
-                    board.ratings.update(rater.predict(event.user, event.item), rating)
+                    board.ratings.update(predicted, rating)
+                self.groups[rater.name].rating(event.user, predicted, rating)
         if positive:
             history = self.history.history(event.user)
             exclude: Collection[int] = (
@@ -103,8 +110,10 @@ class References:
                 self._ranked(ranker.name, event, [self._items[i] for i, _ in scored], in_tail)
         if in_tail and self.svd.fitted:
             if rating is not None:
+                predicted = self.svd.predict(event.user, event.item)
                 for board in self.boards[self.svd.name].boards(True):
-                    board.ratings.update(self.svd.predict(event.user, event.item), rating)
+                    board.ratings.update(predicted, rating)
+                self.groups[self.svd.name].rating(event.user, predicted, rating)
             if positive:
                 seen = {self._items[i] for i in self.history.history(event.user)}
                 self._ranked(self.svd.name, event, self.svd.top_k(event.user, self.k, seen), True)
@@ -135,6 +144,7 @@ class References:
         for board in self.boards[name].boards(in_tail):
             board.ranking.update(event.item, shown)
             board.audit.update(shown, self.counts, self.tags, self.users)
+        self.groups[name].positive(event.user, event.item, shown)
 
     def _bucket(self, event: Click) -> str:
         return context_key(event.context, self.settings.pop_context_keys)
@@ -208,6 +218,8 @@ def run_evaluation(
     engine.metrics.ratings.pairs = []
     refs = References(settings, engine.is_positive)
     boards = {MODEL: Scoreboard(engine.metrics, Prequential(settings.eval_k)), **refs.boards}
+    groups = {MODEL: GroupFigures(refs.membership, settings.eval_k), **refs.groups}
+    engine.observers.append(groups[MODEL])  # the engine's positives and ratings, by group
 
     batch: list[Event] = []
     seen = 0
@@ -260,6 +272,7 @@ def run_evaluation(
         "clamped": engine.model.clamped,
         "nonfinite": engine.model.nonfinite,
         "series": {name: b.series for name, b in boards.items()},
+        "groups": {name: figures.report() for name, figures in groups.items()},
         "pairs": engine.metrics.ratings.pairs,
         "recommended_counts": {
             engine.catalogue.item_of(int(i)): c for i, c in engine.metrics.audit.counts.items()

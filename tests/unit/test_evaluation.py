@@ -89,3 +89,21 @@ def test_evaluate_writes_the_report_with_its_figures(tmp_path):
     for figure in ("predicted_vs_actual", "rolling_rmse", "rolling_hit_rate", "popularity"):
         assert (out / f"{figure}.png").stat().st_size > 1000
     assert json.loads((tmp_path / "r.json").read_text())["best_baselines"]
+
+
+def test_accuracy_is_reported_by_user_group_for_every_model():
+    """Users carry a group in their events' context (as MovieLens' age and gender): every
+    model's positives and ratings split over the groups and add up to its totals."""
+    values = _log(1800)
+    for value in values:
+        if "user" in value:
+            value["context"] = {"gender": "F" if hash(value["user"]) % 2 else "M"}
+    result = run_evaluation(map(from_value, values), Settings(n_factors=4), progress=False)
+    for name, groups in result["groups"].items():
+        totals = result["models"][name]["all"]
+        assert set(groups) == {"gender=F", "gender=M"}, name
+        assert sum(g["positives"] for g in groups.values()) == totals["positives"], name
+        assert sum(g["ratings"] for g in groups.values()) == totals["ratings"], name
+        if totals["positives"]:
+            hits = sum(g["hit_rate"] * g["positives"] for g in groups.values() if g["positives"])
+            assert abs(hits / totals["positives"] - totals["hit_rate"]) < 1e-3, name
