@@ -36,8 +36,9 @@ from streamer.state_codec import StateError, decode, encode
 
 log = logging.getLogger(__name__)
 
-FORMAT = 5  # 2: parameter tables reuse rows; 3: a stacker per activity group; 4: the rating
-# model's neighbourhood, item expiry; 5: the neighbourhood's users in arrays
+FORMAT = 6  # 2: parameter tables reuse rows; 3: a stacker per activity group; 4: the rating
+# model's neighbourhood, item expiry; 5: the neighbourhood's users in arrays; 6: the index's
+# upkeep apart from the engine, the policy's rec_id prefix (A/B arms)
 #: Settings that do not change what the engine learns: a snapshot may be loaded under others.
 OPERATIONAL = frozenset(
     {
