@@ -19,7 +19,7 @@ from streamer.pipeline import Message, Pipeline, arm_b_path
 from streamer.publisher import RedisSink
 from streamer.security import faust_credentials, kafka_options, redis_options
 from streamer.settings import Settings
-from streamer.stack import timestamps_at
+from streamer.stack import UNANSWERED, timestamps_at
 
 log = logging.getLogger("streamrec")
 
@@ -135,7 +135,13 @@ def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pip
     stamps = {(t, p): ms for t, parts in saved.stamps.items() for p, ms in parts.items()}
     last = {(t, p): saved.offsets[t][p] - 1 for t, p in stamps}
     now = timestamps_at(settings.broker, last, kafka_options(settings))
-    changed = [f"{t}[{p}]" for (t, p), ms in stamps.items() if now[(t, p)] != ms]
+    unanswered = [f"{t}[{p}]" for (t, p) in stamps if now[(t, p)] == UNANSWERED]
+    changed = [f"{t}[{p}]" for (t, p), ms in stamps.items() if now[(t, p)] not in (ms, UNANSWERED)]
+    if unanswered and not changed:  # the learned state is kept: nothing says the log changed
+        log.warning(
+            "the broker did not serve %s at the snapshot's offsets: its log not checked",
+            ", ".join(unanswered),
+        )
     if changed:  # not the log it learned from (a memory-only broker restarted, topics remade)
         log.warning(
             "snapshot %s learned from another log than the broker's %s: starting afresh",

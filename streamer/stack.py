@@ -217,13 +217,19 @@ def create_topics(
         admin.close()
 
 
+#: What :func:`timestamps_at` gives for a partition whose broker did not answer in time.
+UNANSWERED = -1
+
+
 def timestamps_at(
     broker: str,
     positions: Mapping[tuple[str, int], int],
     security: Mapping[str, Any] | None = None,
 ) -> dict[tuple[str, int], int | None]:
-    """The Kafka timestamp (ms) of the message at each ``(topic, partition) -> offset``, None
-    where there is none (the log is shorter, or the topic is gone)."""
+    """The Kafka timestamp (ms) of the message at each ``(topic, partition) -> offset``; None
+    where there is none (the topic is gone, the partition is empty, or another message is
+    there: another log); ``UNANSWERED`` where the partition has messages but none came back
+    in time (a broker that stopped serving it: nothing can be said of its log)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
@@ -242,14 +248,17 @@ def timestamps_at(
             if partition not in (consumer.partitions_for_topic(topic) or set()):
                 continue
             tp = TopicPartition(topic, partition)
+            if not consumer.end_offsets([tp]).get(tp):
+                continue  # an empty partition: not the log the offset was read from
             consumer.assign([tp])
             consumer.seek(tp, offset)
+            found[(topic, partition)] = UNANSWERED
             deadline = time.monotonic() + 3.0
             while time.monotonic() < deadline:
                 batch = consumer.poll(timeout_ms=200).get(tp, [])
                 if batch:
-                    if batch[0].offset == offset:
-                        found[(topic, partition)] = int(batch[0].timestamp)
+                    stamp = int(batch[0].timestamp) if batch[0].offset == offset else None
+                    found[(topic, partition)] = stamp
                     break
     finally:
         consumer.close()

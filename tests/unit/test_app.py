@@ -60,3 +60,29 @@ def test_the_worker_connects_with_the_kafka_credentials_of_its_settings(fake_red
         ].conf.broker_credentials
         is None
     )
+
+
+def test_a_broker_that_does_not_answer_does_not_cost_the_snapshot(
+    fake_redis, tmp_path, monkeypatch
+):
+    """At start, the snapshot's last messages are read back to tell its log from another one
+    (a memory-only broker restarted): a broker that does not answer says nothing of its log,
+    so the learned state is kept; a different message there is another log."""
+    from streamer import app as app_module
+    from streamer import snapshot
+    from streamer.engine import Engine
+    from streamer.events import Click
+    from streamer.stack import UNANSWERED
+
+    settings = Settings(n_factors=4, state_dir=str(tmp_path))
+    engine = Engine(settings)
+    engine.process([Click(user="u", item="i", type="click", ts=1.0)])
+    snapshot.save(engine, {"clicks": {0: 10}}, settings.snapshot_path, stamps={"clicks": {0: 7}})
+    sink = RedisSink(fake_redis, "t:")
+    for answer, kept in ((UNANSWERED, True), (7, True), (8, False), (None, False)):
+        monkeypatch.setattr(app_module, "timestamps_at", lambda *a, answer=answer, **k: {
+            ("clicks", 0): answer
+        })  # fmt: skip
+        work = app_module._restored(settings, sink, lambda k, v: None)
+        assert (work.engine.events == 1) is kept, answer
+        assert (work.offsets == {"clicks": {0: 10}}) is kept, answer
