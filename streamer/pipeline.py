@@ -25,8 +25,9 @@ from streamer.stats import Stats
 log = logging.getLogger(__name__)
 
 DeadLetterSend = Callable[[bytes | None, bytes], Awaitable[Any]]
-#: Called after each batch with its topic kind, its seconds, and its events' freshness.
-BatchObserver = Callable[[str, float, list[float]], None]
+#: Called after each batch with its topic kind, its seconds, the seconds of its learning step
+#: (the engine: learn, refresh the index, recommend) and its events' freshness.
+BatchObserver = Callable[[str, float, float, list[float]], None]
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ class Pipeline:
         if with_similar:
             self._similar_due = now + self.settings.sim_publish_s
         batch_failed = False
+        learn_started = time.perf_counter()
         try:
             out = (self.arms or self.engine).process(events, with_popular, with_similar)
         except Exception:  # past the per-event stage (learning, index, recommending): log, go on
@@ -169,6 +171,7 @@ class Pipeline:
             self.stats.errors += 1
             out = BatchOutput()
             batch_failed = True
+        learn_seconds = time.perf_counter() - learn_started
         self._advance(messages)  # no await since process(): a snapshot sees both or neither
         for position, error in out.failed:  # one event's error is that event's dead letter
             self.stats.errors += 1
@@ -202,7 +205,7 @@ class Pipeline:
         )
         seconds = time.perf_counter() - started
         for observe in self.batch_observers:
-            observe(kind, seconds, fresh)
+            observe(kind, seconds, learn_seconds, fresh)
 
     async def _dead_letter(self, message: Message, reason: str) -> None:
         """Send ``message``'s dead letter, retried with backoff; a letter that cannot be sent

@@ -45,9 +45,10 @@ class Telemetry:
     ...     def report(self, advance=True): return {"catalogue": 3, "users": 2}
     ...     def model_report(self): return {"rmse": 0.9, "resets": 0}
     >>> fake = Fake()
-    >>> t = Telemetry(fake, highwater=lambda: {("clicks", 0): 8})
+    >>> high, done = {("clicks", 0): 8}, {("clicks", 0): 4}
+    >>> t = Telemetry(fake, highwater=lambda: high, committed=lambda: done)
     >>> fake.stats.observe(events=4, rejected=1, topic="clicks", learned=3)
-    >>> for observe in fake.batch_observers: observe("clicks", 0.004, [0.02, 0.03])
+    >>> for observe in fake.batch_observers: observe("clicks", 0.004, 0.003, [0.02, 0.03])
     >>> text = t.exposition().decode()
     >>> 'streamrec_events_total{outcome="learned",topic="clicks"} 3.0' in text
     True
@@ -55,15 +56,27 @@ class Telemetry:
     True
     >>> 'streamrec_freshness_seconds_count 2.0' in text
     True
+    >>> 'streamrec_consumer_committed_offset{partition="0",topic="clicks"} 4.0' in text
+    True
     """
 
     def __init__(
-        self, pipeline: Pipeline | Any, highwater: Callable[[], Offsets] | None = None
+        self,
+        pipeline: Pipeline | Any,
+        highwater: Callable[[], Offsets] | None = None,
+        committed: Callable[[], Offsets] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self.batch_seconds = Histogram(
             "streamrec_batch_seconds",
             "Time to process one micro-batch (decode, learn, recommend, publish)",
+            ["topic"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.learn_seconds = Histogram(
+            "streamrec_learn_seconds",
+            "Time of one micro-batch's learning step (learn, refresh the index, recommend)",
             ["topic"],
             buckets=BATCH_BUCKETS,
             registry=self.registry,
@@ -75,7 +88,7 @@ class Telemetry:
             registry=self.registry,
         )
         self.pipeline, self.highwater = pipeline, highwater or dict
-        self.registry.register(_Figures(pipeline, self.lags))
+        self.registry.register(_Figures(pipeline, self.lags, committed or dict))
         pipeline.batch_observers.append(self.observe_batch)
 
     def lags(self) -> dict[tuple[str, int], int]:
@@ -83,8 +96,11 @@ class Telemetry:
         consumer last saw it minus the pipeline's position (0 where it has none)."""
         return _lags(self.highwater(), self.pipeline.offsets)
 
-    def observe_batch(self, topic: str, seconds: float, freshness_s: list[float]) -> None:
+    def observe_batch(
+        self, topic: str, seconds: float, learn_seconds: float, freshness_s: list[float]
+    ) -> None:
         self.batch_seconds.labels(topic).observe(seconds)
+        self.learn_seconds.labels(topic).observe(learn_seconds)
         for value in freshness_s:
             self.freshness.observe(value)
 
@@ -96,8 +112,10 @@ class Telemetry:
 class _Figures:
     """A collector read at scrape time: the pipeline's counters and the model's figures."""
 
-    def __init__(self, pipeline: Any, lags: Callable[[], Offsets]) -> None:
-        self.pipeline, self.lags = pipeline, lags
+    def __init__(
+        self, pipeline: Any, lags: Callable[[], Offsets], committed: Callable[[], Offsets]
+    ) -> None:
+        self.pipeline, self.lags, self.committed = pipeline, lags, committed
 
     def describe(self) -> list[Metric]:
         return []  # collected at scrape time only (not during registration)
@@ -193,8 +211,16 @@ class _Figures:
                 position.add_metric([topic, str(partition)], offset)
         for (topic, partition), waiting in sorted(self.lags().items()):
             lag.add_metric([topic, str(partition)], waiting)
+        committed = GaugeMetricFamily(
+            "streamrec_consumer_committed_offset",
+            "Per assigned partition, the offset Faust last committed to the broker",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), offset in sorted(self.committed().items()):
+            committed.add_metric([topic, str(partition)], offset)
         yield position
         yield lag
+        yield committed
 
 
 def _arms(ab: Mapping[str, Any] | None) -> Iterator[Metric]:

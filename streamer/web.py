@@ -112,7 +112,9 @@ def watch(app: faust.App, work: Pipeline, settings: Settings) -> tuple[Telemetry
     """The worker's telemetry and health, and the heartbeat that acts on a stall (logs the
     consumer's flow state, exits 1 after ``stall_exit_s``): registered whether or not the web
     server is on."""
-    telemetry = Telemetry(work, highwater=lambda: _highwaters(app))
+    telemetry = Telemetry(
+        work, highwater=lambda: _highwaters(app), committed=lambda: _committed(app)
+    )
     health = Health(
         assigned=lambda: [(tp.topic, tp.partition) for tp in _assignment(app)],
         lag=lambda: sum(telemetry.lags().values()),
@@ -357,6 +359,15 @@ def _awaiting(coroutine: Any) -> list[str]:
         chain.append(f"{code.co_name} ({code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})")
         coroutine = getattr(coroutine, "cr_await", None) or getattr(coroutine, "gi_yieldfrom", None)
     return chain
+
+
+def _committed(app: faust.App) -> dict[tuple[str, int], int]:
+    """Per partition, the offset Faust last committed (its own record of it)."""
+    try:
+        found = dict(app.consumer._committed_offset)  # type: ignore[attr-defined]
+    except Exception:  # the consumer is not up yet, or another Faust version
+        return {}
+    return {(tp.topic, tp.partition): int(o) for tp, o in found.items() if o is not None}
 
 
 def _highwaters(app: faust.App) -> dict[tuple[str, int], int]:
