@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--ab-share", type=float, default=0.5, help="arm b's share of users")
     evaluate.add_argument(
+        "--curve",
+        default="",
+        help="a re-ranker's trade-off in the report: diversity=0,0.2,0.4 or calibration=0,0.3 "
+        "(one more engine pass over the log per value)",
+    )
+    evaluate.add_argument(
         "--ope",
         action="store_true",
         help="off-policy evaluation: LOG is the Open Bandit Dataset sample (obp 0.4.1's wheel, "
@@ -196,6 +202,8 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         records = itertools.islice(open_log(args.log, _pairs(args.columns), args.type), args.limit)
         result = run_evaluation(records, settings, args.batch_size, progress=not args.no_progress)
+        if args.curve:
+            result["curve"] = _curve(settings, args)
     except LogError as exc:
         print(f"streamrec evaluate: {exc}", file=sys.stderr)
         return 2
@@ -208,6 +216,26 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     if args.report:
         print(f"wrote {write_report(result, args.report, str(args.log))}")
     return 0
+
+
+def _curve(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """``--curve knob=v1,v2,...``: the re-ranker's trade-off over the same log."""
+    import itertools
+
+    from streamer.evaluation.curve import KNOBS, tradeoff
+    from streamer.evaluation.runner import decode
+    from streamer.replay import open_log
+
+    knob, _, values = args.curve.partition("=")
+    if knob not in KNOBS or not values:
+        raise SystemExit(f"--curve: expected {' or '.join(KNOBS)}=v1,v2,..., got {args.curve!r}")
+    try:
+        lams = [float(v) for v in values.split(",")]
+    except ValueError:
+        raise SystemExit(f"--curve: values must be numbers, got {values!r}") from None
+    records = itertools.islice(open_log(args.log, _pairs(args.columns), args.type), args.limit)
+    events, _ = decode(records, settings)
+    return {"knob": knob, "rows": tradeoff(events, settings, knob, lams, args.batch_size)}
 
 
 def _evaluate_ope(args: argparse.Namespace) -> int:

@@ -170,9 +170,42 @@ def write_report(result: dict[str, Any], directory: Path, source: str) -> Path:
     ]
     if any(result.get("groups", {}).values()):
         lines += ["## By user group", "", group_table(result), ""]
+    curve = result.get("curve")
+    if curve:
+        from streamer.evaluation.curve import curve_table
+
+        knob = curve["knob"]
+        figures.append(_curve(curve, directory / f"{knob}_tradeoff.png"))
+        lines += [
+            f"## The {knob} trade-off",
+            "",
+            f"One more prequential pass of the engine per value of `STREAMREC_{knob.upper()}`, "
+            "over the same events (miscalibration: over users, the KL divergence of their last "
+            "list's tag shares from their last 50 items'):",
+            "",
+            curve_table(curve["rows"], knob),
+            "",
+        ]
     lines += [f"![{p.stem}]({p.name})" for p in figures]
     path = directory / "report.md"
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _curve(curve: dict[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    rows, knob = curve["rows"], curve["knob"]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for metric, style in (("coverage", "o-"), ("gini", "s--"), ("intra_list_diversity", "^:")):
+        ax.plot([r["hit_rate"] for r in rows], [r[metric] for r in rows], style, label=metric)
+    for r in rows:
+        ax.annotate(f"{r[knob]:g}", (r["hit_rate"], r["coverage"]), fontsize=8)
+    ax.set(xlabel="HitRate@10", ylabel="value", title=f"streamrec: the {knob} trade-off")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
 
 

@@ -80,15 +80,24 @@ def test_evaluate_writes_the_report_with_its_figures(tmp_path):
                 str(out),
                 "--json",
                 str(tmp_path / "r.json"),
+                "--curve",
+                "diversity=0,0.8",
             ]
         )
         == 0
     )
     text = (out / "report.md").read_text()
     assert "best baseline" in text and MODEL in text
-    for figure in ("predicted_vs_actual", "rolling_rmse", "rolling_hit_rate", "popularity"):
+    figures = ("predicted_vs_actual", "rolling_rmse", "rolling_hit_rate", "popularity")
+    for figure in (*figures, "diversity_tradeoff"):
         assert (out / f"{figure}.png").stat().st_size > 1000
-    assert json.loads((tmp_path / "r.json").read_text())["best_baselines"]
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["best_baselines"]
+    # the curve's first pass is the run's own settings: the same HitRate as the run
+    plain, diverse = result["curve"]["rows"]
+    assert plain["hit_rate"] == result["models"][MODEL]["all"]["hit_rate"]
+    assert diverse["intra_list_diversity"] > plain["intra_list_diversity"]
+    assert "## The diversity trade-off" in text
 
 
 def test_accuracy_is_reported_by_user_group_for_every_model():

@@ -1,0 +1,91 @@
+"""The re-rankers' trade-off: one prequential pass of the engine per value of a setting
+(``diversity`` or ``calibration``), over the same events, HitRate against coverage, Gini,
+intra-list diversity, novelty and miscalibration (``streamrec evaluate --curve``,
+``benchmarks/diversity.py``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from streamer.diversity import tag_distribution
+from streamer.engine import Engine, Event
+from streamer.settings import Settings
+
+FIGURES = ("hit_rate", "ndcg", "coverage", "gini", "intra_list_diversity", "novelty_bits")
+KNOBS = ("diversity", "calibration")
+
+
+def miscalibration(engine: Engine, alpha: float = 0.01) -> float:
+    """Mean over users of KL(their last 50 items' tag shares || their last list's, mixed with
+    ``alpha`` of the former)."""
+    tags = engine.catalogue.tags
+    total, users = 0.0, 0
+    for user, shown in engine.shown.items():
+        target = tag_distribution([tags.get(i, ()) for i in engine.users.recent(user, 50)])
+        listed = tag_distribution([tags.get(i, ()) for i in shown])
+        if not target or not listed:
+            continue
+        total += sum(
+            p * math.log(p / ((1 - alpha) * listed.get(tag, 0.0) + alpha * p))
+            for tag, p in target.items()
+        )
+        users += 1
+    return round(total / users, 4) if users else float("nan")
+
+
+def tradeoff(
+    events: Sequence[Event],
+    settings: Settings,
+    knob: str,
+    values: Sequence[float],
+    batch_size: int = 1,
+    on_row: Callable[[dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """One row per value of ``knob``: the engine's prequential figures over ``events``."""
+    if knob not in KNOBS:
+        raise ValueError(f"curve of {knob!r}: expected one of {KNOBS}")
+    rows = []
+    for value in values:
+        changes: dict[str, Any] = {knob: value}
+        engine = Engine(dataclasses.replace(settings, **changes))
+        started = time.process_time()
+        for at in range(0, len(events), batch_size):
+            engine.process(events[at : at + batch_size])
+        report = engine.metrics_report()
+        row: dict[str, float] = {knob: value, **{k: float(report[k]) for k in FIGURES}}
+        row["miscalibration"] = miscalibration(engine)
+        row["cpu_us_per_event"] = round(1e6 * (time.process_time() - started) / len(events))
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return rows
+
+
+def curve_table(rows: Sequence[dict[str, float]], knob: str) -> str:
+    """The rows as markdown, HitRate and coverage also as ratios to the first row.
+
+    >>> rows = [{"diversity": 0.0, "hit_rate": 0.2, "coverage": 0.5, "gini": 0.9,
+    ...          "intra_list_diversity": 0.8, "novelty_bits": 2.0, "miscalibration": 0.9},
+    ...         {"diversity": 0.4, "hit_rate": 0.19, "coverage": 0.6, "gini": 0.8,
+    ...          "intra_list_diversity": 0.85, "novelty_bits": 2.1, "miscalibration": 0.8}]
+    >>> print(curve_table(rows, "diversity").splitlines()[-1])
+    | 0.4 | 0.1900 | 0.950 x | 0.6000 | 1.20 x | 0.8000 | 0.8500 | 2.100 | 0.8000 |
+    """
+    first = rows[0]
+    lines = [
+        f"| {knob} | HitRate@10 | vs first | coverage | vs first | Gini | ILD | novelty (bits) "
+        "| miscalibration |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r[knob]} | {r['hit_rate']:.4f} | {r['hit_rate'] / first['hit_rate']:.3f} x"
+            f" | {r['coverage']:.4f} | {r['coverage'] / first['coverage']:.2f} x"
+            f" | {r['gini']:.4f} | {r['intra_list_diversity']:.4f} | {r['novelty_bits']:.3f}"
+            f" | {r['miscalibration']:.4f} |"
+        )
+    return "\n".join(lines)
