@@ -18,6 +18,24 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 
+def _best(scores: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` best ``scores``, best first (ties: the earlier first)."""
+    return np.argsort(-scores, kind="stable")[:n]
+
+
+def _relevance(scores: np.ndarray) -> np.ndarray:
+    """``scores`` rescaled to [0, 1] (all 1 when they are all equal)."""
+    spread = float(scores.max() - scores.min())
+    return (scores - scores.min()) / spread if spread > 0 else np.ones(len(scores))
+
+
+def _kl(p: np.ndarray, q: np.ndarray, alpha: float) -> np.ndarray:
+    """``KL(p || (1 - alpha) q + alpha p)`` for each row of ``q`` (over ``p``'s support)."""
+    wanted = p > 0
+    mixed = (1.0 - alpha) * q[:, wanted] + alpha * p[wanted]
+    return (p[wanted] * np.log(p[wanted] / mixed)).sum(axis=1)
+
+
 def mmr(
     scores: np.ndarray,
     vectors: np.ndarray,
@@ -35,9 +53,8 @@ def mmr(
     n = len(scores)
     k = min(k, n)
     if lam <= 0.0 or n <= 1:
-        return np.argsort(-scores, kind="stable")[:k]
-    spread = float(scores.max() - scores.min())
-    relevance = (scores - scores.min()) / spread if spread > 0 else np.ones(n)
+        return _best(scores, k)
+    relevance = _relevance(scores)
     norms = np.linalg.norm(vectors, axis=1)
     unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
     similarity = unit @ unit.T
@@ -76,7 +93,7 @@ class Diversifier:
 
     def __call__(self, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         """Positions into ``items`` / ``scores``: the list of ``k``, best first."""
-        pool = np.argsort(-scores, kind="stable")[: self.pool_factor * k]
+        pool = _best(scores, self.pool_factor * k)
         if self.lam <= 0.0 or len(pool) <= 1:
             return pool[:k]
         popularity = self.popularity_of(items[pool]) if self.popularity_of else None
@@ -96,6 +113,22 @@ def tag_distribution(tags: Sequence[Sequence[str]]) -> dict[str, float]:
         for tag in item_tags:
             shares[tag] = shares.get(tag, 0.0) + 1.0 / len(item_tags) / len(tagged)
     return shares
+
+
+def miscalibration(
+    target: Mapping[str, float], listed: Mapping[str, float], alpha: float = 0.01
+) -> float:
+    """``KL(target || listed, mixed with alpha of target)``: what :func:`calibrate` lowers.
+
+    >>> miscalibration({"drama": 0.5, "comedy": 0.5}, {"drama": 0.5, "comedy": 0.5})
+    0.0
+    >>> round(miscalibration({"drama": 0.5, "comedy": 0.5}, {"drama": 1.0}), 3)
+    1.959
+    """
+    names = sorted(target)
+    p = np.array([target[name] for name in names])
+    q = np.array([[listed.get(name, 0.0) for name in names]])
+    return float(_kl(p, q, alpha)[0])
 
 
 def calibrate(
@@ -120,7 +153,7 @@ def calibrate(
     """
     n, k = len(scores), min(k, len(scores))
     if lam <= 0.0 or not target or n <= 1:
-        return np.argsort(-scores, kind="stable")[:k]
+        return _best(scores, k)
     names = sorted(set(target) | {t for item in tags for t in item})
     column = {name: c for c, name in enumerate(names)}
     shares = np.zeros((n, len(names)))
@@ -128,18 +161,14 @@ def calibrate(
         for tag in item_tags:
             shares[row, column[tag]] += 1.0 / len(item_tags)
     p = np.array([target.get(name, 0.0) for name in names])
-    wanted = p > 0
-    spread = float(scores.max() - scores.min())
-    relevance = (scores - scores.min()) / spread if spread > 0 else np.ones(n)
+    relevance = _relevance(scores)
     placed = np.zeros(n, bool)
     total = np.zeros(len(names))  # the placed items' tag shares, summed
     gained = 0.0
     order = np.empty(k, np.int64)
     for at in range(k):
         q = (total + shares) / (at + 1)  # each candidate's list, were it placed next
-        q = (1.0 - alpha) * q + alpha * p
-        kl = (p[wanted] * np.log(p[wanted] / q[:, wanted])).sum(axis=1)
-        gain = (1.0 - lam) * (gained + relevance) - lam * kl
+        gain = (1.0 - lam) * (gained + relevance) - lam * _kl(p, q, alpha)
         gain[placed] = -np.inf
         best = int(np.argmax(gain))
         order[at], placed[best] = best, True
@@ -162,6 +191,6 @@ class Calibrator:
         self.lam, self.target, self.tags_of, self.pool_factor = lam, target, tags_of, pool_factor
 
     def __call__(self, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-        pool = np.argsort(-scores, kind="stable")[: self.pool_factor * k]
+        pool = _best(scores, self.pool_factor * k)
         tags = [self.tags_of(int(i)) for i in items[pool]]
         return pool[calibrate(scores[pool], tags, self.target, k, self.lam)]

@@ -147,11 +147,16 @@ class Recommender:
         """The diversity re-ranker, or a calibrating one for ``user``'s history, or None."""
         if not self.settings.calibration:
             return self.rerank
-        recent = self.users.recent(user, CALIBRATION_HISTORY)
-        target = tag_distribution([self.catalogue.tags.get(i, ()) for i in recent])
+        target = self.tag_target(user)
         if not target:
             return None
         return Calibrator(self.settings.calibration, target, self._tags_of)
+
+    def tag_target(self, user: str) -> dict[str, float]:
+        """The tag shares of ``user``'s last ``CALIBRATION_HISTORY`` items: what a calibrated
+        list follows."""
+        recent = self.users.recent(user, CALIBRATION_HISTORY)
+        return tag_distribution([self._tags_of(i) for i in recent])
 
     def _tags_of(self, item: int) -> Sequence[str]:
         return self.catalogue.tags.get(item, ())

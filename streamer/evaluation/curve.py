@@ -6,12 +6,11 @@ intra-list diversity, novelty and miscalibration (``streamrec evaluate --curve``
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streamer.diversity import tag_distribution
+from streamer.diversity import miscalibration, tag_distribution
 from streamer.engine import Engine, Event
 from streamer.settings import Settings
 
@@ -19,21 +18,17 @@ FIGURES = ("hit_rate", "ndcg", "coverage", "gini", "intra_list_diversity", "nove
 KNOBS = ("diversity", "calibration")
 
 
-def miscalibration(engine: Engine, alpha: float = 0.01) -> float:
-    """Mean over users of KL(their last 50 items' tag shares || their last list's, mixed with
-    ``alpha`` of the former)."""
+def mean_miscalibration(engine: Engine) -> float:
+    """Mean over users of the miscalibration of their last list against the tag shares of
+    their last items (the target a calibrated list follows)."""
     tags = engine.catalogue.tags
     total, users = 0.0, 0
     for user, shown in engine.shown.items():
-        target = tag_distribution([tags.get(i, ()) for i in engine.users.recent(user, 50)])
+        target = engine.recommender.tag_target(user)
         listed = tag_distribution([tags.get(i, ()) for i in shown])
-        if not target or not listed:
-            continue
-        total += sum(
-            p * math.log(p / ((1 - alpha) * listed.get(tag, 0.0) + alpha * p))
-            for tag, p in target.items()
-        )
-        users += 1
+        if target and listed:
+            total += miscalibration(target, listed)
+            users += 1
     return round(total / users, 4) if users else float("nan")
 
 
@@ -57,7 +52,7 @@ def tradeoff(
             engine.process(events[at : at + batch_size])
         report = engine.metrics_report()
         row: dict[str, float] = {knob: value, **{k: float(report[k]) for k in FIGURES}}
-        row["miscalibration"] = miscalibration(engine)
+        row["miscalibration"] = mean_miscalibration(engine)
         row["cpu_us_per_event"] = round(1e6 * (time.process_time() - started) / len(events))
         rows.append(row)
         if on_row is not None:
