@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from streamer.rowpool import grown
+
 Bag = Mapping[str, float]
 
 
@@ -36,23 +38,20 @@ class Tower:
     def _ids(self, bags: Sequence[Bag], grow: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per bag feature: its bag, its row (-1: unknown and not grown), its weight."""
         which, rows, weights = [], [], []
-        new = []
         for b, bag in enumerate(bags):
             for name, weight in bag.items():
                 row = self.rows.get(name)
                 if row is None and grow:
                     row = self.rows[name] = len(self.rows)
-                    new.append(row)
                 if row is not None:
                     which.append(b)
                     rows.append(row)
                     weights.append(weight)
-        if new and len(self.rows) > len(self.embedding):
-            grown = np.zeros((max(2 * len(self.embedding), len(self.rows), 64), self.dim))
-            grown[: len(self.embedding)] = self.embedding
-            fresh = np.arange(len(self.embedding), len(grown))
-            grown[fresh] = self._rng.normal(0.0, self.scale, (len(fresh), self.dim))
-            self.embedding = grown
+        if len(self.rows) > len(self.embedding):  # new rows: initialised at random
+            old = len(self.embedding)
+            self.embedding = grown(self.embedding, max(2 * old, len(self.rows), 64), 0)
+            fresh = len(self.embedding) - old
+            self.embedding[old:] = self._rng.normal(0.0, self.scale, (fresh, self.dim))
         return np.array(which, np.int64), np.array(rows, np.int64), np.array(weights)
 
     def pooled(self, bags: Sequence[Bag], grow: bool = False) -> tuple[np.ndarray, tuple]:
@@ -145,9 +144,7 @@ class TwoTower:
             assert isinstance(rows, np.ndarray) and isinstance(g_rows, np.ndarray)
             rates = sums.get("embedding", np.zeros(0))
             if len(rates) < len(tower.embedding):
-                grown = np.zeros(len(tower.embedding))
-                grown[: len(rates)] = rates
-                rates = sums["embedding"] = grown
+                rates = sums["embedding"] = grown(rates, len(tower.embedding), 0)
             total = np.zeros((len(tower.embedding), tower.dim))
             np.add.at(total, rows, g_rows)
             touched = np.unique(rows)

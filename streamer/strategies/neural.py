@@ -20,6 +20,7 @@ import numpy as np
 from index.base import search_excluding
 from streamer.features import Features
 from streamer.model.two_tower import Bag, TwoTower
+from streamer.rowpool import grown
 from streamer.strategies.base import Observation, Query, Scored
 
 #: Item index id -> its features (the catalogue's).
@@ -109,11 +110,7 @@ class Neural:
         ids = np.array(sorted(touched), np.int64)
         if ids[-1] >= len(self.present):
             size = max(2 * len(self.present), int(ids[-1]) + 1, 64)
-            vectors = np.zeros((size, self.vectors.shape[1]), np.float32)
-            vectors[: len(self.vectors)] = self.vectors
-            present = np.zeros(size, bool)
-            present[: len(self.present)] = self.present
-            self.vectors, self.present = vectors, present
+            self.vectors, self.present = grown(self.vectors, size, 0), grown(self.present, size, 0)
         self.vectors[ids] = self.model.items.forward([self.item_features(int(i)) for i in ids])
         self.present[ids] = True
 
