@@ -201,9 +201,13 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
         return _evaluate_ope(args)
     try:
         records = itertools.islice(open_log(args.log, _pairs(args.columns), args.type), args.limit)
-        result = run_evaluation(records, settings, args.batch_size, progress=not args.no_progress)
-        if args.curve:
-            result["curve"] = _curve(settings, args)
+        result = run_evaluation(
+            records,
+            settings,
+            args.batch_size,
+            progress=not args.no_progress,
+            curve=_curve(args.curve) if args.curve else None,
+        )
     except LogError as exc:
         print(f"streamrec evaluate: {exc}", file=sys.stderr)
         return 2
@@ -218,24 +222,17 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _curve(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    """``--curve knob=v1,v2,...``: the re-ranker's trade-off over the same log."""
-    import itertools
+def _curve(text: str) -> tuple[str, list[float]]:
+    """``--curve knob=v1,v2,...``: the re-ranker's setting and its values."""
+    from streamer.evaluation.curve import KNOBS
 
-    from streamer.evaluation.curve import KNOBS, tradeoff
-    from streamer.evaluation.runner import decode
-    from streamer.replay import open_log
-
-    knob, _, values = args.curve.partition("=")
+    knob, _, values = text.partition("=")
     if knob not in KNOBS or not values:
-        raise SystemExit(f"--curve: expected {' or '.join(KNOBS)}=v1,v2,..., got {args.curve!r}")
+        raise SystemExit(f"--curve: expected {' or '.join(KNOBS)}=v1,v2,..., got {text!r}")
     try:
-        lams = [float(v) for v in values.split(",")]
+        return knob, [float(v) for v in values.split(",")]
     except ValueError:
         raise SystemExit(f"--curve: values must be numbers, got {values!r}") from None
-    records = itertools.islice(open_log(args.log, _pairs(args.columns), args.type), args.limit)
-    events, _ = decode(records, settings)
-    return {"knob": knob, "rows": tradeoff(events, settings, knob, lams, args.batch_size)}
 
 
 def _evaluate_ope(args: argparse.Namespace) -> int:

@@ -154,7 +154,7 @@ class Settings:
         label = f"{PREFIX}{name}" if name.isupper() else name
         pairs = parse_pairs(text, label)
         types = {f.name: f.type for f in dataclasses.fields(cls)}
-        unknown = sorted(set(pairs) - set(types) | set(pairs) & set(forbidden))
+        unknown = sorted((set(pairs) - set(types)) | (set(pairs) & set(forbidden)))
         if unknown:
             raise ValueError(f"{label}: unknown settings {unknown}")
         return {k: _parse(f"{label} {k}", v, types[k]) for k, v in pairs.items()}

@@ -4,7 +4,7 @@ order, with reference models scored on the same events in the same pass."""
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from streamer.evaluation.baselines import (
     river_baseline,
     river_biased_mf,
 )
+from streamer.evaluation.curve import tradeoff
 from streamer.evaluation.groups import GroupFigures, groups_of
 from streamer.evaluation.prequential import Prequential
 from streamer.events import Click, InvalidEvent, ItemEvent, Validator
@@ -201,12 +202,15 @@ def run_evaluation(
     tail_fraction: float = 0.2,
     sample_every: int = 1000,
     progress: bool = True,
+    curve: tuple[str, Sequence[float]] | None = None,
 ) -> dict[str, Any]:
     """Run everything over ``records``; returns every metric of every model (JSON-ready).
 
     ``batch_size`` events go through the engine at a time, as a worker's micro-batch; with 1
     (the default), every list a metric scores is the one computed right after the user's
-    previous event, as the popularity baseline's is.
+    previous event, as the popularity baseline's is. ``curve``: a re-ranker's setting and
+    values, its trade-off over the same events (:mod:`streamer.evaluation.curve`; the run's
+    own value is this run's engine).
     """
     from tqdm import tqdm
 
@@ -278,6 +282,25 @@ def run_evaluation(
             engine.catalogue.item_of(int(i)): c for i, c in engine.metrics.audit.counts.items()
         },
         "interaction_counts": refs.counts,
+    } | _curve(events, settings, batch_size, curve, engine)
+
+
+def _curve(
+    events: Sequence[Event],
+    settings: Settings,
+    batch_size: int,
+    curve: tuple[str, Sequence[float]] | None,
+    engine: Engine,
+) -> dict[str, Any]:
+    if curve is None:
+        return {}
+    knob, values = curve
+    done = {getattr(settings, knob): engine}
+    return {
+        "curve": {
+            "knob": knob,
+            "rows": tradeoff(events, settings, knob, values, batch_size, done=done),
+        }
     }
 
 

@@ -93,7 +93,7 @@ def test_evaluate_writes_the_report_with_its_figures(tmp_path):
         assert (out / f"{figure}.png").stat().st_size > 1000
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["best_baselines"]
-    # the curve's first pass is the run's own settings: the same HitRate as the run
+    # the curve's row at the run's own value is the run's engine: the same HitRate as the run
     plain, diverse = result["curve"]["rows"]
     assert plain["hit_rate"] == result["models"][MODEL]["all"]["hit_rate"]
     assert diverse["intra_list_diversity"] > plain["intra_list_diversity"]
