@@ -296,20 +296,15 @@ def flow_state(app: faust.App) -> dict[str, Any]:
         state["fetcher_records"] = tps(fetcher._records)
         state["fetch_task_done"] = fetcher._fetch_task.done()
         state["fetches_in_flight"] = sorted(map(str, fetcher._in_flight))
-        state["fetch_tasks_pending"] = sum(not t.done() for t in fetcher._pending_tasks)
-        state["fetch_tasks_awaiting"] = [
-            _awaiting(t.get_coro()) for t in fetcher._pending_tasks if not t.done()
-        ]
+        pending = _pending_fetches(fetcher)
+        state["fetch_tasks_pending"] = len(pending)
+        state["fetch_tasks_awaiting"] = [_awaiting(t.get_coro()) for t in pending]
         state["consumer_thread_alive"] = consumer._thread._thread.is_alive()
-        state["awaiting_reset"] = tps(
-            tp
-            for tp in kafka.assignment()
-            if kafka._subscription._assigned_state(tp).awaiting_reset
-        )
+        assigned = {tp: kafka._subscription._assigned_state(tp) for tp in kafka.assignment()}
+        state["awaiting_reset"] = tps(tp for tp, at in assigned.items() if at.awaiting_reset)
         state["kafka_paused"] = tps(kafka._subscription.paused_partitions())
         state["positions"] = {
-            f"{tp.topic}:{tp.partition}": kafka._subscription._assigned_state(tp).position
-            for tp in kafka.assignment()
+            f"{tp.topic}:{tp.partition}": at.position for tp, at in assigned.items()
         }
     except Exception as exc:  # internals of another Faust or aiokafka version
         state["error"] = repr(exc)
@@ -328,7 +323,7 @@ def restart_fetch(app: faust.App) -> bool:
         thread: Any = app.consumer._thread  # type: ignore[attr-defined]
         kafka = thread._consumer
         fetcher, client = kafka._fetcher, kafka._client
-        stuck = [t for t in fetcher._pending_tasks if not t.done()]
+        stuck = _pending_fetches(fetcher)
         nodes = set(fetcher._in_flight)
     except AttributeError:  # another Faust or aiokafka version
         return False
@@ -344,6 +339,11 @@ def restart_fetch(app: faust.App) -> bool:
 
     thread.thread_loop.call_soon_threadsafe(restart)
     return True
+
+
+def _pending_fetches(fetcher: Any) -> list[Any]:
+    """aiokafka's fetch tasks still waiting (on the broker's answer)."""
+    return [task for task in fetcher._pending_tasks if not task.done()]
 
 
 def _awaiting(coroutine: Any) -> list[str]:
