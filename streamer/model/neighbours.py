@@ -106,16 +106,15 @@ class NeighbourRater:
 
     def predict_one(self, user: object, item: int) -> float:
         """The baseline, moved by the user's residuals on ``item``'s neighbours."""
-        guess = self.baseline(user, item)
+        base = self.baseline(user, item)
         slot = self.slots.get(user)
-        if slot is None or item >= len(self.size) or not self.size[item]:
-            return guess
+        if slot is None or item >= len(self.size):
+            return base
         n = self.recent_length[slot]
-        moved = _weighted_residual(
-            item, self.recent_items[slot, :n], self.recent_residuals[slot, :n], self.shrink,
-            self.neighbour, self.pairs, self.start, self.size, self.energy,
-        )  # fmt: skip
-        return guess if math.isnan(moved) else guess + moved
+        return float(_moved(
+            base, item, self.recent_items[slot, :n], self.recent_residuals[slot, :n],
+            self.shrink, self.neighbour, self.pairs, self.start, self.size, self.energy,
+        ))  # fmt: skip
 
     def learn_one(self, user: object, item: int, rating: float) -> None:
         """Count ``item``'s pairs with the user's last ratings, then step the baseline."""
@@ -246,6 +245,29 @@ def _weighted_residual(
 
 
 @compiled
+def _moved(
+    base: float,
+    item: int,
+    others: np.ndarray,
+    residuals: np.ndarray,
+    shrink: float,
+    neighbour: np.ndarray,
+    pairs: np.ndarray,
+    start: np.ndarray,
+    sizes: np.ndarray,
+    energy: np.ndarray,
+) -> float:
+    """The prediction: ``base`` moved by the user's residuals on ``item``'s neighbours among
+    ``others`` (``base`` where there are none)."""
+    if len(others) == 0 or sizes[item] == 0:
+        return base
+    moved = _weighted_residual(
+        item, others, residuals, shrink, neighbour, pairs, start, sizes, energy
+    )
+    return base if math.isnan(moved) else base + moved
+
+
+@compiled
 def _add(
     row: int,
     other: int,
@@ -351,15 +373,10 @@ def _learn_many(
         base = mean + user_bias[u] + item_bias[i]
         n = recent_length[u]
         if not (resumed and e == first):
-            guess = base
-            if n > 0 and sizes[i] > 0:
-                moved = _weighted_residual(
-                    i, recent_items[u, :n], recent_residuals[u, :n], shrink,
-                    neighbour, pairs, start, sizes, energy,
-                )  # fmt: skip
-                if not math.isnan(moved):
-                    guess += moved
-            out[e] = guess
+            out[e] = _moved(
+                base, i, recent_items[u, :n], recent_residuals[u, :n], shrink,
+                neighbour, pairs, start, sizes, energy,
+            )  # fmt: skip
         residual = rating - base
         m = 0  # pairs with the user's other recent items, none forgotten since
         for at in range(n):
