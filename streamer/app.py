@@ -14,12 +14,13 @@ import faust
 
 from streamer import snapshot, web
 from streamer.engine import Engine
-from streamer.items_feed import ItemsFeed
+from streamer.feeds import TopicFeed
 from streamer.pipeline import Message, Pipeline, arm_b_path
 from streamer.publisher import RedisSink
 from streamer.security import faust_credentials, kafka_options, redis_options
 from streamer.settings import Settings
 from streamer.stack import UNANSWERED, timestamps_at
+from streamer.sync import worker_id
 
 log = logging.getLogger("streamrec")
 
@@ -95,11 +96,31 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         topic = app.topic(name, key_type=bytes, value_type=bytes)
         app.agent(topic, name=f"streamrec.{kind}")(_agent(kind, work, settings))
     if settings.items_everywhere:  # every worker reads every item, not a share of the group's
-        feed = ItemsFeed(settings, work)
+
+        async def handle_items(messages: list[Message]) -> None:
+            await work.handle("items", messages)
+
+        items_feed = TopicFeed(settings, work, settings.topic_items, handle_items)
 
         @app.task
         async def items() -> None:
-            await feed.run()
+            await items_feed.run()
+
+    if settings.sync_interval_s > 0:  # several workers: share what each learns (streamer.sync)
+        sync_topic = app.topic(settings.topic_sync, key_type=bytes, value_type=bytes)
+        sync_feed = TopicFeed(settings, work, settings.topic_sync, work.handle_deltas)
+        sender = worker_id(settings).encode()
+
+        @app.task
+        async def deltas_in() -> None:
+            await sync_feed.run()
+
+        async def send_delta(message: bytes) -> Any:
+            return await sync_topic.send(key=sender, value=message)
+
+        @app.timer(settings.sync_interval_s)
+        async def deltas_out() -> None:
+            await work.send_deltas(send_delta)
 
     @app.timer(settings.log_interval_s)
     async def report() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, OrderedDict
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -26,7 +26,7 @@ from streamer.model.recmodel import Interaction
 from streamer.popularity import Popularity, context_key
 from streamer.recommender import PopList, RecList, Recommender, Request, SimList
 from streamer.settings import Settings
-from streamer.strategies import CoCounts, FreshItems, ItemKNN, Observation, Personal
+from streamer.strategies import CoCounts, FreshItems, ItemKNN, Observation, Personal, Strategy
 from streamer.strategies.factory import make_strategies
 from streamer.strategies.neural import Neural
 from streamer.users import UserState
@@ -109,6 +109,7 @@ class Engine:
         self.upkeep.personal = [s for s in self.strategies if isinstance(s, Personal)]
         self._popular_cache: dict[str, list[int]] = {}
         self.events = 0
+        self.interactions = 0  # non-skip clicks learned, this worker's and others' (sync)
         self._chosen: dict[int, None] = {}  # items chosen since their last similar list
         self._similar_due: list[int] = []  # items whose similar list is due, oldest first
         # Prequential evaluation: what each user was shown, scored against what they chose next.
@@ -125,6 +126,7 @@ class Engine:
         self.expired_items = 0
         self._counts = list({id(c): c for c in _co_counts(self.strategies)}.values())
         self._pending: list[Interaction] = []  # the batch's interactions not learned yet
+        self.taps: list[Callable[[Observation], None]] = []  # see each positive (streamer.sync)
 
     def _item_vectors(self, items: np.ndarray) -> np.ndarray:
         """The ranking model's item vectors (``e_i``, no bias) of item ids ``items``."""
@@ -232,17 +234,43 @@ class Engine:
         self.users.set_context(click.user, click.context)
         if click.type != "skip":  # a skip is learned as a negative, never joins the history
             seen = Observation(click.user, item, key, self.users.recent(click.user, self._window))
-            for strategy in self.strategies:
-                strategy.learn(seen)
+            self._learn_positive(seen, self.strategies)
             self.users.add(click.user, item)
-            self._chosen[item] = None
-            self.sampler.add(item)
-            self.popularity.add(item, key)
-            self.item_counts[item] += 1
+            for tap in self.taps:
+                tap(seen)
         # The negatives' vectors moved too, a little: the round-robin refresh rewrites them
         # (every n / index_refresh_per_event events) instead of every event that samples them,
         # which was 8 of every 9 index writes (MovieLens HitRate@10 0.1568 -> 0.1566).
         return [item]
+
+    def _learn_positive(self, seen: Observation, strategies: Iterable[Strategy]) -> None:
+        """What a positive teaches beyond the model and its user: ``strategies``, the negative
+        sampler, popularity in its context, the audit's counts."""
+        for strategy in strategies:
+            strategy.learn(seen)
+        self.interactions += 1
+        self._chosen[seen.item] = None
+        self.sampler.add(seen.item)
+        self.popularity.add(seen.item, seen.bucket)
+        self.item_counts[seen.item] += 1
+
+    def learn_shared(self, positives: Iterable[tuple[str, str, Sequence[str]]]) -> list[int]:
+        """Positives another worker learned, as ``(item, context bucket, the user's recent
+        items)`` by name: learned by everything but the user's own state (their history, the
+        neural strategy's user) and the model (whose changes come as parameters, see
+        ``streamer.sync``). Returns the items' ids."""
+        strategies = [s for s in self.strategies if not isinstance(s, Neural)]
+        size = len(self.catalogue)
+        ids = []
+        for name, bucket, recent in positives:
+            item = self.catalogue.id_of(name)
+            before = [self.catalogue.id_of(other) for other in recent]
+            self._learn_positive(Observation("", item, bucket, before), strategies)
+            ids.append(item)
+            self.events += 1  # the clock of item ages and the index's round robin
+            self.catalogue.clock = self.events
+        self._new_items(range(size, len(self.catalogue)))
+        return ids
 
     def _model_version(self) -> int:
         return self.model.version
@@ -325,6 +353,7 @@ class Engine:
         report = self.metrics.report(len(self.catalogue))
         model = self.model
         report.update(resets=model.resets, clamped=model.clamped, nonfinite=model.nonfinite)
+        report["interactions_learned"] = self.interactions
         report["expired_users"] = self.expired_users
         report["expired_items"] = self.expired_items
         policy = self.recommender.policy

@@ -21,6 +21,7 @@ from streamer.recommender import RecList
 from streamer.settings import Settings
 from streamer.snapshot import Offsets, Stamps
 from streamer.stats import Stats
+from streamer.sync import Sync, worker_id
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,9 @@ class Pipeline:
         self.published_observers: list[Callable[[Sequence[RecList]], None]] = []  # the lists
         self._in_batch = 0  # batches in progress (one per agent at most)
         self._snapshot_due = False
+        #: several workers (``STREAMREC_SYNC_INTERVAL_S``): this worker's side of the sharing
+        self.sync = Sync(self.engine, worker_id(settings)) if settings.sync_interval_s > 0 else None
+        self.sync_observers: list[Callable[[float], None]] = []  # staleness of each delta applied
 
     async def handle(self, kind: str, messages: Sequence[Message]) -> None:
         """Process messages of one topic kind (``clicks``, ``contexts`` or ``items``)."""
@@ -128,6 +132,42 @@ class Pipeline:
             if self._snapshot_due and not self._in_batch:
                 self._snapshot_due = False
                 self.snapshot()
+
+    async def handle_deltas(self, messages: Sequence[Message]) -> None:
+        """Other workers' deltas (the ``sync`` topic), applied between batches; a message that
+        is not a delta is logged and skipped (its offset advances)."""
+        if self.sync is None:
+            return
+        self._in_batch += 1
+        try:
+            for message in messages:
+                try:
+                    self.sync.receive(message.value)
+                except ValueError as exc:
+                    where = f"{message.topic}[{message.partition}]@{message.offset}"
+                    log.error("%s: %s", where, exc)
+                    continue
+                staleness = self.sync.last_staleness
+                if staleness is not None:
+                    for observe in self.sync_observers:
+                        observe(staleness)
+            self._advance(messages)
+        finally:
+            self._in_batch -= 1
+
+    async def send_deltas(self, send: Callable[[bytes], Awaitable[Any]]) -> None:
+        """This worker's learning of the shared state since the last time, sent to the
+        ``sync`` topic with ``send``; what cannot be sent is logged and sent with the next."""
+        if self.sync is None:
+            return
+        parts = self.sync.outgoing()
+        for n, (_, message) in enumerate(parts):
+            try:
+                await send(message)
+            except Exception as exc:  # the producer's error, whatever it is
+                self.sync.unsent([delta for delta, _ in parts[n:]])
+                log.warning("deltas not sent (again with the next): %s", exc)
+                return
 
     def snapshot_when_idle(self) -> None:
         """A snapshot now, or at the end of the batches in progress: never between a batch's
@@ -276,4 +316,6 @@ class Pipeline:
         figures["redis_dropped"] = self.sink.dropped
         if self.arms is not None:
             figures["ab"] = self.arms.report()
+        if self.sync is not None:
+            figures["sync"] = self.sync.report()
         return figures

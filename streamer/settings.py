@@ -46,6 +46,12 @@ class Settings:
     topic_dead_letters: str = "dead-letters"
     partitions: int = 4
     items_everywhere: bool = False  # every worker reads every partition of `items` (see README)
+    # Several workers (streamer.sync): what each learns of the shared state, published this
+    # often to topic_sync (0: one worker, nothing shared); worker_id tells a worker's own
+    # deltas apart (stable across its restarts; "": host name and web port).
+    sync_interval_s: float = 0.0
+    topic_sync: str = "streamrec-sync"
+    worker_id: str = ""
     # Worker.
     batch_size: int = 1000
     batch_within_s: float = 0.02
@@ -129,6 +135,8 @@ class Settings:
                 raise ValueError(f"{PREFIX}{name.upper()}={getattr(self, name)}: expected 0 to 1")
         if self.diversity and self.calibration:
             raise ValueError(f"{PREFIX}DIVERSITY and {PREFIX}CALIBRATION: one re-ranker at a time")
+        if self.ab and self.sync_interval_s > 0:
+            raise ValueError(f"{PREFIX}AB and {PREFIX}SYNC_INTERVAL_S: arms are for one worker")
 
     def ab_changes(self) -> dict[str, Any]:
         """Arm b's settings (``ab``), typed as the settings are.
@@ -196,6 +204,7 @@ class Settings:
             topic_contexts=f"{self.topic_contexts}-{tag}",
             topic_items=f"{self.topic_items}-{tag}",
             topic_dead_letters=f"{self.topic_dead_letters}-{tag}",
+            topic_sync=f"{self.topic_sync}-{tag}",
             redis_prefix=f"{self.redis_prefix}{tag}:",
         )
 
@@ -209,8 +218,15 @@ class Settings:
         return self.state_path / "snapshots" / self.app_id
 
     @property
-    def topics(self) -> tuple[str, str, str, str]:
-        return (self.topic_clicks, self.topic_contexts, self.topic_items, self.topic_dead_letters)
+    def topics(self) -> tuple[str, ...]:
+        """Every topic the workers read or write."""
+        return (
+            self.topic_clicks,
+            self.topic_contexts,
+            self.topic_items,
+            self.topic_dead_letters,
+            self.topic_sync,
+        )
 
 
 def parse_pairs(text: str, what: str = "") -> dict[str, str]:

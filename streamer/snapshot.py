@@ -36,14 +36,16 @@ from streamer.state_codec import StateError, decode, encode
 
 log = logging.getLogger(__name__)
 
-FORMAT = 6  # 2: parameter tables reuse rows; 3: a stacker per activity group; 4: the rating
+FORMAT = 7  # 2: parameter tables reuse rows; 3: a stacker per activity group; 4: the rating
 # model's neighbourhood, item expiry; 5: the neighbourhood's users in arrays; 6: the index's
-# upkeep apart from the engine, the policy's rec_id prefix (A/B arms)
+# upkeep apart from the engine, the policy's rec_id prefix (A/B arms); 7: parameter tables
+# keep their shared values and steps (several workers), rows their keys
 #: Settings that do not change what the engine learns: a snapshot may be loaded under others.
 OPERATIONAL = frozenset(
     {
         "broker", "redis_url", "redis_prefix", "state_dir", "app_id", "topic_clicks",
         "topic_contexts", "topic_items", "topic_dead_letters", "partitions", "items_everywhere",
+        "topic_sync", "worker_id",
         "batch_size", "stream_buffer",
         "batch_within_s", "session_timeout_s", "fetch_max_wait_ms", "log_interval_s",
         "web_enabled", "web_port", "web_bind", "health_stall_s", "ready_max_lag",
@@ -99,7 +101,8 @@ def save(
     stamps = stamps or {}
     directory.mkdir(parents=True, exist_ok=True)
     engine.trim()  # the row pools' free ends are not state
-    externals = {"settings": engine.settings, "index": engine.index}
+    # the taps are the live observers of a running worker (streamer.sync), not state
+    externals = {"settings": engine.settings, "index": engine.index, "taps": engine.taps}
     doc, arrays = encode(engine, externals)
     ids, vectors = engine.index.all_items()
     arrays = {**arrays, "index_ids": np.asarray(ids), "index_vectors": np.asarray(vectors)}
@@ -155,7 +158,7 @@ def load(path: Path, settings: Settings) -> tuple[Engine, Snapshot]:
         settings.index_backend, settings.n_factors + 1, len(ids), settings.large_index_min_items
     )
     doc = json.loads(arrays.pop("state").tobytes())
-    engine = decode(doc, arrays, {"settings": settings, "index": index})
+    engine = decode(doc, arrays, {"settings": settings, "index": index, "taps": []})
     if not isinstance(engine, Engine):
         raise SnapshotError(f"{path.name}: holds a {type(engine).__name__}, not an engine")
     if len(ids):

@@ -230,17 +230,22 @@ def _item(work: Pipeline, settings: Settings, item: str) -> dict[str, Any]:
     engine = work.engine
     known = item in engine.catalogue
     shown_to: list[str] = []
+    vector: list[float] = []
+    tags: list[str] = []
     if known:
         wanted = engine.catalogue.id_of(item)
         shown_to = [u for u, shown in engine.shown.items() if wanted in shown]
+        tags = list(engine.catalogue.tags.get(wanted, ()))
+        vector = engine.model.item_vectors([engine.catalogue.features(wanted)])[0].tolist()
     similar = get_similar(work.sink.client, item, 10, settings.redis_prefix)
     return {
         "item": item,
         "known": known,
-        "tags": list(engine.catalogue.tags.get(engine.catalogue.id_of(item), ())) if known else [],
+        "tags": tags,
         "similar": similar,
         "shown_to": shown_to[:100],
         "shown_to_users": len(shown_to),
+        "vector": vector,  # the ranking model's [b_i, e_i], as the index holds it (no prior)
     }
 
 

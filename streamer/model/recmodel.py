@@ -74,6 +74,8 @@ class RecModel:
             **_fm_params(settings, settings.ranking_lr, settings.seed + 1)
         )
         self.rater.max_norm = self.ranker.max_norm = settings.max_norm
+        if settings.sync_interval_s > 0:  # several workers: a key starts alike in every one
+            self.rater.table.keyed, self.ranker.table.keyed = settings.seed, settings.seed + 1
         self._side = settings.rating_side_weight
         self.range = RatingRange(default=(settings.rating_min, settings.rating_max))
         # the user's recent ratings of similar items, blended with the rater's prediction
@@ -218,6 +220,10 @@ class RecModel:
         not finite is skipped and its features forgotten (they re-initialise). Returns the
         raw outputs before each event's step."""
         raw, ok = fm.learn_events(shared, own, sample_own, ys, ws, starts)
+        if fm.table.shared is not None:  # several workers: how often each row moved
+            sizes = np.diff(starts)
+            events = np.repeat(np.arange(len(sizes)), sizes)
+            fm.table.touch(shared.rows_in(events), own.rows_in(np.asarray(sample_own, np.int64)))
         for e in np.flatnonzero(~ok).tolist():
             parts = [own.rows_of(sample_own[s]) for s in range(starts[e], starts[e + 1])]
             fm.reset(np.concatenate([shared.rows_of(e), *parts]))

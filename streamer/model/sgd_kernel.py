@@ -73,6 +73,20 @@ class Parts(NamedTuple):
     def rows_of(self, part: int) -> np.ndarray:
         return self.rows[self.starts[part] : self.stops[part]]
 
+    def rows_in(self, parts: np.ndarray) -> np.ndarray:
+        """The rows of ``parts``, end to end.
+
+        >>> p = Parts.of([(np.array([3, 4]), np.ones(2)), (np.array([5]), np.ones(1))])
+        >>> p.rows_in(np.array([1, 0, 1])).tolist()
+        [5, 3, 4, 5]
+        """
+        lengths = self.stops[parts] - self.starts[parts]
+        ends = np.cumsum(lengths)
+        at = np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(
+            self.starts[parts] - (ends - lengths), lengths
+        )
+        return self.rows[at]
+
 
 @compiled
 def _gradient(loss: int, y: float, raw: float, w_pos: float, w_neg: float) -> float:

@@ -21,10 +21,13 @@ Examples
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from streamer.rowpool import grown
 
 
 class ParameterTable:
@@ -32,18 +35,34 @@ class ParameterTable:
 
     ``learned[row]`` says whether the row took part in a learning step since it was created
     (or reset): vectors built for the index ignore rows that never did.
+
+    With ``keyed`` (a seed), a row's first latents are drawn from the latent initializer's
+    normal distribution by a generator seeded with the seed and the key, not in order of
+    creation: tables that create the same key in different orders (several workers) start it
+    alike. :meth:`track` keeps the parameters as last shared, so that :meth:`changes` returns
+    what was learned here since, and :meth:`add` adds what was learned elsewhere.
     """
 
     def __init__(
-        self, n_factors: int, weight_init: Any, latent_init: Any, capacity: int = 1024
+        self,
+        n_factors: int,
+        weight_init: Any,
+        latent_init: Any,
+        capacity: int = 1024,
+        keyed: int | None = None,
     ) -> None:
         self.n_factors = n_factors
         self.weight_init, self.latent_init = weight_init, latent_init
+        self.keyed = keyed
         self.ids: dict[str, int] = {}
+        self.keys: list[str] = []  # the key of each row ever made ("" once forgotten)
         self.free: list[int] = []  # rows of forgotten keys, reused first
         self.weights = np.zeros(capacity)
         self.latents = np.zeros((capacity, n_factors))
         self.learned = np.zeros(capacity, bool)
+        # the parameters as last shared (track()); None: not tracked
+        self.shared: tuple[np.ndarray, np.ndarray] | None = None
+        self.touches = np.zeros(0, np.int64)  # learning steps per row since (tracked)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,34 +95,114 @@ class ParameterTable:
             row = self.ids.pop(key, None)
             if row is not None:
                 self.free.append(row)
+                self.keys[row] = ""
                 self.learned[row] = False
                 dropped += 1
         return dropped
 
+    # -- sharing (several workers) ----------------------------------------------------------
+
+    def track(self) -> None:
+        """Keep the parameters as they are now as the last shared ones, and count the
+        learning steps of each row (:meth:`touch`) from now."""
+        self.shared = self.weights.copy(), self.latents.copy()
+        self.touches = np.zeros(len(self.weights), np.int64)
+
+    def touch(self, *rows: np.ndarray) -> None:
+        """Count a learning step of each of ``rows`` (repeats count again)."""
+        for r in rows:
+            np.add.at(self.touches, r, 1)
+
+    def changes(
+        self, skip: str = ""
+    ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(keys, rows, weight changes, latent changes, steps)`` of the rows learned here
+        since the last call (or :meth:`track`), keys starting with ``skip`` left out (their
+        changes stay here); they are shared now, and every row's steps count from 0 again.
+
+        >>> from river import optim
+        >>> t = ParameterTable(2, optim.initializers.Zeros(), optim.initializers.Zeros())
+        >>> t.track()
+        >>> t.weights[t.rows(["item=a", "user=u", "tag=x"])] += [1.0, 2.0, 0.0]
+        >>> keys, rows, dw, dv, steps = t.changes(skip="user=")
+        >>> keys, dw.tolist()
+        (['item=a'], [1.0])
+        >>> t.changes()[0]  # shared now: nothing new but what was skipped
+        ['user=u']
+        """
+        if self.shared is None:
+            raise ValueError("changes() of a table that is not tracked (track() first)")
+        n = len(self.keys)
+        base_w, base_v = self.shared
+        dw = self.weights[:n] - base_w[:n]
+        dv = self.latents[:n] - base_v[:n]
+        rows = np.flatnonzero((dw != 0.0) | (dv != 0.0).any(axis=1))
+        keys = self.keys
+        if skip:
+            rows = rows[[not keys[r].startswith(skip) for r in rows.tolist()]]
+        rows = rows[[bool(keys[r]) for r in rows.tolist()]]
+        base_w[rows] = self.weights[rows]
+        base_v[rows] = self.latents[rows]
+        steps = self.touches[rows]
+        self.touches[:] = 0
+        return [keys[r] for r in rows.tolist()], rows, dw[rows], dv[rows], steps
+
+    def unshare(self, rows: np.ndarray, dw: np.ndarray, dv: np.ndarray) -> None:
+        """Take back part of what :meth:`changes` returned (not sent after all): the next
+        :meth:`changes` returns it again."""
+        if self.shared is not None:
+            self.shared[0][rows] -= dw
+            self.shared[1][rows] -= dv
+
+    def add(self, keys: Sequence[str], dw: np.ndarray, dv: np.ndarray) -> np.ndarray:
+        """Add changes learned elsewhere (``keys`` distinct; new keys are made, keyed); they
+        are shared already, so :meth:`changes` does not return them. Returns the rows."""
+        rows = self.rows(keys)
+        self.weights[rows] += dw
+        self.latents[rows] += dv
+        self.learned[rows] = True
+        if self.shared is not None:
+            self.shared[0][rows] += dw
+            self.shared[1][rows] += dv
+        return rows
+
+    # -- rows -------------------------------------------------------------------------------
+
     def _add(self, key: str) -> int:
         if self.free:
             row = self.free.pop()
+            self.keys[row] = key
         else:
-            row = len(self.ids)
+            row = len(self.keys)
             if row == len(self.weights):
                 self._grow(2 * row)
+            self.keys.append(key)
         self.ids[key] = row
         self._init_row(row)
         return row
 
     def _init_row(self, row: int) -> None:
         self.weights[row] = self.weight_init()
-        self.latents[row] = self.latent_init(shape=self.n_factors)
+        if self.keyed is None:
+            self.latents[row] = self.latent_init(shape=self.n_factors)
+        else:
+            key = zlib.crc32(self.keys[row].encode("utf-8", "surrogatepass"))
+            draw = np.random.default_rng([self.keyed, key])
+            init = self.latent_init
+            self.latents[row] = draw.normal(init.mu, init.sigma, self.n_factors)
         self.learned[row] = False
+        if self.shared is not None:  # a new row is nobody's change
+            self.shared[0][row] = self.weights[row]
+            self.shared[1][row] = self.latents[row]
+            self.touches[row] = 0
 
     def _grow(self, capacity: int) -> None:
-        n = len(self.weights)
-        self.weights = np.resize(self.weights, capacity)
-        latents = np.zeros((capacity, self.n_factors))
-        latents[:n] = self.latents
-        self.latents = latents
-        self.learned = np.resize(self.learned, capacity)
-        self.learned[n:] = False
+        self.weights = grown(self.weights, capacity, 0)
+        self.latents = grown(self.latents, capacity, 0)
+        self.learned = grown(self.learned, capacity, 0)
+        if self.shared is not None:
+            self.shared = grown(self.shared[0], capacity, 0), grown(self.shared[1], capacity, 0)
+            self.touches = grown(self.touches, capacity, 0)
 
 
 class _View:

@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 
 @pytest.mark.skipif(not DATASET.exists(), reason="MovieLens-100K not found")
-def test_the_worker_reconnects_after_a_broker_restart(stack, tmp_path):
+@pytest.mark.parametrize("shared", [False, True], ids=["one-worker", "items-and-sync-feeds"])
+def test_the_worker_reconnects_after_a_broker_restart(stack, tmp_path, shared):
     uid = uuid.uuid4().hex[:8]
     settings = dataclasses.replace(
         stack.isolated(f"broker-{uid}"),
@@ -36,6 +37,9 @@ def test_the_worker_reconnects_after_a_broker_restart(stack, tmp_path):
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
         state_dir=str(tmp_path),
         log_interval_s=1.0,
+        # the feeds outside the consumer group (every item, the other workers' deltas) too
+        items_everywhere=shared,
+        sync_interval_s=1.0 if shared else 0.0,
     )
     local = LocalStack(settings)
     local.up()

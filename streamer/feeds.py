@@ -1,10 +1,11 @@
-"""Every worker reads every partition of the ``items`` topic (issue 12, point 1).
+"""Topics every worker reads in full, outside the consumer group.
 
 Clicks and contexts are split between the workers of a consumer group by partition; item
 metadata must not be: a worker that never saw an item's tags and title cannot place it for its
-users (cold start) nor show its title. So instead of an agent in the group, each worker runs
-this feed: a consumer outside any group, assigned all of the topic's partitions, starting where
-the worker's engine stands (a restored snapshot's offsets) or at the beginning, feeding the same
+users (cold start) nor show its title. Nor must the other workers' learning (the ``sync``
+topic, ``streamer.sync``). So instead of an agent in the group, each worker runs a feed per such
+topic: a consumer outside any group, assigned all of the topic's partitions, starting where the
+worker's engine stands (a restored snapshot's offsets) or at the beginning, feeding the same
 pipeline as the agents do.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streamer.pipeline import Message, Pipeline
@@ -24,11 +26,18 @@ log = logging.getLogger(__name__)
 RETRY_S = 1.0
 
 
-class ItemsFeed:
-    """All partitions of ``settings.topic_items`` into ``work`` (see the module)."""
+class TopicFeed:
+    """All partitions of ``topic`` into ``handle``, from ``work``'s positions (see the
+    module)."""
 
-    def __init__(self, settings: Settings, work: Pipeline) -> None:
-        self.settings, self.work = settings, work
+    def __init__(
+        self,
+        settings: Settings,
+        work: Pipeline,
+        topic: str,
+        handle: Callable[[list[Message]], Awaitable[None]],
+    ) -> None:
+        self.settings, self.work, self.topic, self.handle = settings, work, topic, handle
         self.partitions: list[int] = []
 
     async def run(self) -> None:
@@ -39,7 +48,10 @@ class ItemsFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker gone, the topic remade: start again
-                log.warning("items feed: %s: %s; again in %.0f s", type(exc).__name__, exc, RETRY_S)
+                log.warning(
+                    "feed of %s: %s: %s; again in %.0f s",
+                    self.topic, type(exc).__name__, exc, RETRY_S,
+                )  # fmt: skip
                 await asyncio.sleep(RETRY_S)
 
     async def _consume(self) -> None:
@@ -56,7 +68,7 @@ class ItemsFeed:
         )
         await consumer.start()
         try:
-            topic = s.topic_items
+            topic = self.topic
             parts = consumer.partitions_for_topic(topic)
             while not parts:
                 await consumer.force_metadata_update()
@@ -73,11 +85,11 @@ class ItemsFeed:
                 else:
                     consumer.seek(tp, offset)
             self.partitions = sorted(parts)
-            log.info("items feed: reading all %d partitions of %s", len(tps), topic)
+            log.info("feed: reading all %d partitions of %s", len(tps), topic)
             while True:
                 fetched = await consumer.getmany(timeout_ms=1000, max_records=s.batch_size)
                 for records in fetched.values():
-                    await self.work.handle("items", [_message(r) for r in records])
+                    await self.handle([_message(r) for r in records])
         finally:
             await consumer.stop()
 

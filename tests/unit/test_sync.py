@@ -1,0 +1,190 @@
+"""Several workers sharing one model (streamer.sync): known answers on small streams."""
+
+import numpy as np
+import pytest
+
+from streamer import snapshot, sync
+from streamer.engine import Engine
+from streamer.events import Click, ItemEvent
+from streamer.settings import Settings
+from streamer.sync import Delta, Sync
+
+from .conftest import catalogue_events
+
+
+def settings(**overrides):
+    return Settings(**{"n_factors": 6, "top_k": 4, "seed": 3, "sync_interval_s": 1.0, **overrides})
+
+
+def stream(n, users=60, items=40, seed=0):
+    """Clicks of two tastes (even users like even items), with very frequent context features:
+    every event carries one of two devices and one of three hours."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(n):
+        user = int(rng.integers(users))
+        item = 2 * int(rng.integers(items // 2)) + user % 2
+        context = {"device": f"d{t % 2}", "hour": str(t % 3)}
+        click = Click(user=f"u{user}", item=f"i{item}", type="click", ts=float(t), context=context)
+        out.append(click)
+    return out
+
+
+def items(n=40):
+    return [ItemEvent(item=f"i{i}", ts=0.0, tags=[f"t{i % 2}"]) for i in range(n)]
+
+
+def run(events, workers, every, batch=20, **overrides):
+    """``workers`` engines over ``events`` split by user (a user's events on one worker), each
+    worker's deltas applied by the others every ``every`` events."""
+    engines = [Engine(settings(**overrides)) for _ in range(workers)]
+    syncs = [Sync(e, f"w{n}") for n, e in enumerate(engines)]
+    for e in engines:
+        e.process(items())
+    for at in range(0, len(events), batch):
+        for n, e in enumerate(engines):
+            mine = [c for c in events[at : at + batch] if int(c.user[1:]) % workers == n]
+            if mine:
+                e.process(mine)
+        if (at + batch) % every == 0:
+            wire = [[m for _, m in s.outgoing()] for s in syncs]
+            for n, s in enumerate(syncs):
+                for m, messages in enumerate(wire):
+                    for data in messages if m != n else ():
+                        s.receive(data)
+    return engines, syncs
+
+
+def rows(engine, keys):
+    table = engine.model.ranker.table
+    return np.array([table.latents[table.ids[k]] for k in keys])
+
+
+def test_what_one_worker_learns_of_items_reaches_the_other_exactly():
+    a, b = Engine(settings()), Engine(settings())
+    sa, sb = Sync(a, "a"), Sync(b, "b")
+    for e in (a, b):
+        e.process(catalogue_events())
+    a.process([Click(user="u", item="h0", type="click", ts=1.0, context={"device": "tv"})])
+    for _, data in sa.outgoing():
+        sb.receive(data)
+    touched = [k for k in a.model.ranker.table.ids if not k.startswith("user=")]
+    assert np.allclose(rows(a, touched), rows(b, touched), atol=1e-6)  # float32 changes
+    assert "user=u" not in b.model.ranker.table.ids  # a user's own row stays with its worker
+    assert b.popularity.counts() == a.popularity.counts()
+    assert not b.users.history("u")  # and so does its history
+    assert sb.applied == 1 and sa.sent == 1
+
+
+def test_a_worker_never_applies_its_own_deltas_and_a_restart_does_not_send_them_twice():
+    a = Engine(settings())
+    sa = Sync(a, "a")
+    a.process(catalogue_events())
+    a.process([Click(user="u", item="h0", type="click", ts=1.0)])
+    sent = [m for _, m in sa.outgoing()]
+    version = a.model.version
+    # a restart: the same engine state, its own old delta read back from the topic
+    again = Sync(a, "a")
+    for data in sent:
+        again.receive(data)
+    assert again.applied == 0 and again.published == version
+    assert again.outgoing() == [] and again.dropped == 1  # nothing new since: not sent
+    a.process([Click(user="u", item="h1", type="click", ts=2.0)])
+    assert again.outgoing()  # past what was published: sent
+
+
+def test_two_synced_workers_hold_the_popularity_and_item_rows_of_one():
+    events = stream(2000)
+    (one,), _ = run(events, 1, every=100)
+    (a, b), _ = run(events, 2, every=100)
+    counts = {one.catalogue.item_of(i): c for i, c in one.popularity.counts().items()}
+    for e in (a, b):  # every positive counted once in each worker
+        assert {e.catalogue.item_of(i): c for i, c in e.popularity.counts().items()} == counts
+    keys = [f"item=i{i}" for i in range(40)]
+    apart = np.abs(rows(a, keys) - rows(b, keys)).max()
+    assert apart < 0.1 * np.abs(rows(one, keys)).max()
+
+
+def test_a_change_of_many_steps_is_sent_scaled_to_dense_steps_and_a_rare_one_whole():
+    """Changes of rows stepped on every event, added up from workers a sync interval apart,
+    overshoot (delayed gradients: MovieLens with 2 workers and changes sent whole diverged,
+    ``python -m benchmarks.workers ... --unscaled``); each is sent as DENSE steps' worth."""
+    a = Engine(settings(negatives=0))
+    a.process(items())
+    a.process([Click(user="x", item="i0", type="click", ts=0.0, context={"device": "tv"})])
+    sa = Sync(a, "a")  # from here
+    table = a.model.ranker.table
+    before = table.weights.copy(), table.latents.copy()
+    clicks = [
+        Click(user=f"u{n}", item=f"i{n % 40}", type="click", ts=1.0, context={"device": "tv"})
+        for n in range(80)
+    ]
+    a.process(clicks)
+    change = {k: (table.weights[r] - before[0][r], table.latents[r] - before[1][r])
+              for k, r in table.ids.items()}  # fmt: skip
+    delta = sa.collect().tables["ranker"]
+    sent = dict(zip(delta.keys, zip(delta.weights, delta.latents, strict=True), strict=True))
+    often, rare = "device=tv", "item=i3"  # stepped 80 times; twice
+    assert sync.DENSE < 80
+    scale = sync.DENSE / 80
+    assert np.allclose(sent[often][1], scale * change[often][1], rtol=1e-5, atol=1e-7)
+    assert np.allclose(sent[rare][1], change[rare][1], rtol=1e-5, atol=1e-7)
+    assert not np.allclose(change[often][1], 0.0)
+
+
+def test_what_is_not_a_delta_is_refused_with_a_clear_error():
+    s = Sync(Engine(settings()), "a")
+    for junk in (b"", b"{}", b"PK\x03\x04 not a zip", np.zeros(3).tobytes()):
+        with pytest.raises(ValueError, match="not a streamrec delta"):
+            s.receive(junk)
+    assert s.rejected == 4
+
+
+def test_a_large_delta_travels_in_parts_that_add_up():
+    a, b = Engine(settings()), Engine(settings())
+    sa, sb = Sync(a, "a"), Sync(b, "b")
+    events = stream(600, users=300)
+    for e in (a, b):
+        e.process(items())
+    a.process(events)
+    delta = sa.collect()
+    parts = delta.parts(size=7)
+    assert len(parts) > 2 and sum(len(p.positives) for p in parts) == len(delta.positives)
+    for p in parts:
+        sb.apply(Delta.decode(p.encode()))
+    assert b.popularity.counts() == a.popularity.counts()
+    keys = delta.tables["ranker"].keys
+    assert set(keys) <= set(b.model.ranker.table.ids)  # every row, in one part or another
+
+
+def test_a_snapshot_of_a_sharing_engine_resumes_with_its_shared_values(tmp_path):
+    s = settings()
+    a = Engine(s)
+    sa = Sync(a, "a")
+    a.process(catalogue_events())
+    a.process([Click(user="u", item="h0", type="click", ts=1.0)])
+    sa.outgoing()
+    a.process([Click(user="u", item="h1", type="click", ts=2.0)])  # not shared yet
+    snapshot.save(a, {}, tmp_path)
+    back, _ = snapshot.load_latest(tmp_path, s)
+    assert back.taps == []  # the live observers are not state
+    keys, *_ = back.model.ranker.table.changes(skip="user=")
+    again_keys, *_ = a.model.ranker.table.changes(skip="user=")
+    assert keys == again_keys and keys  # what was not shared before is still to share
+
+
+def test_what_could_not_be_sent_goes_with_the_next_collection():
+    a, b = Engine(settings()), Engine(settings())
+    sa, sb = Sync(a, "a"), Sync(b, "b")
+    for e in (a, b):
+        e.process(catalogue_events())
+    a.process([Click(user="u", item="h0", type="click", ts=1.0)])
+    lost = sa.outgoing()
+    sa.unsent([delta for delta, _ in lost])  # the broker was not there
+    a.process([Click(user="v", item="h1", type="click", ts=2.0)])
+    for _, data in sa.outgoing():
+        sb.receive(data)
+    assert b.popularity.counts() == a.popularity.counts()  # both positives arrived
+    touched = [k for k in a.model.ranker.table.ids if not k.startswith("user=")]
+    assert np.allclose(rows(a, touched), rows(b, touched), atol=1e-6)
+    assert sa.sent == 1
