@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", type=Path, default=None)
     demo.add_argument("--limit", type=int, default=20_000)
     demo.add_argument("--keep", action="store_true", help="leave the stack and worker running")
+    demo.add_argument(
+        "--workers", type=int, default=1, help="workers in the group (several: they share)"
+    )
     demo.set_defaults(run=cmd_demo)
     return parser
 
@@ -290,7 +293,7 @@ def ab_changes(text: str) -> dict[str, object]:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from streamer.demo import run_demo
 
-    return run_demo(settings, args.dataset, args.limit, args.keep)
+    return run_demo(settings, args.dataset, args.limit, args.keep, args.workers)
 
 
 if __name__ == "__main__":

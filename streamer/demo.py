@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +43,8 @@ def find_dataset(given: Path | None, settings: Settings) -> Path:
     return download(target)
 
 
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    log = (settings.state_path / "worker.log").open("ab")
+def start_worker(settings: Settings, name: str = "worker") -> subprocess.Popen[bytes]:
+    log = (settings.state_path / f"{name}.log").open("ab")
     env = {**os.environ, **settings.as_env()}
     return subprocess.Popen(
         [sys.executable, "-m", "streamer.cli", "worker"],
@@ -62,17 +64,31 @@ def stop_worker(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
         return process.wait()
 
 
-def wait_for_events(client: Any, settings: Settings, count: int, timeout: float) -> int:
-    """Wait until the worker reports ``count`` events processed; returns what it reached."""
+def wait_for_events(
+    client: Any, settings: Settings, count: int, timeout: float, ports: list[int] | None = None
+) -> int:
+    """Wait until the worker reports ``count`` events processed (several workers: their sum,
+    from their web servers on ``ports``); returns what it reached."""
     deadline = time.monotonic() + timeout
     seen = 0
     while time.monotonic() < deadline:
-        raw = client.get(f"{settings.redis_prefix}progress")
-        seen = json.loads(raw)["events"] if raw else 0
+        if ports:
+            seen = sum(_summary(port)["worker"]["events"] for port in ports)
+        else:
+            raw = client.get(f"{settings.redis_prefix}progress")
+            seen = json.loads(raw)["events"] if raw else 0
         if seen >= count:
             break
         time.sleep(0.25)
     return seen
+
+
+def _summary(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/summary", timeout=5) as r:
+            return dict(json.loads(r.read()))
+    except OSError:  # not up yet
+        return {"worker": {"events": 0}}
 
 
 def show(title: str, result: dict[str, Any], titles: dict[str, str]) -> list[str]:
@@ -84,13 +100,25 @@ def show(title: str, result: dict[str, Any], titles: dict[str, str]) -> list[str
     return items
 
 
-def run_demo(settings: Settings, dataset: Path | None, limit: int, keep: bool) -> int:
+def run_demo(
+    settings: Settings, dataset: Path | None, limit: int, keep: bool, workers: int = 1
+) -> int:
+    """The demo with ``workers`` workers in one consumer group (several: each on its own web
+    port, sharing what it learns every second unless ``STREAMREC_SYNC_INTERVAL_S`` says)."""
     settings.state_path.mkdir(parents=True, exist_ok=True)
     path = find_dataset(dataset, settings)
     stack = LocalStack(settings)
     print(f"starting the local stack (broker {settings.broker}, Redis {settings.redis_url})")
     stack.up()
-    worker = start_worker(settings)
+    ports: list[int] = []
+    if workers > 1:
+        interval = settings.sync_interval_s or 1.0
+        ports = [settings.web_port + n for n in range(workers)]
+        mine = [replace(settings, web_port=p, sync_interval_s=interval) for p in ports]
+    else:
+        mine = [settings]
+    names = ["worker"] if workers == 1 else [f"worker-{n}" for n in range(workers)]
+    processes = [start_worker(s, name) for s, name in zip(mine, names, strict=True)]
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         client.delete(f"{settings.redis_prefix}progress")
@@ -98,23 +126,30 @@ def run_demo(settings: Settings, dataset: Path | None, limit: int, keep: bool) -
         print(f"replaying {len(records)} MovieLens-100K events from {path}")
         summary = replay(records, settings, progress=sys.stdout.isatty())
         print(f"  {summary}")
-        reached = wait_for_events(client, settings, summary.total, timeout=300)
-        print(f"worker processed {reached} events (log: {settings.state_path / 'worker.log'})")
-        if worker.poll() is not None:
-            raise SystemExit("the worker exited; see its log")
+        reached = wait_for_events(client, settings, summary.total, timeout=300, ports=ports)
+        logs = ", ".join(str(settings.state_path / f"{name}.log") for name in names)
+        print(f"{len(processes)} worker(s) processed {reached} events (logs: {logs})")
+        if any(p.poll() is not None for p in processes):
+            raise SystemExit("a worker exited; see its log")
+        for port in ports:
+            figures = _summary(port)["worker"]
+            print(
+                f"  worker on port {port}: {figures['events']} events, sync {figures.get('sync')}"
+            )
         titles = {r.key: r.value["title"] for r in read_items(path, 0.0)}
         users = [u for u, _ in Counter(r.key for r in records if r.kind == "clicks").most_common(3)]
         return demo_contexts(client, settings, users, titles)
     finally:
         if keep:
+            pids = " ".join(str(p.pid) for p in processes)
             print(
-                f"left running: worker pid {worker.pid}; stop with `kill {worker.pid}` and "
-                "`streamrec stack down`"
+                f"left running: workers {pids}; stop with `kill {pids}` and `streamrec stack down`"
             )
         else:
-            stop_worker(worker)
+            for process in processes:
+                stop_worker(process)
             stack.down()
-            print("stopped the worker and the local stack")
+            print("stopped the worker(s) and the local stack")
 
 
 def demo_contexts(client: Any, settings: Settings, users: list[str], titles: dict[str, str]) -> int:

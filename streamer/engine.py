@@ -304,6 +304,15 @@ class Engine:
             for oldest in _touch(self._last_seen, user, ts, ttl):
                 self._expire(oldest)
 
+    def last_seen(self, user: str) -> float | None:
+        """When ``user`` was last active (stream time; kept with ``user_ttl_s`` only)."""
+        return self._last_seen.get(user)
+
+    def seen_at(self, user: str, ts: float) -> None:
+        """``user`` was last active at ``ts`` (a user handed over from another worker)."""
+        if self.settings.user_ttl_s:
+            _touch(self._last_seen, user, ts, self.settings.user_ttl_s)
+
     def _expire(self, user: str) -> None:
         """Forget everything kept for ``user``: history, context, last list, the policy's last
         candidates, the model's rows of its id (reused by new ids)."""

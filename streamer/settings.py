@@ -45,7 +45,7 @@ class Settings:
     topic_items: str = "items"
     topic_dead_letters: str = "dead-letters"
     partitions: int = 4
-    items_everywhere: bool = False  # every worker reads every partition of `items` (see README)
+    items_everywhere: bool = True  # every worker reads every partition of `items` (see README)
     # Several workers (streamer.sync): what each learns of the shared state, published this
     # often to topic_sync (0: one worker, nothing shared); worker_id tells a worker's own
     # deltas apart (stable across its restarts; "": host name and web port).

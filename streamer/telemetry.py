@@ -87,9 +87,17 @@ class Telemetry:
             buckets=FRESHNESS_BUCKETS,
             registry=self.registry,
         )
+        self.sync_staleness = Histogram(
+            "streamrec_sync_staleness_seconds",
+            "From another worker's collection of a delta to its application here",
+            buckets=FRESHNESS_BUCKETS,
+            registry=self.registry,
+        )
         self.pipeline, self.highwater = pipeline, highwater or dict
         self.registry.register(_Figures(pipeline, self.lags, committed or dict))
         pipeline.batch_observers.append(self.observe_batch)
+        if hasattr(pipeline, "sync_observers"):
+            pipeline.sync_observers.append(self.sync_staleness.observe)
 
     def lags(self) -> dict[tuple[str, int], int]:
         """Per assigned partition, the messages not learned yet: its high watermark as the
@@ -107,6 +115,21 @@ class Telemetry:
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
         return generate_latest(self.registry)
+
+
+def _sync(figures: Mapping[str, Any] | None) -> Iterator[Metric]:
+    """The sharing between workers (``streamer.sync``), when on."""
+    if not figures:
+        return
+    for name, help_ in (
+        ("sent", "Delta messages sent to the sync topic"),
+        ("sent_bytes", "Bytes of delta messages sent"),
+        ("received_bytes", "Bytes of delta messages read (every worker's)"),
+        ("applied", "Other workers' delta messages applied"),
+        ("dropped", "Collections not sent: events published before a restart, learned again"),
+        ("rejected", "Messages of the sync topic that were not deltas"),
+    ):
+        yield CounterMetricFamily(f"streamrec_sync_{name}", help_, value=figures[name])
 
 
 class _Figures:
@@ -193,6 +216,7 @@ class _Figures:
                 hit_rates.add_metric([name], rate)
         yield hit_rates
         yield from _arms(figures.get("ab"))
+        yield from _sync(figures.get("sync"))
 
     def _partitions(self) -> Iterator[Metric]:
         position = GaugeMetricFamily(

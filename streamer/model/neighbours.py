@@ -159,6 +159,18 @@ class NeighbourRater:
             self.recent_length[slot] = 0
             self._free.append(slot)
 
+    def load_user(
+        self, user: object, bias: float, items: np.ndarray, residuals: list[float]
+    ) -> None:
+        """Set ``user``'s bias and last ratings (item slots, residuals; the most recent last),
+        e.g. handed over from another worker (``streamer.handover``)."""
+        slot = self._slot(user)
+        n = min(len(items), self.last)
+        self.user_bias[slot] = bias
+        self.recent_items[slot, :n] = items[len(items) - n :]
+        self.recent_residuals[slot, :n] = residuals[len(residuals) - n :]
+        self.recent_length[slot] = n
+
     def trim(self) -> None:
         """Drop the pool's free end (before a snapshot)."""
         self.neighbour, self.pairs = trimmed(self.neighbour, self.pairs, self.used)

@@ -271,6 +271,10 @@ class RecModel:
         self.rater.table.forget([key])
         self.ranker.table.forget([key])
 
+    def item_slots(self) -> dict[str, int]:
+        """Every item side's slot (the rating neighbourhood's item ids), by item key."""
+        return {key: slot for key, (_, slot) in self._items.items()}
+
     def knows(self, feature: str) -> bool:
         """Whether the ranker has learned anything about ``feature``."""
         row = self.ranker.table.ids.get(feature)

@@ -121,7 +121,7 @@ def test_metrics_count_exactly_what_was_sent(served):
 
 
 def test_health_and_readiness_answer_for_the_orchestrator(served):
-    _, base, _, _, _ = served
+    settings, base, _, _, _ = served
     status, body = http_get(base + "/health")
     assert status == 200 and json.loads(body)["ok"] is True
     status, body = wait_for(lambda: (r := http_get(base + "/ready"))[0] == 200 and r, timeout=30)
@@ -132,7 +132,10 @@ def test_health_and_readiness_answer_for_the_orchestrator(served):
     flow = json.loads(http_get(base + "/api/flow")[1])
     assert "error" not in flow and flow["flow_active"] is True
     assert flow["assigned"] and set(flow["positions"]) == set(flow["assigned"])
-    assert set(flow["buffers"]) == {"streamrec.clicks", "streamrec.contexts", "streamrec.items"}
+    agents = {"streamrec.clicks", "streamrec.contexts"}  # items: read by every worker's feed
+    assert set(flow["buffers"]) == agents | (
+        set() if settings.items_everywhere else {"streamrec.items"}
+    )
 
 
 def test_the_api_behind_the_dashboard(served):
