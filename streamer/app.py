@@ -4,6 +4,7 @@ every worker)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -14,7 +15,7 @@ import faust
 
 from streamer import snapshot, web
 from streamer.engine import Engine
-from streamer.feeds import TopicFeed
+from streamer.feeds import TopicFeed, read_partitions
 from streamer.pipeline import Message, Pipeline, arm_b_path
 from streamer.publisher import RedisSink
 from streamer.security import faust_credentials, kafka_options, redis_options
@@ -107,20 +108,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
             await items_feed.run()
 
     if settings.sync_interval_s > 0:  # several workers: share what each learns (streamer.sync)
-        sync_topic = app.topic(settings.topic_sync, key_type=bytes, value_type=bytes)
-        sync_feed = TopicFeed(settings, work, settings.topic_sync, work.handle_deltas)
-        sender = worker_id(settings).encode()
-
-        @app.task
-        async def deltas_in() -> None:
-            await sync_feed.run()
-
-        async def send_delta(message: bytes) -> Any:
-            return await sync_topic.send(key=sender, value=message)
-
-        @app.timer(settings.sync_interval_s)
-        async def deltas_out() -> None:
-            await work.send_deltas(send_delta)
+        _share(app, work, settings)
 
     @app.timer(settings.log_interval_s)
     async def report() -> None:
@@ -143,6 +131,78 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
     if settings.web_enabled:
         web.serve(app, work, settings, telemetry, health)
     return app, work
+
+
+def _share(app: faust.App, work: Pipeline, settings: Settings) -> None:
+    """Several workers, one model: the deltas of the shared state out and in
+    (``streamer.sync``), the users' own state published with them and taken over with their
+    partitions (``streamer.handover``)."""
+    sync_topic = app.topic(settings.topic_sync, key_type=bytes, value_type=bytes)
+    users_topic = app.topic(settings.topic_users, key_type=bytes, value_type=bytes)
+    sync_feed = TopicFeed(settings, work, settings.topic_sync, work.handle_deltas)
+    sender = worker_id(settings).encode()
+
+    async def send_delta(message: bytes) -> Any:
+        return await sync_topic.send(key=sender, value=message)
+
+    async def send_user(partition: int, key: bytes, value: bytes) -> Any:
+        return await users_topic.send(key=key, value=value, partition=partition)
+
+    async def read_users(partitions: set[int]) -> list[Message]:
+        return await read_partitions(settings, settings.topic_users, partitions)
+
+    async def take_over(partitions: set[int]) -> dict[tuple[str, int], int]:
+        return await work.take_over(partitions, read_users)
+
+    app.streamrec_take_over = take_over  # type: ignore[attr-defined]  # (streamer.transport)
+
+    @app.task
+    async def deltas_in() -> None:
+        await sync_feed.run()
+
+    @app.timer(settings.sync_interval_s)
+    async def publish() -> None:
+        await work.publish_shared(send_delta, send_user)
+
+    async def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Partitions leave this worker in a rebalance: their users' state now, so that the
+        next owner resumes where this one stopped."""
+        await work.publish_shared(send_delta, send_user)
+
+    app.on_partitions_revoked.connect(revoked)
+
+    async def hand_over() -> None:
+        await work.hand_over(send_delta, send_user)
+        await app.producer.flush()
+
+    app.streamrec_hand_over = hand_over  # type: ignore[attr-defined]  # (streamer.worker)
+
+
+def publish_at_stop(work: Pipeline, settings: Settings) -> None:
+    """The last users' state and deltas of a stopped worker, so that the next owner of its
+    partitions resumes where it stopped (Faust revokes nothing at a stop): sent with a
+    producer of its own, once the worker's loop has ended (no batch can come after)."""
+    if work.sync is None:
+        return
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=settings.broker, max_request_size=1 << 20, **kafka_options(settings)
+    )
+    sender = worker_id(settings).encode()
+
+    async def send_delta(message: bytes) -> Any:
+        return producer.send(settings.topic_sync, key=sender, value=message).get(timeout=10)
+
+    async def send_user(partition: int, key: bytes, value: bytes) -> Any:
+        future = producer.send(settings.topic_users, key=key, value=value, partition=partition)
+        return future.get(timeout=10)
+
+    try:
+        asyncio.run(work.publish_shared(send_delta, send_user))
+        producer.flush(timeout=10)
+    finally:
+        producer.close(timeout=5)
 
 
 def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pipeline:

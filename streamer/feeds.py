@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between attempts while the broker or the topic is not there.
 RETRY_S = 1.0
+#: Empty fetches in a row that end a read to the end of a topic (half a second each).
+QUIET_FETCHES = 3
 
 
 class TopicFeed:
@@ -103,3 +105,40 @@ def _message(record: Any) -> Message:
         record.value,
         (record.timestamp or 0) / 1000.0,
     )
+
+
+async def read_partitions(settings: Settings, topic: str, partitions: set[int]) -> list[Message]:
+    """Every message of ``partitions`` of ``topic``, from the beginning to the end (a consumer
+    outside any group; the end: past the broker's high watermark, and ``QUIET_FETCHES`` fetches
+    in a row that find nothing more: the local broker's high watermark can be short)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        **aiokafka_options(settings),
+    )
+    await consumer.start()
+    out: list[Message] = []
+    try:
+        known = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions) if p in known]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        quiet = 0  # fetches in a row that found nothing (the local broker's end can be short)
+        while quiet < QUIET_FETCHES:
+            fetched = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in fetched.values():
+                out.extend(_message(r) for r in records)
+            at = [await consumer.position(tp) for tp in tps]
+            done = all(a >= end[tp] for a, tp in zip(at, tps, strict=True))
+            quiet = quiet + 1 if done and not fetched else 0
+        return out
+    finally:
+        await consumer.stop()

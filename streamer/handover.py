@@ -7,13 +7,12 @@ partition moves (a worker stopped, killed, or a rebalance), the new owner loads 
 the partition's users, as the old owner last published it (``streamer.pipeline``), and resumes
 the partition where that state was taken.
 
-The state travels as JSON: items by name (ids and slots differ between workers), parameter
-rows as lists of floats (``float`` repr: exact).
+The state is JSON-able: items by name (ids and slots differ between workers), parameter rows as
+lists of floats (exact through JSON's float repr).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -24,10 +23,13 @@ from streamer.engine import Engine
 MODELS = ("ranker", "rater")
 
 
-def export_user(engine: Engine, user: str, slot_keys: dict[int, str] | None = None) -> bytes:
+def export_user(
+    engine: Engine, user: str, slot_keys: dict[int, str] | None = None
+) -> dict[str, Any]:
     """``user``'s own state in ``engine`` (``slot_keys``: the rating model's item slots by
     item key, :func:`item_slot_keys`, computed once for many users).
 
+    >>> import json
     >>> from streamer.events import Click, ItemEvent
     >>> from streamer.settings import Settings
     >>> s = Settings(n_factors=4, sync_interval_s=1.0)
@@ -36,7 +38,7 @@ def export_user(engine: Engine, user: str, slot_keys: dict[int, str] | None = No
     >>> _ = a.process(items), b.process(items)
     >>> _ = a.process([Click(user="u", item="p", type="rating", value=5.0, ts=1.0,
     ...                      context={"device": "tv"})])
-    >>> import_user(b, "u", export_user(a, "u"))
+    >>> import_user(b, "u", json.loads(json.dumps(export_user(a, "u"))))
     >>> [b.catalogue.item_of(i) for i in b.users.recent("u", 5)], b.users.context("u")
     (['p'], {'device': 'tv'})
     >>> rows = lambda e: e.model.ranker.table.latents[e.model.ranker.table.ids["user=u"]]
@@ -65,12 +67,11 @@ def export_user(engine: Engine, user: str, slot_keys: dict[int, str] | None = No
             "bias": float(neighbours.user_bias[neighbours.slots[key]]),
             "recent": [[keys[s], r] for s, r in zip(slots, residuals, strict=True) if s in keys],
         }
-    return json.dumps(state).encode()
+    return state
 
 
-def import_user(engine: Engine, user: str, data: bytes) -> None:
+def import_user(engine: Engine, user: str, state: dict[str, Any]) -> None:
     """Load ``user``'s state (from :func:`export_user`) into ``engine``, replacing its own."""
-    state = json.loads(data)
     engine.users.forget(user)
     catalogue = engine.catalogue
     for item in state["history"]:

@@ -47,10 +47,12 @@ class Settings:
     partitions: int = 4
     items_everywhere: bool = True  # every worker reads every partition of `items` (see README)
     # Several workers (streamer.sync): what each learns of the shared state, published this
-    # often to topic_sync (0: one worker, nothing shared); worker_id tells a worker's own
-    # deltas apart (stable across its restarts; "": host name and web port).
+    # often to topic_sync, and its users' own state to topic_users (streamer.handover; 0: one
+    # worker, nothing shared); worker_id tells a worker's own messages apart (stable across
+    # its restarts; "": host name and web port).
     sync_interval_s: float = 0.0
     topic_sync: str = "streamrec-sync"
+    topic_users: str = "streamrec-users"  # each user's own state, by its input partition
     worker_id: str = ""
     # Worker.
     batch_size: int = 1000
@@ -205,6 +207,7 @@ class Settings:
             topic_items=f"{self.topic_items}-{tag}",
             topic_dead_letters=f"{self.topic_dead_letters}-{tag}",
             topic_sync=f"{self.topic_sync}-{tag}",
+            topic_users=f"{self.topic_users}-{tag}",
             redis_prefix=f"{self.redis_prefix}{tag}:",
         )
 
@@ -226,6 +229,7 @@ class Settings:
             self.topic_items,
             self.topic_dead_letters,
             self.topic_sync,
+            self.topic_users,
         )
 
 

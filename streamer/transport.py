@@ -32,15 +32,20 @@ class Consumer(driver.Consumer):
         each partition the engine has seen resumes at the engine's own offset: a restored
         snapshot's (the events after it are learned again, none before it twice, although the
         committed offsets may be ahead of it or behind it). Later assignments keep Faust's
-        committed offsets: seeking a running worker to its own positions stalled Faust's
-        recovery when the broker had lost its log (a restart of the memory-only broker), so
-        after an in-process rebalance the events since the last commit are learned again."""
+        committed offsets (seeking a running worker to its own positions stalled Faust's
+        recovery when the broker had lost its log: a restart of the memory-only broker), but
+        for partitions taken over from another worker (``streamer.handover``)."""
         await super().perform_seek()
         positions = getattr(self.app, "streamrec_positions", None)
-        if positions is None or getattr(self, "_streamrec_resumed", False):
-            return
-        self._streamrec_resumed = True
-        resume = positions()
+        resume: dict[tuple[str, int], int] = {}
+        if positions is not None and not getattr(self, "_streamrec_resumed", False):
+            self._streamrec_resumed = True
+            resume = positions()
+        # several workers: partitions whose users another worker published last (a worker
+        # stopped, killed, or a rebalance) resume where that worker's published state stands
+        take_over = getattr(self.app, "streamrec_take_over", None)
+        if take_over is not None:
+            resume.update(await take_over({tp.partition for tp in self.assignment()}))
         for tp in self.assignment():
             offset = resume.get((tp.topic, tp.partition))
             if offset is not None:

@@ -203,7 +203,12 @@ def serve(
         found = get_recommendations(
             work.sink.client, user, settings.top_k, prefix=settings.redis_prefix
         )
-        return view.json({"user": user, "list": found, "history": history.of(user)})
+        engine = work.engine
+        state = {  # what this worker's engine holds of the user
+            "items": len(engine.users.history(user)),
+            "known": engine.model.knows(f"user={user}"),
+        }
+        return view.json({"user": user, "list": found, "history": history.of(user), "state": state})
 
     @app.page("/api/item/{item}")
     async def item(view: Any, request: Any, item: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import logging.handlers
 import os
@@ -12,11 +13,13 @@ from typing import Any
 
 import faust
 
-from streamer.app import create_app
+from streamer.app import create_app, publish_at_stop
 from streamer.settings import Settings
 
 #: A stop that has not finished after this long ends the process (a hung Faust shutdown).
 SHUTDOWN_GRACE_S = 15.0
+#: The longest a stopping worker waits to publish its users' state and deltas (several workers).
+HAND_OVER_S = 5.0
 
 
 class Worker(faust.Worker):
@@ -27,6 +30,22 @@ class Worker(faust.Worker):
             watchdog = threading.Timer(SHUTDOWN_GRACE_S, _force_exit, args=(signum,))
             watchdog.daemon = True
             watchdog.start()
+        hand_over = getattr(self.app, "streamrec_hand_over", None)
+        if hand_over is None or self._handing_over:
+            super()._schedule_shutdown(signum)
+            return
+        # several workers: the users' state and deltas out before leaving the group
+        self._handing_over = True
+        self._hand_over_task = asyncio.ensure_future(self._hand_over_then_stop(hand_over, signum))
+
+    _handing_over = False
+    _hand_over_task: asyncio.Future[None] | None = None
+
+    async def _hand_over_then_stop(self, hand_over: Any, signum: signal.Signals) -> None:
+        try:
+            await asyncio.wait_for(hand_over(), HAND_OVER_S)
+        except Exception:  # the broker gone, or too slow: the next owner learns them again
+            logging.getLogger("streamrec").exception("hand-over at stop not completed")
         super()._schedule_shutdown(signum)
 
 
@@ -68,5 +87,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> Any:
     try:
         return worker.execute_from_commandline()
     finally:  # stopped (a signal, or an error): what was learned is kept
+        try:  # and, with several workers, handed to the others
+            publish_at_stop(pipeline, settings)
+        except Exception:  # the broker gone: the next owner learns the events since again
+            logging.getLogger("streamrec").exception("last users' state and deltas not sent")
         if settings.snapshot_interval_s > 0:
             pipeline.snapshot()

@@ -8,6 +8,7 @@ import json
 import math
 import signal
 import subprocess
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -121,6 +122,73 @@ def test_every_worker_knows_every_item_and_clicks_are_learned_once(stack):
     finally:
         for process in workers:
             process.send_signal(signal.SIGTERM)
+        for process in workers:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_a_stopped_workers_users_move_to_the_survivor_with_their_state(stack):
+    """Two sharing workers; one is stopped mid-stream (SIGTERM): the survivor takes its
+    partitions over with its users' state (none of them falls back to the popular list), and
+    resumes each where the stopped worker's learning ended (every click learned once)."""
+    uid = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        stack.isolated(f"handover-{uid}"), log_interval_s=1.0, sync_interval_s=0.5
+    )
+    create_topics(settings.broker, settings.topics, settings.partitions)
+    workers, bases = [], []
+    try:
+        for n in range(2):
+            mine = dataclasses.replace(settings, web_port=free_port())
+            log = Path(settings.state_dir) / f"worker-handover-{uid}-{n}.log"
+            workers.append(start_worker(mine, log))
+            bases.append(f"http://127.0.0.1:{mine.web_port}")
+        for base in bases:
+            wait_for(lambda base=base: _up(base), timeout=90, interval=0.5)
+        items, ratings = movielens(RATINGS)
+        replay(items + ratings[: RATINGS // 2], settings, progress=False)
+        half = RATINGS // 2
+        wait_for(lambda: sum(_learned(b, "clicks") for b in bases) >= half, timeout=120)
+        first = _learned(bases[0], "clicks")
+        users = {json.loads(r.payload())["user"] for r in ratings[:half]}
+        theirs = {u for u in users if _json(f"{bases[0]}/api/user/{u}")["history"]}
+        assert theirs and first  # the users whose lists worker 0 wrote
+        workers[0].send_signal(signal.SIGTERM)
+        assert workers[0].wait(timeout=30) == 0
+        rest = ratings[half:]
+        replay(rest, settings, progress=False)
+        wait_for(lambda: first + _learned(bases[1], "clicks") >= RATINGS, timeout=120)
+        time.sleep(2)  # nothing more comes: every click learned once, none twice
+        assert first + _learned(bases[1], "clicks") == RATINGS
+        handed = _json(bases[1] + "/api/summary")["worker"]["sync"]["handed_over"]
+        assert handed and sum(handed.values()) >= len(theirs)
+        for user in theirs:  # the survivor holds their history and their id's rows already
+            state = _json(f"{bases[1]}/api/user/{user}")["state"]
+            assert state["items"] > 0 and state["known"], (user, state)
+        # the stopped worker's users, back with one more rating each: a list from the model
+        # that knows them (their id's rows and history came over), not the popular one
+        back = [json.loads(r.payload()) for r in ratings[:half]]
+        again = {}
+        for event in back:
+            if event["user"] in theirs and event["user"] not in again:
+                again[event["user"]] = {**event, "ts": event["ts"] + 1.0}
+        replay(
+            [LogRecord("clicks", u, e, e["ts"]) for u, e in list(again.items())[:20]],
+            settings,
+            progress=False,
+        )
+        for user in list(again)[:20]:
+            looked = wait_for(
+                lambda user=user: (r := _json(f"{bases[1]}/api/user/{user}"))["list"] and r,
+                timeout=30,
+            )
+            assert looked["list"]["source"] == "model", (user, looked["list"])
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
         for process in workers:
             try:
                 process.wait(timeout=30)

@@ -1,5 +1,8 @@
 """Several workers sharing one model (streamer.sync): known answers on small streams."""
 
+import asyncio
+import json
+
 import numpy as np
 import pytest
 
@@ -188,3 +191,77 @@ def test_what_could_not_be_sent_goes_with_the_next_collection():
     touched = [k for k in a.model.ranker.table.ids if not k.startswith("user=")]
     assert np.allclose(rows(a, touched), rows(b, touched), atol=1e-6)
     assert sa.sent == 1
+
+
+def pipeline(fake_redis, name):
+    from streamer.pipeline import Pipeline
+    from streamer.publisher import RedisSink
+
+    async def dead(key, value):
+        raise AssertionError("no dead letters here")
+
+    s = settings(worker_id=name)
+    return Pipeline(s, RedisSink(fake_redis, f"{name}:"), dead)
+
+
+def test_a_partition_moves_with_its_users_state_and_resumes_where_it_was_published(fake_redis):
+    """Worker a publishes its users' state (partition 0) with its deltas; worker b takes the
+    partition over: it holds the users' history and rows, and resumes at a's offsets; a
+    partition it published itself last resumes from its own state (not loaded again)."""
+    from streamer.pipeline import Message
+
+    a, b = pipeline(fake_redis, "a"), pipeline(fake_redis, "b")
+    items = [Message("items", 0, n, b"", json.dumps({"item": f"i{n}"}).encode(), 1.0)
+             for n in range(5)]  # fmt: skip
+    for p in (a, b):
+        asyncio.run(p.handle("items", items))
+    clicks = [
+        Message(a.settings.topic_clicks, 0, n, b"u", json.dumps(
+            {"user": "u", "item": f"i{n % 5}", "type": "rating", "value": 5, "ts": n}
+        ).encode(), 1.0)
+        for n in range(7)
+    ]  # fmt: skip
+    asyncio.run(a.handle("clicks", clicks))
+    users_topic: list[Message] = []
+    deltas: list[bytes] = []
+
+    async def send_delta(data):
+        deltas.append(data)
+
+    async def send_user(partition, key, value):
+        users_topic.append(Message("users", partition, len(users_topic), key, value, 2.0))
+
+    asyncio.run(a.publish_shared(send_delta, send_user))
+    assert [m.key for m in users_topic] == [b"u"] and deltas
+
+    async def read(partitions):
+        return [m for m in users_topic if m.partition in partitions]
+
+    seeks = asyncio.run(b.take_over({0, 1}, read))
+    assert seeks == {(b.settings.topic_clicks, 0): 7}
+    engine = b.engine
+    assert len(engine.users.history("u")) == 5 and engine.model.knows("user=u")
+    assert b.handed_over == {0: 1}
+    assert asyncio.run(a.take_over({0}, read)) == {}  # a published it: its own state stands
+
+
+def test_a_stopping_worker_takes_no_batch_after_its_hand_over(fake_redis):
+    from streamer.pipeline import Message
+
+    a = pipeline(fake_redis, "a")
+    sent = []
+
+    async def send_delta(data):
+        sent.append(data)
+
+    async def send_user(partition, key, value):
+        sent.append(value)
+
+    async def scenario():
+        await a.hand_over(send_delta, send_user)
+        late = Message(a.settings.topic_clicks, 0, 0, b"u", b'{"user": "u", "item": "x"}', 1.0)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(a.handle("clicks", [late]), 0.2)
+
+    asyncio.run(scenario())
+    assert a.engine.events == 0
