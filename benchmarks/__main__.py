@@ -3,7 +3,8 @@
     python -m benchmarks [--dataset DIR] [--out DIR] [--quick]
 
 Starts its own local stack (Tansu + Redis on free loopback ports), runs Faust's ceiling and the
-full worker on the same topic layout, then freshness, lookups, memory and ANN recall, and
+full worker on the same topic layout, then freshness, lookups, memory, 1 and 2 sharing workers
+(``benchmarks.workers_stream``) and ANN recall, and
 writes ``results.json`` and ``results.md`` in ``--out`` (default ``benchmarks/results``).
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks import ann, stream
+from benchmarks import ann, stream, workers_stream
 from streamer.replay import open_log
 from streamer.settings import Settings
 
@@ -45,6 +46,12 @@ def run(dataset: Path, out: Path, quick: bool) -> dict[str, Any]:
     ml = list(open_log(dataset))
     with stream.local_stack() as base:
         results.update(stream_figures(base, ml, Path(base.state_dir), quick))
+        print("1 and 2 sharing workers over the same events ...", flush=True)
+        records = ml[:21_682] if quick else ml
+        logs_dir = Path(base.state_dir)
+        results["workers"] = [workers_stream.run(base, records, 1, logs_dir, share=False)] + [
+            workers_stream.run(base, records, n, logs_dir) for n in (1, 2)
+        ]
     results["ann"] = ann_figures(quick)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -186,6 +193,8 @@ def markdown(r: dict[str, Any]) -> str:
             f"| `{phase}` (offered {f.get('offered_events_per_s')} ev/s) | "
             f"p50 {f.get('freshness_p50_ms')} ms, p99 {f.get('freshness_p99_ms')} ms |"
         )
+    if r.get("workers"):
+        lines += ["", workers_stream.markdown(r["workers"])]
     lines += [
         "",
         "| items x dims | backend | recall@20 | queries/s per core | build s |",

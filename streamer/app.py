@@ -21,7 +21,6 @@ from streamer.publisher import RedisSink
 from streamer.security import faust_credentials, kafka_options, redis_options
 from streamer.settings import Settings
 from streamer.stack import UNANSWERED, timestamps_at
-from streamer.sync import worker_id
 
 log = logging.getLogger("streamrec")
 
@@ -140,7 +139,7 @@ def _share(app: faust.App, work: Pipeline, settings: Settings) -> None:
     sync_topic = app.topic(settings.topic_sync, key_type=bytes, value_type=bytes)
     users_topic = app.topic(settings.topic_users, key_type=bytes, value_type=bytes)
     sync_feed = TopicFeed(settings, work, settings.topic_sync, work.handle_deltas)
-    sender = worker_id(settings).encode()
+    sender = settings.worker_name.encode()
 
     async def send_delta(message: bytes) -> Any:
         return await sync_topic.send(key=sender, value=message)
@@ -189,7 +188,7 @@ def publish_at_stop(work: Pipeline, settings: Settings) -> None:
     producer = KafkaProducer(
         bootstrap_servers=settings.broker, max_request_size=1 << 20, **kafka_options(settings)
     )
-    sender = worker_id(settings).encode()
+    sender = settings.worker_name.encode()
 
     async def send_delta(message: bytes) -> Any:
         return producer.send(settings.topic_sync, key=sender, value=message).get(timeout=10)

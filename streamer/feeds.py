@@ -57,17 +57,10 @@ class TopicFeed:
                 await asyncio.sleep(RETRY_S)
 
     async def _consume(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.broker,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
-            **aiokafka_options(s),
-        )
+        consumer = _consumer(s)
         await consumer.start()
         try:
             topic = self.topic
@@ -96,6 +89,20 @@ class TopicFeed:
             await consumer.stop()
 
 
+def _consumer(settings: Settings) -> Any:
+    """A consumer outside any group, from the beginning unless told where."""
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.broker,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        **aiokafka_options(settings),
+    )
+
+
 def _message(record: Any) -> Message:
     return Message(
         record.topic,
@@ -111,16 +118,9 @@ async def read_partitions(settings: Settings, topic: str, partitions: set[int]) 
     """Every message of ``partitions`` of ``topic``, from the beginning to the end (a consumer
     outside any group; the end: past the broker's high watermark, and ``QUIET_FETCHES`` fetches
     in a row that find nothing more: the local broker's high watermark can be short)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        **aiokafka_options(settings),
-    )
+    consumer = _consumer(settings)
     await consumer.start()
     out: list[Message] = []
     try:

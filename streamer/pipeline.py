@@ -22,7 +22,7 @@ from streamer.recommender import RecList
 from streamer.settings import Settings
 from streamer.snapshot import Offsets, Stamps
 from streamer.stats import Stats
-from streamer.sync import Sync, worker_id
+from streamer.sync import Sync
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,14 @@ class Pipeline:
         self._snapshot_due = False
         self._stopping = False  # set by hand_over(): no more batches
         #: several workers (``STREAMREC_SYNC_INTERVAL_S``): this worker's side of the sharing
-        self.sync = Sync(self.engine, worker_id(settings)) if settings.sync_interval_s > 0 else None
+        self.sync = (
+            Sync(self.engine, settings.worker_name) if settings.sync_interval_s > 0 else None
+        )
         self.sync_observers: list[Callable[[float], None]] = []  # staleness of each delta applied
         #: per input partition, the users whose state changed since it was last published
         self._dirty: dict[int, set[str]] = {}
         self.handed_over: dict[int, int] = {}  # partition -> users loaded from another worker
+        self.users_sent_bytes = 0  # users' state published (topic_users)
 
     async def handle(self, kind: str, messages: Sequence[Message]) -> None:
         """Process messages of one topic kind (``clicks``, ``contexts`` or ``items``)."""
@@ -199,10 +202,10 @@ class Pipeline:
             for n, user in enumerate(sorted(users)):
                 state = export_user(self.engine, user, slot_keys)
                 value = {"sender": self.sync.sender, "offsets": offsets, "state": state}
+                data = json.dumps(value).encode()
                 try:
-                    await send_user(
-                        partition, user.encode("utf-8", "surrogatepass"), json.dumps(value).encode()
-                    )
+                    await send_user(partition, user.encode("utf-8", "surrogatepass"), data)
+                    self.users_sent_bytes += len(data)
                 except Exception as exc:  # sent with the next publication
                     self._dirty.setdefault(partition, set()).update(sorted(users)[n:])
                     log.warning("users' state not published (again with the next): %s", exc)
@@ -428,4 +431,5 @@ class Pipeline:
             figures["sync"] = self.sync.report()
             figures["sync"]["handed_over"] = {str(p): n for p, n in self.handed_over.items()}
             figures["sync"]["learned_clicks"] = self.stats.by_topic[("clicks", "learned")]
+            figures["sync"]["users_sent_bytes"] = self.users_sent_bytes
         return figures

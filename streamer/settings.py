@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,8 +219,22 @@ class Settings:
 
     @property
     def snapshot_path(self) -> Path:
-        """Where this app's snapshots are written (see :mod:`streamer.snapshot`)."""
-        return self.state_path / "snapshots" / self.app_id
+        """Where this app's snapshots are written (see :mod:`streamer.snapshot`); with
+        several workers sharing (``sync_interval_s``), each worker's in its own directory.
+
+        >>> Settings(sync_interval_s=1.0, worker_id="w/1").snapshot_path.parts[-2:]
+        ('streamrec', 'worker-w_1')
+        """
+        path = self.state_path / "snapshots" / self.app_id
+        if self.sync_interval_s > 0:
+            path /= "worker-" + re.sub(r"[^A-Za-z0-9_.:-]", "_", self.worker_name)
+        return path
+
+    @property
+    def worker_name(self) -> str:
+        """This worker's name among those sharing: ``worker_id``, else the host's name and the
+        web port (one worker per port on a machine); stable across its restarts."""
+        return self.worker_id or f"{socket.gethostname()}:{self.web_port}"
 
     @property
     def topics(self) -> tuple[str, ...]:

@@ -24,7 +24,6 @@ receiver's copy of a row differs from the sender's by float32 rounding of the ch
 from __future__ import annotations
 
 import io
-import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -35,7 +34,6 @@ import numpy as np
 
 from streamer.engine import Engine
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor
-from streamer.settings import Settings
 from streamer.strategies.base import Observation
 
 #: Feature keys that belong to one user: learned and kept by the user's worker only.
@@ -187,12 +185,6 @@ class Delta:
         if any(len(m) > limit for _, m in out):  # unevenly sized rows: finer parts
             out = [(part, part.encode()) for part in self.parts(-(-longest // (2 * pieces)))]
         return out
-
-
-def worker_id(settings: Settings) -> str:
-    """This worker's name among those sharing (``STREAMREC_WORKER_ID``, else the host's name
-    and the web port: one worker per port on a machine), stable across its restarts."""
-    return settings.worker_id or f"{socket.gethostname()}:{settings.web_port}"
 
 
 def _strings(values: Sequence[str]) -> np.ndarray:

@@ -62,6 +62,37 @@ def _apart(bases: list[str], items: list[str]) -> float:
     return worst
 
 
+def _two_workers(settings, name: str) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    """Two worker processes in one group on fresh topics, once each has its partitions; their
+    processes and web addresses."""
+    create_topics(settings.broker, settings.topics, settings.partitions)
+    workers, bases = [], []
+    try:
+        for n in range(2):
+            mine = dataclasses.replace(settings, web_port=free_port())
+            log = Path(settings.state_dir) / f"worker-{name}-{n}.log"
+            workers.append(start_worker(mine, log))
+            bases.append(f"http://127.0.0.1:{mine.web_port}")
+        for base in bases:  # both in the group, each with its share of the partitions
+            wait_for(lambda base=base: _up(base), timeout=90, interval=0.5)
+    except BaseException:
+        _stop(workers)
+        raise
+    return workers, bases
+
+
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to the workers still running; killed if they do not stop within 30 s."""
+    for process in workers:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in workers:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def _up(base: str) -> bool:
     try:
         return _json(base + "/ready")["partitions"] > 0
@@ -77,16 +108,9 @@ def test_every_worker_knows_every_item_and_clicks_are_learned_once(stack):
         items_everywhere=True,
         sync_interval_s=0.5,
     )
-    create_topics(settings.broker, settings.topics, settings.partitions)
     workers, bases = [], []
     try:
-        for n in range(2):
-            mine = dataclasses.replace(settings, web_port=free_port())
-            log = Path(settings.state_dir) / f"worker-two-{uid}-{n}.log"
-            workers.append(start_worker(mine, log))
-            bases.append(f"http://127.0.0.1:{mine.web_port}")
-        for base in bases:  # both in the group, each with its share of the partitions
-            wait_for(lambda base=base: _up(base), timeout=90, interval=0.5)
+        workers, bases = _two_workers(settings, f"two-{uid}")
         items, ratings = movielens(RATINGS)
         replay(items, settings, progress=False)
         for base in bases:  # every item, in both
@@ -120,13 +144,7 @@ def test_every_worker_knows_every_item_and_clicks_are_learned_once(stack):
         # busy rows are metered, not dropped: streamer.sync.DENSE): the same item vectors
         wait_for(lambda: _apart(bases, popular) < 0.01, timeout=20, interval=0.5)
     finally:
-        for process in workers:
-            process.send_signal(signal.SIGTERM)
-        for process in workers:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _stop(workers)
 
 
 def test_a_stopped_workers_users_move_to_the_survivor_with_their_state(stack):
@@ -137,16 +155,9 @@ def test_a_stopped_workers_users_move_to_the_survivor_with_their_state(stack):
     settings = dataclasses.replace(
         stack.isolated(f"handover-{uid}"), log_interval_s=1.0, sync_interval_s=0.5
     )
-    create_topics(settings.broker, settings.topics, settings.partitions)
     workers, bases = [], []
     try:
-        for n in range(2):
-            mine = dataclasses.replace(settings, web_port=free_port())
-            log = Path(settings.state_dir) / f"worker-handover-{uid}-{n}.log"
-            workers.append(start_worker(mine, log))
-            bases.append(f"http://127.0.0.1:{mine.web_port}")
-        for base in bases:
-            wait_for(lambda base=base: _up(base), timeout=90, interval=0.5)
+        workers, bases = _two_workers(settings, f"handover-{uid}")
         items, ratings = movielens(RATINGS)
         replay(items + ratings[: RATINGS // 2], settings, progress=False)
         half = RATINGS // 2
@@ -186,11 +197,4 @@ def test_a_stopped_workers_users_move_to_the_survivor_with_their_state(stack):
             )
             assert looked["list"]["source"] == "model", (user, looked["list"])
     finally:
-        for process in workers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in workers:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _stop(workers)
