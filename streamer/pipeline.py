@@ -127,7 +127,9 @@ class Pipeline:
         self.sync_observers: list[Callable[[float], None]] = []  # staleness of each delta applied
         #: per input partition, the users whose state changed since it was last published
         self._dirty: dict[int, set[str]] = {}
-        self.handed_over: dict[int, int] = {}  # partition -> users loaded from another worker
+        #: partitions taken over from another worker: their users loaded, from whom, where
+        #: they resumed
+        self.handed_over: dict[int, dict[str, Any]] = {}
         self.users_sent_bytes = 0  # users' state published (topic_users)
 
     async def handle(self, kind: str, messages: Sequence[Message]) -> None:
@@ -270,7 +272,11 @@ class Pipeline:
             for topic, offset in newest["offsets"].items():
                 self.offsets.setdefault(topic, {})[partition] = offset
                 seeks[(topic, partition)] = offset
-            self.handed_over[partition] = len(states[partition])
+            self.handed_over[partition] = {
+                "users": len(states[partition]),
+                "from": newest["sender"],
+                "offsets": newest["offsets"],
+            }
             log.info(
                 "partition %d: the state of %d users taken over from %s, resuming at %s",
                 partition, len(states[partition]), newest["sender"], newest["offsets"],
@@ -429,7 +435,7 @@ class Pipeline:
             figures["ab"] = self.arms.report()
         if self.sync is not None:
             figures["sync"] = self.sync.report()
-            figures["sync"]["handed_over"] = {str(p): n for p, n in self.handed_over.items()}
+            figures["sync"]["handed_over"] = {str(p): h for p, h in self.handed_over.items()}
             figures["sync"]["learned_clicks"] = self.stats.by_topic[("clicks", "learned")]
             figures["sync"]["users_sent_bytes"] = self.users_sent_bytes
         return figures

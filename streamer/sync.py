@@ -15,10 +15,11 @@ its positives (item, context bucket, the user's recent items, by name). The othe
 by its name, where the sender's started, so it ends where the sender's is), the positives are
 learned. So the shared parameters are the sum of every worker's steps, each taken on slightly
 stale parameters (by at most the sync interval and the transport's delay), as in asynchronous
-SGD with delayed updates (Hogwild-like); the counts are exact up to that delay.
+SGD with delayed updates (Hogwild-like); the counts are exact up to that delay. Changes of
+busy rows are metered (:data:`DENSE`), what is not sent yet stays with the sender.
 
-Deltas travel as numpy arrays in ``.npz`` bytes (no pickle), the changes as float32: a
-receiver's copy of a row differs from the sender's by float32 rounding of the changes.
+Deltas travel as numpy arrays in ``.npz`` bytes (no pickle), the changes as float32; what the
+rounding leaves out stays with the sender too, so quiet rows end equal everywhere.
 """
 
 from __future__ import annotations

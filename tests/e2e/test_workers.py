@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamer import snapshot
 from streamer.replay.producer import replay
 from streamer.replay.record import LogRecord
 
@@ -62,14 +63,17 @@ def _apart(bases: list[str], items: list[str]) -> float:
     return worst
 
 
-def _two_workers(settings, name: str) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    """Two worker processes in one group on fresh topics, once each has its partitions; their
-    processes and web addresses."""
+def _two_workers(
+    settings, name: str, ports: list[int] | None = None
+) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    """Two worker processes in one group on fresh topics (web servers on ``ports``, free ones
+    by default), once each has its partitions; their processes and web addresses."""
     create_topics(settings.broker, settings.topics, settings.partitions)
     workers, bases = [], []
+    ports = ports or [free_port(), free_port()]
     try:
         for n in range(2):
-            mine = dataclasses.replace(settings, web_port=free_port())
+            mine = dataclasses.replace(settings, web_port=ports[n])
             log = Path(settings.state_dir) / f"worker-{name}-{n}.log"
             workers.append(start_worker(mine, log))
             bases.append(f"http://127.0.0.1:{mine.web_port}")
@@ -156,8 +160,9 @@ def test_a_stopped_workers_users_move_to_the_survivor_with_their_state(stack):
         stack.isolated(f"handover-{uid}"), log_interval_s=1.0, sync_interval_s=0.5
     )
     workers, bases = [], []
+    ports = [free_port(), free_port()]
     try:
-        workers, bases = _two_workers(settings, f"handover-{uid}")
+        workers, bases = _two_workers(settings, f"handover-{uid}", ports)
         items, ratings = movielens(RATINGS)
         replay(items + ratings[: RATINGS // 2], settings, progress=False)
         half = RATINGS // 2
@@ -174,27 +179,96 @@ def test_a_stopped_workers_users_move_to_the_survivor_with_their_state(stack):
         time.sleep(2)  # nothing more comes: every click learned once, none twice
         assert first + _learned(bases[1], "clicks") == RATINGS
         handed = _json(bases[1] + "/api/summary")["worker"]["sync"]["handed_over"]
-        assert handed and sum(handed.values()) >= len(theirs)
+        assert handed and sum(h["users"] for h in handed.values()) >= len(theirs)
+        # per partition: resumed exactly where the stopped worker's learning ended (its
+        # snapshot at stop holds its final positions)
+        stopped = dataclasses.replace(settings, web_port=ports[0])
+        final = snapshot.load_latest(stopped.snapshot_path, stopped)
+        assert final is not None
+        clicks = settings.topic_clicks
+        for partition, taken in handed.items():
+            assert taken["offsets"][clicks] == final[1].offsets[clicks][int(partition)]
         for user in theirs:  # the survivor holds their history and their id's rows already
             state = _json(f"{bases[1]}/api/user/{user}")["state"]
             assert state["items"] > 0 and state["known"], (user, state)
         # the stopped worker's users, back with one more rating each: a list from the model
         # that knows them (their id's rows and history came over), not the popular one
-        back = [json.loads(r.payload()) for r in ratings[:half]]
-        again = {}
-        for event in back:
-            if event["user"] in theirs and event["user"] not in again:
-                again[event["user"]] = {**event, "ts": event["ts"] + 1.0}
-        replay(
-            [LogRecord("clicks", u, e, e["ts"]) for u, e in list(again.items())[:20]],
-            settings,
-            progress=False,
-        )
-        for user in list(again)[:20]:
-            looked = wait_for(
-                lambda user=user: (r := _json(f"{bases[1]}/api/user/{user}"))["list"] and r,
-                timeout=30,
-            )
-            assert looked["list"]["source"] == "model", (user, looked["list"])
+        _back_with_lists_from_the_model(settings, bases[1], ratings[:half], theirs)
     finally:
         _stop(workers)
+
+
+@pytest.mark.chaos
+def test_a_killed_workers_partitions_resume_at_its_last_publication(stack):
+    """Two sharing workers; one is killed (SIGKILL) mid-stream: the survivor takes its
+    partitions over from its last publication (at most a sync interval back), learns the
+    events since again, loses none, and knows the killed worker's users."""
+    uid = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        stack.isolated(f"killed-{uid}"), log_interval_s=1.0, sync_interval_s=0.5
+    )
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        workers, bases = _two_workers(settings, f"killed-{uid}")
+        items, ratings = movielens(RATINGS)
+        half = RATINGS // 2
+        replay(items + ratings[:half], settings, progress=False)
+        wait_for(lambda: sum(_learned(b, "clicks") for b in bases) >= half, timeout=120)
+        users = {json.loads(r.payload())["user"] for r in ratings[:half]}
+        theirs = {u for u in users if _json(f"{bases[0]}/api/user/{u}")["history"]}
+        first = _learned(bases[0], "clicks")
+        time.sleep(1.5)  # a publication or more after its last batch
+        workers[0].kill()
+        workers[0].wait(timeout=30)
+        replay(ratings[half:], settings, progress=False)
+        positions = f"{bases[1]}/metrics"
+
+        def learned_to_the_end() -> bool:
+            ends = _positions(positions, settings.topic_clicks)
+            return len(ends) == settings.partitions and sum(ends.values()) == RATINGS
+
+        wait_for(learned_to_the_end, timeout=120, interval=0.5)  # none lost
+        again = first + _learned(bases[1], "clicks") - RATINGS
+        assert 0 <= again < half  # learned again: what came after its last publication
+        for user in theirs:
+            state = _json(f"{bases[1]}/api/user/{user}")["state"]
+            assert state["items"] > 0 and state["known"], (user, state)
+    finally:
+        _stop(workers)
+
+
+def _positions(metrics_url: str, topic: str) -> dict[int, float]:
+    """A worker's positions in ``topic``, by partition (``/metrics``)."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return {
+        int(sample.labels["partition"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "streamrec_consumer_position" and sample.labels["topic"] == topic
+    }
+
+
+def _back_with_lists_from_the_model(
+    settings, base: str, earlier: list[LogRecord], users: set[str]
+) -> None:
+    """``users`` (the stopped worker's), back with one more rating each: their new lists come
+    from the model, which knows them (their id's rows and history came over), not from the
+    popular list."""
+    again: dict[str, dict] = {}
+    for event in (json.loads(r.payload()) for r in earlier):
+        if event["user"] in users and event["user"] not in again:
+            again[event["user"]] = {**event, "ts": event["ts"] + 1.0}
+    chosen = list(again.items())[:20]
+    sent = time.time()
+    replay([LogRecord("clicks", u, e, e["ts"]) for u, e in chosen], settings, progress=False)
+    for user, _ in chosen:
+        looked = wait_for(
+            lambda user=user: (
+                (r := _json(f"{base}/api/user/{user}"))["list"]
+                and r["list"].get("published_ts", 0) > sent
+                and r
+            ),
+            timeout=30,
+        )
+        assert looked["list"]["source"] == "model", (user, looked["list"])

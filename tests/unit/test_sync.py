@@ -241,7 +241,7 @@ def test_a_partition_moves_with_its_users_state_and_resumes_where_it_was_publish
     assert seeks == {(b.settings.topic_clicks, 0): 7}
     engine = b.engine
     assert len(engine.users.history("u")) == 5 and engine.model.knows("user=u")
-    assert b.handed_over == {0: 1}
+    assert b.handed_over == {0: {"users": 1, "from": "a", "offsets": {a.settings.topic_clicks: 7}}}
     assert asyncio.run(a.take_over({0}, read)) == {}  # a published it: its own state stands
 
 
