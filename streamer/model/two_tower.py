@@ -107,14 +107,19 @@ class TwoTower:
         self._sums: dict[str, dict[str, np.ndarray]] = {}  # Adagrad's squared gradients
 
     def loss_and_grads(
-        self, users: Sequence[Bag], items: Sequence[Bag]
+        self, users: Sequence[Bag], items: Sequence[Bag], log_q: np.ndarray | None = None
     ) -> tuple[float, list[dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]]]]:
         """The in-batch softmax loss of the positives ``(users[b], items[b])`` (each other
-        item of the batch a negative), and each tower's gradients."""
+        item of the batch a negative), and each tower's gradients. ``log_q``: the log of each
+        batch item's chance to be in a batch, subtracted from its logits (the sampling-bias
+        correction of Yi et al. 2019: popular items are not pushed down for being frequent
+        negatives); the scores served are not corrected."""
         hu, ids_u = self.users.pooled(users, grow=True)
         hi, ids_i = self.items.pooled(items, grow=True)
         zu, zi = self.users._mlp(hu)[0], self.items._mlp(hi)[0]
         logits = zu @ zi.T
+        if log_q is not None:
+            logits = logits - log_q[None, :]
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
@@ -125,11 +130,14 @@ class TwoTower:
         grads_i = self.items.backward(g.T @ zu, hi, ids_i)
         return loss, [grads_u, grads_i]
 
-    def step(self, users: Sequence[Bag], items: Sequence[Bag]) -> float:
-        """One Adagrad step on a micro-batch of positives; returns its loss before the step."""
+    def step(
+        self, users: Sequence[Bag], items: Sequence[Bag], log_q: np.ndarray | None = None
+    ) -> float:
+        """One Adagrad step on a micro-batch of positives (``log_q``: see
+        :meth:`loss_and_grads`); returns its loss before the step."""
         if len(users) < 2:
             return float("nan")  # no negative in a batch of one
-        loss, grads = self.loss_and_grads(users, items)
+        loss, grads = self.loss_and_grads(users, items, log_q)
         for side, grad in zip(("users", "items"), grads, strict=True):
             tower: Tower = getattr(self, side)
             sums = self._sums.setdefault(side, {})

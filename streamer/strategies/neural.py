@@ -55,6 +55,7 @@ class Neural:
         last: int = 3,
         refresh: int = 64,
         seed: int = 0,
+        correct: bool = True,
     ) -> None:
         self.item_features = item_features
         self.model = TwoTower(dim, hidden, lr, seed)
@@ -65,6 +66,8 @@ class Neural:
         self._memory: deque[tuple[Bag, int]] = deque(maxlen=memory)  # earlier ones
         self._users: set[str] = set()
         self._items = 0  # one past the largest item learned (the round robin's range)
+        self.counts = np.zeros(0)  # positives per item: each item's chance to be in a batch
+        self.correct = correct
         self._cursor = 0
         self._rng = np.random.default_rng(seed)
 
@@ -93,11 +96,20 @@ class Neural:
                 picks = self._rng.integers(len(self._memory), size=min(extra, len(self._memory)))
                 fresh = fresh + [self._memory[int(p)] for p in picks]
             users = [u for u, _ in fresh]
-            items = [self.item_features(i) for _, i in fresh]
-            self.model.step(users, items)
+            ids = np.array([i for _, i in fresh], np.int64)
+            items = [self.item_features(int(i)) for i in ids]
+            self.model.step(users, items, self._log_q(ids) if self.correct else None)
             touched.update(i for _, i in fresh)
             self._memory.extend(pending[at : at + self.batch])
         self._upsert(touched)
+
+    def _log_q(self, ids: np.ndarray) -> np.ndarray:
+        """Each batch item's log share of the positives so far (its batches' sampling
+        probability, up to a constant), counting this batch's."""
+        if ids.max() >= len(self.counts):
+            self.counts = grown(self.counts, max(2 * len(self.counts), int(ids.max()) + 1), 0)
+        np.add.at(self.counts, ids, 1.0)
+        return np.log(self.counts[ids] / self.counts.sum())
 
     def _upsert(self, touched: set[int]) -> None:
         if self._items:
