@@ -172,7 +172,9 @@ class Pipeline:
         ``sync`` topic with ``send``; what cannot be sent is logged and sent with the next."""
         if self.sync is None:
             return
-        parts = self.sync.outgoing()
+        inputs = (self.settings.topic_clicks, self.settings.topic_contexts)
+        positions = {(t, p): o for (t, p), o in self.positions().items() if t in inputs}
+        parts = self.sync.outgoing(positions)
         for n, (_, message) in enumerate(parts):
             try:
                 await send(message)

@@ -28,7 +28,7 @@ import io
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,9 @@ class Delta:
     #: positives: (item, context bucket, the user's recent items before it), by name
     positives: list[tuple[str, str, list[str]]] = field(default_factory=list)
     run: str = ""  # the sender's process (a worker restarted is a new run of the same sender)
+    #: the sender's position in each of its input partitions ``(topic, partition)`` then: the
+    #: events this delta's learning comes from are before them
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         """The delta as ``.npz`` bytes (strings as unicode arrays: no pickle).
@@ -110,6 +113,10 @@ class Delta:
             "buckets": np.array(buckets, np.int32),
             "recent": np.array(recent, np.int32),
             "starts": starts.astype(np.int64),
+            "position_topics": _strings([t for t, _ in self.positions]),
+            "positions": np.array(
+                [[p, o] for (_, p), o in self.positions.items()], np.int64
+            ).reshape(-1, 2),
         }
         for name, table in self.tables.items():
             arrays[f"{name}.keys"] = _strings(table.keys)
@@ -146,7 +153,14 @@ class Delta:
                 for name in TABLES
                 if f"{name}.keys" in arrays
             }
-            return cls(sender, int(seq), float(created), int(version), tables, positives, run)
+            topics = _unstrings(arrays["position_topics"])
+            positions = {
+                (t, int(p)): int(o)
+                for t, (p, o) in zip(topics, arrays["positions"].tolist(), strict=True)
+            }
+            return cls(
+                sender, int(seq), float(created), int(version), tables, positives, run, positions
+            )
         except Exception as exc:  # not an npz, or not a delta's arrays
             raise ValueError(f"not a streamrec delta: {type(exc).__name__}: {exc}") from exc
 
@@ -159,9 +173,7 @@ class Delta:
             part = slice(at, at + size)
             tables = {name: t.part(part, n == 0) for name, t in self.tables.items()}
             seq, positives = self.seq + n, self.positives[part]
-            out.append(
-                Delta(self.sender, seq, self.created, self.version, tables, positives, self.run)
-            )
+            out.append(replace(self, seq=seq, tables=tables, positives=positives))
         return out
 
     def messages(self, limit: int = MAX_BYTES) -> list[tuple[Delta, bytes]]:
@@ -251,10 +263,11 @@ class Sync:
         self._positives: list[Observation] = []
         engine.taps.append(self._positives.append)
         self._resend: list[tuple[str, str, list[str]]] = []  # positives of parts not sent
-        #: the newest model version of this worker's own deltas sent by its runs before this one
-        #: (found in the topic): a worker that restarted from a snapshot learns those events
-        #: again, and does not send them twice
-        self.published = -1
+        #: per input partition, the furthest position of this worker's own deltas sent by its
+        #: runs before this one (found in the topic): a worker that restarted from a snapshot
+        #: learns those events again, and does not send them twice
+        self.published: dict[tuple[str, int], int] = {}
+        self._at: dict[tuple[str, int], int] = {}  # the positions at the last collection
         self.run = uuid.uuid4().hex[:12]
         self.sent = self.sent_bytes = self.received_bytes = 0
         self.applied = 0  # deltas of other workers applied
@@ -290,12 +303,20 @@ class Sync:
         self.seq += 1
         return delta
 
-    def outgoing(self, now: float | None = None) -> list[tuple[Delta, bytes]]:
-        """:meth:`collect`, in messages for the topic (:meth:`Delta.messages`); none if
-        nothing was learned, or if these events' changes were sent before a restart. A part
-        that could not be sent goes back with :meth:`unsent`."""
+    def outgoing(
+        self, positions: dict[tuple[str, int], int] | None = None, now: float | None = None
+    ) -> list[tuple[Delta, bytes]]:
+        """:meth:`collect`, in messages for the topic (:meth:`Delta.messages`), with this
+        worker's input ``positions``; none if nothing was learned, or if every input partition
+        that moved since the last collection is still where an earlier run of this worker had
+        published (its events learned again after a restart: sent before). A part that could
+        not be sent goes back with :meth:`unsent`."""
         delta = self.collect(now)
-        if delta.version <= self.published:
+        delta.positions = dict(positions or {})
+        moved = {tp: o for tp, o in delta.positions.items() if o > self._at.get(tp, -1)}
+        self._at = dict(delta.positions)
+        again = [o <= self.published.get(tp, -1) for tp, o in moved.items()]
+        if again and all(again):
             self.dropped += 1
             return []
         if not delta.positives and not any(t.keys for t in delta.tables.values()):
@@ -328,7 +349,8 @@ class Sync:
         self.received_bytes += len(data)
         if delta.sender == self.sender:  # its own: sent by this run, or by one before a restart
             if delta.run != self.run:
-                self.published = max(self.published, delta.version)
+                for tp, offset in delta.positions.items():
+                    self.published[tp] = max(self.published.get(tp, -1), offset)
             return
         self.apply(delta, now)
 

@@ -84,16 +84,33 @@ def test_a_worker_never_applies_its_own_deltas_and_a_restart_does_not_send_them_
     sa = Sync(a, "a")
     a.process(catalogue_events())
     a.process([Click(user="u", item="h0", type="click", ts=1.0)])
-    sent = [m for _, m in sa.outgoing()]
-    version = a.model.version
-    # a restart: the same engine state, its own old delta read back from the topic
+    sent = [m for _, m in sa.outgoing({("clicks", 0): 1})]
+    # a restart from a snapshot taken before that click: the same click learned again
     again = Sync(a, "a")
     for data in sent:
         again.receive(data)
-    assert again.applied == 0 and again.published == version
-    assert again.outgoing() == [] and again.dropped == 1  # nothing new since: not sent
+    assert again.applied == 0 and again.published == {("clicks", 0): 1}
+    again._at = {("clicks", 0): 0}  # where the snapshot stood
+    a.process([Click(user="u", item="h0", type="click", ts=1.0)])
+    assert again.outgoing({("clicks", 0): 1}) == [] and again.dropped == 1  # sent before
     a.process([Click(user="u", item="h1", type="click", ts=2.0)])
-    assert again.outgoing()  # past what was published: sent
+    assert again.outgoing({("clicks", 0): 2})  # past what was published: sent
+
+
+def test_a_restarted_worker_sends_what_it_learns_of_partitions_taken_over_past_its_own():
+    """Killed, restarted, its partitions meanwhile moved on under another worker: the events
+    it learns now are new (it resumes where the other published), so they are shared."""
+    a = Engine(settings())
+    sa = Sync(a, "a")
+    a.process(catalogue_events())
+    a.process([Click(user="u", item="h0", type="click", ts=1.0)])
+    sent = [m for _, m in sa.outgoing({("clicks", 0): 5})]
+    again = Sync(a, "a")
+    for data in sent:
+        again.receive(data)
+    again._at = {("clicks", 0): 9}  # resumed where the other worker's published state stood
+    a.process([Click(user="v", item="h1", type="click", ts=2.0)])
+    assert again.outgoing({("clicks", 0): 10}) and again.dropped == 0
 
 
 def test_two_synced_workers_hold_the_popularity_and_item_rows_of_one():
