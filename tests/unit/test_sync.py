@@ -79,36 +79,35 @@ def test_what_one_worker_learns_of_items_reaches_the_other_exactly():
     assert sb.applied == 1 and sa.sent == 1
 
 
-def test_a_worker_never_applies_its_own_deltas_and_a_restart_does_not_send_them_twice():
+def restarted(published: int, resumed: int) -> tuple[Engine, Sync]:
+    """A worker that published its learning up to offset ``published`` of clicks[0], then
+    restarted (a new run of the same sender that reads its own delta back) and resumed the
+    partition at ``resumed``."""
     a = Engine(settings())
-    sa = Sync(a, "a")
+    first = Sync(a, "a")
     a.process(catalogue_events())
     a.process([Click(user="u", item="h0", type="click", ts=1.0)])
-    sent = [m for _, m in sa.outgoing({("clicks", 0): 1})]
-    # a restart from a snapshot taken before that click: the same click learned again
+    sent = [m for _, m in first.outgoing({("clicks", 0): published})]
     again = Sync(a, "a")
     for data in sent:
         again.receive(data)
-    assert again.applied == 0 and again.published == {("clicks", 0): 1}
-    again._at = {("clicks", 0): 0}  # where the snapshot stood
-    a.process([Click(user="u", item="h0", type="click", ts=1.0)])
+    assert again.applied == 0 and again.published == {("clicks", 0): published}
+    again._at = {("clicks", 0): resumed}
+    return a, again
+
+
+def test_a_worker_never_applies_its_own_deltas_and_a_restart_does_not_send_them_twice():
+    a, again = restarted(published=1, resumed=0)  # from a snapshot before its last click
+    a.process([Click(user="u", item="h0", type="click", ts=1.0)])  # the same click again
     assert again.outgoing({("clicks", 0): 1}) == [] and again.dropped == 1  # sent before
     a.process([Click(user="u", item="h1", type="click", ts=2.0)])
     assert again.outgoing({("clicks", 0): 2})  # past what was published: sent
 
 
 def test_a_restarted_worker_sends_what_it_learns_of_partitions_taken_over_past_its_own():
-    """Killed, restarted, its partitions meanwhile moved on under another worker: the events
+    """Killed, restarted, its partition meanwhile moved on under another worker: the events
     it learns now are new (it resumes where the other published), so they are shared."""
-    a = Engine(settings())
-    sa = Sync(a, "a")
-    a.process(catalogue_events())
-    a.process([Click(user="u", item="h0", type="click", ts=1.0)])
-    sent = [m for _, m in sa.outgoing({("clicks", 0): 5})]
-    again = Sync(a, "a")
-    for data in sent:
-        again.receive(data)
-    again._at = {("clicks", 0): 9}  # resumed where the other worker's published state stood
+    a, again = restarted(published=5, resumed=9)
     a.process([Click(user="v", item="h1", type="click", ts=2.0)])
     assert again.outgoing({("clicks", 0): 10}) and again.dropped == 0
 
