@@ -226,7 +226,8 @@ class RatingMix:
 
 
 @compiled
-def _weighted_residual(
+def _moved(
+    base: float,
     item: int,
     others: np.ndarray,
     residuals: np.ndarray,
@@ -237,7 +238,11 @@ def _weighted_residual(
     sizes: np.ndarray,
     energy: np.ndarray,
 ) -> float:
-    """``sum s_ij e_j / sum s_ij`` over the positive similarities (NaN if there are none)."""
+    """The prediction: ``base`` moved by ``sum s_ij e_j / sum s_ij``, the user's residuals
+    ``e_j`` on ``item``'s neighbours ``j`` among ``others`` weighted by their positive
+    similarities (``base`` where there are none)."""
+    if len(others) == 0 or sizes[item] == 0:
+        return base
     num = 0.0
     den = 0.0
     for at in range(len(others)):
@@ -253,30 +258,7 @@ def _weighted_residual(
         if s > 0.0:
             num += s * residuals[at]
             den += s
-    return num / den if den > 0.0 else math.nan
-
-
-@compiled
-def _moved(
-    base: float,
-    item: int,
-    others: np.ndarray,
-    residuals: np.ndarray,
-    shrink: float,
-    neighbour: np.ndarray,
-    pairs: np.ndarray,
-    start: np.ndarray,
-    sizes: np.ndarray,
-    energy: np.ndarray,
-) -> float:
-    """The prediction: ``base`` moved by the user's residuals on ``item``'s neighbours among
-    ``others`` (``base`` where there are none)."""
-    if len(others) == 0 or sizes[item] == 0:
-        return base
-    moved = _weighted_residual(
-        item, others, residuals, shrink, neighbour, pairs, start, sizes, energy
-    )
-    return base if math.isnan(moved) else base + moved
+    return base + num / den if den > 0.0 else base
 
 
 @compiled
