@@ -20,6 +20,7 @@ from streamer.pipeline import Message, Pipeline, arm_b_path
 from streamer.publisher import RedisSink
 from streamer.security import faust_credentials, kafka_options, redis_options
 from streamer.settings import Settings
+from streamer.sharing import Sharing
 from streamer.stack import UNANSWERED, timestamps_at
 
 log = logging.getLogger("streamrec")
@@ -106,8 +107,8 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         async def items() -> None:
             await items_feed.run()
 
-    if settings.sync_interval_s > 0:  # several workers: share what each learns (streamer.sync)
-        _share(app, work, settings)
+    if work.sharing is not None:  # several workers: share what each learns
+        _share(app, work, work.sharing, settings)
 
     @app.timer(settings.log_interval_s)
     async def report() -> None:
@@ -132,10 +133,10 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
     return app, work
 
 
-def _share(app: faust.App, work: Pipeline, settings: Settings) -> None:
-    """Several workers, one model: the deltas of the shared state out and in
-    (``streamer.sync``), the users' own state published with them and taken over with their
-    partitions (``streamer.handover``)."""
+def _share(app: faust.App, work: Pipeline, sharing: Sharing, settings: Settings) -> None:
+    """Several workers, one model (``streamer.sharing``) on Faust: the feed of the others'
+    deltas, the timer that publishes this worker's, and the hooks of a rebalance (its
+    partitions' users published when revoked, taken over when assigned) and of a stop."""
     sync_topic = app.topic(settings.topic_sync, key_type=bytes, value_type=bytes)
     users_topic = app.topic(settings.topic_users, key_type=bytes, value_type=bytes)
     sync_feed = TopicFeed(settings, work, settings.topic_sync, work.handle_deltas)
@@ -151,7 +152,7 @@ def _share(app: faust.App, work: Pipeline, settings: Settings) -> None:
         return await read_partitions(settings, settings.topic_users, partitions)
 
     async def take_over(partitions: set[int]) -> dict[tuple[str, int], int]:
-        return await work.take_over(partitions, read_users)
+        return await sharing.take_over(partitions, read_users)
 
     app.streamrec_take_over = take_over  # type: ignore[attr-defined]  # (streamer.transport)
 
@@ -161,17 +162,17 @@ def _share(app: faust.App, work: Pipeline, settings: Settings) -> None:
 
     @app.timer(settings.sync_interval_s)
     async def publish() -> None:
-        await work.publish_shared(send_delta, send_user)
+        await sharing.publish(send_delta, send_user)
 
     async def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """Partitions leave this worker in a rebalance: their users' state now, so that the
         next owner resumes where this one stopped."""
-        await work.publish_shared(send_delta, send_user)
+        await sharing.publish(send_delta, send_user)
 
     app.on_partitions_revoked.connect(revoked)
 
     async def hand_over() -> None:
-        await work.hand_over(send_delta, send_user)
+        await sharing.hand_over(send_delta, send_user)
         await app.producer.flush()
 
     app.streamrec_hand_over = hand_over  # type: ignore[attr-defined]  # (streamer.worker)
@@ -181,7 +182,8 @@ def publish_at_stop(work: Pipeline, settings: Settings) -> None:
     """The last users' state and deltas of a stopped worker, so that the next owner of its
     partitions resumes where it stopped (Faust revokes nothing at a stop): sent with a
     producer of its own, once the worker's loop has ended (no batch can come after)."""
-    if work.sync is None:
+    sharing = work.sharing
+    if sharing is None:
         return
     from kafka import KafkaProducer
 
@@ -198,7 +200,7 @@ def publish_at_stop(work: Pipeline, settings: Settings) -> None:
         return future.get(timeout=10)
 
     try:
-        asyncio.run(work.publish_shared(send_delta, send_user))
+        asyncio.run(sharing.publish(send_delta, send_user))
         producer.flush(timeout=10)
     finally:
         producer.close(timeout=5)

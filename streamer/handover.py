@@ -70,8 +70,12 @@ def export_user(
     return state
 
 
-def import_user(engine: Engine, user: str, state: dict[str, Any]) -> None:
-    """Load ``user``'s state (from :func:`export_user`) into ``engine``, replacing its own."""
+def import_user(
+    engine: Engine, user: str, state: dict[str, Any], slots: dict[str, int] | None = None
+) -> None:
+    """Load ``user``'s state (from :func:`export_user`) into ``engine``, replacing its own
+    (``slots``: the rating model's item slots by item key, ``engine.model.item_slots()``,
+    computed once for many users)."""
     engine.users.forget(user)
     catalogue = engine.catalogue
     for item in state["history"]:
@@ -93,7 +97,7 @@ def import_user(engine: Engine, user: str, state: dict[str, Any]) -> None:
                 table.shared[0][row], table.shared[1][row] = table.weights[row], table.latents[row]
     near = state.get("neighbours")
     if near is not None:
-        slots = engine.model.item_slots()
+        slots = slots if slots is not None else engine.model.item_slots()
         pairs = [(slots[k], r) for k, r in near["recent"] if k in slots]
         engine.model.neighbours.load_user(
             key, near["bias"], np.array([s for s, _ in pairs], np.int64), [r for _, r in pairs]

@@ -16,13 +16,12 @@ from streamer import snapshot
 from streamer.arms import Arms
 from streamer.engine import BatchOutput, Engine, Event
 from streamer.events import InvalidEvent, Validator
-from streamer.handover import export_user, import_user, item_slot_keys
 from streamer.publisher import RedisSink
 from streamer.recommender import RecList
 from streamer.settings import Settings
+from streamer.sharing import Sharing
 from streamer.snapshot import Offsets, Stamps
 from streamer.stats import Stats
-from streamer.sync import Sync
 
 log = logging.getLogger(__name__)
 
@@ -119,18 +118,9 @@ class Pipeline:
         self.published_observers: list[Callable[[Sequence[RecList]], None]] = []  # the lists
         self._in_batch = 0  # batches in progress (one per agent at most)
         self._snapshot_due = False
-        self._stopping = False  # set by hand_over(): no more batches
-        #: several workers (``STREAMREC_SYNC_INTERVAL_S``): this worker's side of the sharing
-        self.sync = (
-            Sync(self.engine, settings.worker_name) if settings.sync_interval_s > 0 else None
-        )
-        self.sync_observers: list[Callable[[float], None]] = []  # staleness of each delta applied
-        #: per input partition, the users whose state changed since it was last published
-        self._dirty: dict[int, set[str]] = {}
-        #: partitions taken over from another worker: their users loaded, from whom, where
-        #: they resumed
-        self.handed_over: dict[int, dict[str, Any]] = {}
-        self.users_sent_bytes = 0  # users' state published (topic_users)
+        self._stopping = False  # set by pause(): no more batches
+        #: several workers (``STREAMREC_SYNC_INTERVAL_S``): this worker's part in the sharing
+        self.sharing = Sharing(self) if settings.sync_interval_s > 0 else None
 
     async def handle(self, kind: str, messages: Sequence[Message]) -> None:
         """Process messages of one topic kind (``clicks``, ``contexts`` or ``items``)."""
@@ -146,144 +136,23 @@ class Pipeline:
                 self.snapshot()
 
     async def handle_deltas(self, messages: Sequence[Message]) -> None:
-        """Other workers' deltas (the ``sync`` topic), applied between batches; a message that
-        is not a delta is logged and skipped (its offset advances)."""
-        if self.sync is None:
+        """Other workers' deltas (the ``sync`` topic), applied between batches
+        (:meth:`Sharing.receive`); their offsets advance."""
+        if self.sharing is None:
             return
         self._in_batch += 1
         try:
-            for message in messages:
-                try:
-                    self.sync.receive(message.value)
-                except ValueError as exc:
-                    where = f"{message.topic}[{message.partition}]@{message.offset}"
-                    log.error("%s: %s", where, exc)
-                    continue
-                staleness = self.sync.last_staleness
-                if staleness is not None:
-                    for observe in self.sync_observers:
-                        observe(staleness)
+            self.sharing.receive(messages)
             self._advance(messages)
         finally:
             self._in_batch -= 1
 
-    async def send_deltas(self, send: Callable[[bytes], Awaitable[Any]]) -> None:
-        """This worker's learning of the shared state since the last time, sent to the
-        ``sync`` topic with ``send``; what cannot be sent is logged and sent with the next."""
-        if self.sync is None:
-            return
-        inputs = (self.settings.topic_clicks, self.settings.topic_contexts)
-        positions = {(t, p): o for (t, p), o in self.positions().items() if t in inputs}
-        parts = self.sync.outgoing(positions)
-        for n, (_, message) in enumerate(parts):
-            try:
-                await send(message)
-            except Exception as exc:  # the producer's error, whatever it is
-                self.sync.unsent([delta for delta, _ in parts[n:]])
-                log.warning("deltas not sent (again with the next): %s", exc)
-                return
-
-    async def publish_shared(
-        self,
-        send_delta: Callable[[bytes], Awaitable[Any]],
-        send_user: Callable[[int, bytes, bytes], Awaitable[Any]],
-    ) -> None:
-        """Publish, at once, the state of the users touched since the last time (to their
-        input partitions of the users topic) and then the shared state's deltas: a worker that
-        takes a partition over resumes where both were taken (a crash between the two loses
-        the last deltas' learning, never counts it twice)."""
-        if self.sync is None:
-            return
-        dirty, self._dirty = self._dirty, {}
-        slot_keys = item_slot_keys(self.engine)
-        inputs = (self.settings.topic_clicks, self.settings.topic_contexts)
-        for partition, users in dirty.items():
-            offsets = {
-                t: self.offsets[t][partition]
-                for t in inputs
-                if partition in self.offsets.get(t, {})
-            }
-            for n, user in enumerate(sorted(users)):
-                state = export_user(self.engine, user, slot_keys)
-                value = {"sender": self.sync.sender, "offsets": offsets, "state": state}
-                data = json.dumps(value).encode()
-                try:
-                    await send_user(partition, user.encode("utf-8", "surrogatepass"), data)
-                    self.users_sent_bytes += len(data)
-                except Exception as exc:  # sent with the next publication
-                    self._dirty.setdefault(partition, set()).update(sorted(users)[n:])
-                    log.warning("users' state not published (again with the next): %s", exc)
-                    break
-        await self.send_deltas(send_delta)
-
-    async def hand_over(
-        self,
-        send_delta: Callable[[bytes], Awaitable[Any]],
-        send_user: Callable[[int, bytes, bytes], Awaitable[Any]],
-    ) -> None:
-        """A stopping worker's last word: no batch is taken after this, the batches in progress
-        end, and its users' state and deltas are published, before it leaves the group (so
-        that whoever takes its partitions over resumes exactly where it stopped)."""
+    async def pause(self) -> None:
+        """Take no batch from now on (a worker handing its partitions over), once the batches
+        in progress have ended."""
         self._stopping = True
         while self._in_batch:
             await asyncio.sleep(0.01)
-        await self.publish_shared(send_delta, send_user)
-
-    async def take_over(
-        self, partitions: set[int], read: Callable[[set[int]], Awaitable[list[Message]]]
-    ) -> dict[tuple[str, int], int]:
-        """Load the state of the users of ``partitions`` that another worker published last
-        (``read`` returns the users topic's messages of those partitions), for each partition
-        this engine is behind on; returns where each such input partition resumes. A partition
-        this worker itself published last resumes from its own snapshot (exact: its events
-        since are learned again)."""
-        if self.sync is None or not partitions:
-            return {}
-        latest: dict[
-            int, dict[str, Any]
-        ] = {}  # partition -> newest publication's offsets and sender
-        states: dict[int, dict[str, dict[str, Any]]] = {}
-        for message in await read(partitions):
-            try:
-                value = json.loads(message.value)
-                user = (message.key or b"").decode("utf-8", "surrogatepass")
-                offsets, sender, state = value["offsets"], value["sender"], value["state"]
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error(
-                    "users topic %d@%d: not a user's state: %s",
-                    message.partition,
-                    message.offset,
-                    exc,
-                )
-                continue
-            states.setdefault(message.partition, {})[user] = state
-            newest = latest.get(message.partition)
-            clicks = offsets.get(self.settings.topic_clicks, 0)
-            if newest is None or clicks >= newest["offsets"].get(self.settings.topic_clicks, 0):
-                latest[message.partition] = {"offsets": offsets, "sender": sender}
-        seeks: dict[tuple[str, int], int] = {}
-        for partition, newest in latest.items():
-            mine = self.offsets.get(self.settings.topic_clicks, {}).get(partition)
-            published = newest["offsets"].get(self.settings.topic_clicks, 0)
-            if newest["sender"] == self.sync.sender and mine is not None:
-                continue  # its own: its snapshot has it
-            if mine is not None and mine >= published:
-                continue  # this engine is as far on
-            for user, state in states[partition].items():
-                import_user(self.engine, user, state)
-            for topic, offset in newest["offsets"].items():
-                self.offsets.setdefault(topic, {})[partition] = offset
-                seeks[(topic, partition)] = offset
-            self.handed_over[partition] = {
-                "users": len(states[partition]),
-                "from": newest["sender"],
-                "offsets": newest["offsets"],
-            }
-            log.info(
-                "partition %d: the state of %d users taken over from %s, resuming at %s",
-                partition, len(states[partition]), newest["sender"], newest["offsets"],
-            )  # fmt: skip
-        return seeks
 
     def snapshot_when_idle(self) -> None:
         """A snapshot now, or at the end of the batches in progress: never between a batch's
@@ -329,9 +198,8 @@ class Pipeline:
             batch_failed = True
         learn_seconds = time.perf_counter() - learn_started
         self._advance(messages)  # no await since process(): a snapshot sees both or neither
-        if self.sync is not None and kind != "items":  # their users' state, to publish
-            for event, source in zip(events, sources, strict=True):
-                self._dirty.setdefault(source.partition, set()).add(event.user)
+        if self.sharing is not None and kind != "items":  # their users' state, to publish
+            self.sharing.touched(events, sources)
         for position, error in out.failed:  # one event's error is that event's dead letter
             self.stats.errors += 1
             source = sources[position]
@@ -435,9 +303,6 @@ class Pipeline:
         figures["redis_dropped"] = self.sink.dropped
         if self.arms is not None:
             figures["ab"] = self.arms.report()
-        if self.sync is not None:
-            figures["sync"] = self.sync.report()
-            figures["sync"]["handed_over"] = {str(p): h for p, h in self.handed_over.items()}
-            figures["sync"]["learned_clicks"] = self.stats.by_topic[("clicks", "learned")]
-            figures["sync"]["users_sent_bytes"] = self.users_sent_bytes
+        if self.sharing is not None:
+            figures["sync"] = self.sharing.report()
         return figures

@@ -96,8 +96,9 @@ class Telemetry:
         self.pipeline, self.highwater = pipeline, highwater or dict
         self.registry.register(_Figures(pipeline, self.lags, committed or dict))
         pipeline.batch_observers.append(self.observe_batch)
-        if hasattr(pipeline, "sync_observers"):
-            pipeline.sync_observers.append(self.sync_staleness.observe)
+        sharing = getattr(pipeline, "sharing", None)
+        if sharing is not None:
+            sharing.observers.append(self.sync_staleness.observe)
 
     def lags(self) -> dict[tuple[str, int], int]:
         """Per assigned partition, the messages not learned yet: its high watermark as the

@@ -247,18 +247,20 @@ def test_a_partition_moves_with_its_users_state_and_resumes_where_it_was_publish
     async def send_user(partition, key, value):
         users_topic.append(Message("users", partition, len(users_topic), key, value, 2.0))
 
-    asyncio.run(a.publish_shared(send_delta, send_user))
+    asyncio.run(a.sharing.publish(send_delta, send_user))
     assert [m.key for m in users_topic] == [b"u"] and deltas
 
     async def read(partitions):
         return [m for m in users_topic if m.partition in partitions]
 
-    seeks = asyncio.run(b.take_over({0, 1}, read))
+    seeks = asyncio.run(b.sharing.take_over({0, 1}, read))
     assert seeks == {(b.settings.topic_clicks, 0): 7}
     engine = b.engine
     assert len(engine.users.history("u")) == 5 and engine.model.knows("user=u")
-    assert b.handed_over == {0: {"users": 1, "from": "a", "offsets": {a.settings.topic_clicks: 7}}}
-    assert asyncio.run(a.take_over({0}, read)) == {}  # a published it: its own state stands
+    assert b.sharing.handed_over == {
+        0: {"users": 1, "from": "a", "offsets": {a.settings.topic_clicks: 7}}
+    }
+    assert asyncio.run(a.sharing.take_over({0}, read)) == {}  # a published it: its own state stands
 
 
 def test_a_stopping_worker_takes_no_batch_after_its_hand_over(fake_redis):
@@ -274,7 +276,7 @@ def test_a_stopping_worker_takes_no_batch_after_its_hand_over(fake_redis):
         sent.append(value)
 
     async def scenario():
-        await a.hand_over(send_delta, send_user)
+        await a.sharing.hand_over(send_delta, send_user)
         late = Message(a.settings.topic_clicks, 0, 0, b"u", b'{"user": "u", "item": "x"}', 1.0)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(a.handle("clicks", [late]), 0.2)
