@@ -41,11 +41,15 @@ class Consumer(driver.Consumer):
         if positions is not None and not getattr(self, "_streamrec_resumed", False):
             self._streamrec_resumed = True
             resume = positions()
-        # several workers: partitions whose users another worker published last (a worker
-        # stopped, killed, or a rebalance) resume where that worker's published state stands
+        # several workers: newly assigned partitions whose users another worker published
+        # last (a worker stopped, killed, or a rebalance) resume where that worker's published
+        # state stands (the users topic is read for those partitions only)
         take_over = getattr(self.app, "streamrec_take_over", None)
+        assigned = {tp.partition for tp in self.assignment()}
         if take_over is not None:
-            resume.update(await take_over({tp.partition for tp in self.assignment()}))
+            owned: set[int] = getattr(self, "_streamrec_owned", set())
+            resume.update(await take_over(assigned - owned))
+        self._streamrec_owned = assigned
         for tp in self.assignment():
             offset = resume.get((tp.topic, tp.partition))
             if offset is not None:
