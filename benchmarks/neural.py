@@ -13,6 +13,7 @@ import itertools
 from pathlib import Path
 
 from streamer.engine import Engine
+from streamer.evaluation.prequential import metrics_report, watched
 from streamer.evaluation.runner import decode
 from streamer.replay import open_log
 from streamer.settings import Settings
@@ -33,13 +34,13 @@ def main() -> None:
     print("| neural | fused HitRate@10 | neural's own | personal's own | popular's own |")
     print("|---|---|---|---|---|")
     for correct in (False, True):
-        engine = Engine(settings)
+        engine = watched(Engine(settings))
         for strategy in engine.strategies:
             if isinstance(strategy, Neural):
                 strategy.correct = correct
         for at in range(0, len(events), args.batch):
             engine.process(events[at : at + args.batch])
-        report = engine.metrics_report()
+        report = metrics_report(engine)
         own = report["strategies"]["hit_rates"]
         print(
             f"| {'logQ' if correct else 'plain'} | {report['hit_rate']} | {own['neural']} | "

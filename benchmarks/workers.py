@@ -28,6 +28,7 @@ from kafka.partitioner.default import murmur2
 
 from streamer import sync
 from streamer.engine import Engine, Event
+from streamer.evaluation.prequential import scoreboard, watched
 from streamer.evaluation.runner import decode
 from streamer.events import ItemEvent
 from streamer.replay import open_log
@@ -44,7 +45,7 @@ def run(
     events: list[Event], settings: Settings, workers: int, sync_every: int, batch: int,
     partitions: int,
 ) -> dict[str, float]:  # fmt: skip
-    engines = [Engine(settings) for _ in range(workers)]
+    engines = [watched(Engine(settings)) for _ in range(workers)]
     syncs = [Sync(e, f"w{n}") for n, e in enumerate(engines)] if sync_every else []
     sent = 0
     collect_s = apply_s = 0.0
@@ -82,10 +83,11 @@ def run(
     if syncs:
         share()
     cpu = time.process_time() - started
-    hits = sum(e.metrics.ranking._hits for e in engines)
-    positives = sum(e.metrics.ranking.n for e in engines)
-    se = sum(e.metrics.ratings._se for e in engines)
-    ratings = sum(e.metrics.ratings.n for e in engines)
+    boards = [scoreboard(e) for e in engines]
+    hits = sum(b.ranking._hits for b in boards)
+    positives = sum(b.ranking.n for b in boards)
+    se = sum(b.ratings._se for b in boards)
+    ratings = sum(b.ratings.n for b in boards)
     return {
         "hit_rate": hits / positives if positives else math.nan,
         "rmse": math.sqrt(se / ratings) if ratings else math.nan,

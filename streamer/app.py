@@ -113,7 +113,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
     @app.timer(settings.log_interval_s)
     async def report() -> None:
         figures = work.report()
-        metrics = work.engine.metrics_report()
+        metrics = work.model_report()
         log.info("streamrec %s", json.dumps(figures))
         log.info("streamrec metrics %s", json.dumps(metrics))
         work.sink.write([], [], extra={"worker": figures, "metrics": metrics})

@@ -17,7 +17,6 @@ import numpy as np
 from index.base import ItemIndex
 from index.factory import set_threads
 from streamer.catalogue import Catalogue
-from streamer.evaluation.prequential import Prequential
 from streamer.events import Click, ContextEvent, ItemEvent
 from streamer.features import Features, user_features
 from streamer.index_upkeep import IndexUpkeep
@@ -41,7 +40,8 @@ SIMILAR_PER_BATCH = 200
 class EngineObserver(Protocol):
     """What an evaluation watches as the engine goes (``Engine.observers``): each positive
     with the list its user had just before, and each rating with its prediction, made just
-    before it was learned."""
+    before it was learned (e.g. ``streamer.evaluation.prequential.Prequential``; the engine
+    itself keeps no metrics)."""
 
     def positive(self, user: str, item: int, shown: tuple[int, ...]) -> None: ...
 
@@ -112,12 +112,11 @@ class Engine:
         self.interactions = 0  # non-skip clicks learned, this worker's and others' (sync)
         self._chosen: dict[int, None] = {}  # items chosen since their last similar list
         self._similar_due: list[int] = []  # items whose similar list is due, oldest first
-        # Prequential evaluation: what each user was shown, scored against what they chose next.
-        self.metrics = Prequential(settings.eval_k)
-        self.scoreboards: list[Prequential] = [self.metrics]  # more may watch (evaluate's tail)
-        self.observers: list[EngineObserver] = []  # e.g. per-arm figures (evaluate --ab)
+        # What each user was shown, for the observers to score against what they choose next
+        # (prequential evaluation, per-arm and per-group figures: ``streamer.evaluation``).
+        self.observers: list[EngineObserver] = []
         self.shown: dict[str, tuple[int, ...]] = {}
-        self.item_counts: Counter[int] = Counter()
+        self.item_counts: Counter[int] = Counter()  # positives per item (the audit's novelty)
         # users by when they were last seen (stream time), the oldest first: see _expire
         self._last_seen: OrderedDict[str, float] = OrderedDict()
         self.expired_users = 0
@@ -196,8 +195,6 @@ class Engine:
         predicted = self.model.learn_batch(batch)
         for y_pred, interaction in zip(predicted, batch, strict=True):
             if y_pred is not None and interaction.value is not None:
-                for board in self.scoreboards:
-                    board.ratings.update(y_pred, interaction.value)
                 for observer in self.observers:
                     observer.rating(interaction.user, y_pred, interaction.value)
 
@@ -213,9 +210,6 @@ class Engine:
             shown = self.shown.get(click.user)
             if shown is None:  # what the read helper serves a user without a list
                 shown = self._popular_for(key, history)
-            for board in self.scoreboards:
-                board.ranking.update(item, shown)
-                board.audit.update(shown, self.item_counts, self.catalogue.tags, len(self.users))
             for observer in self.observers:
                 observer.positive(click.user, item, shown)
             self.recommender.policy.credit(click.user, item, click.rec_id)
@@ -357,11 +351,13 @@ class Engine:
             counts.trim()
         self.model.neighbours.trim()
 
-    def metrics_report(self) -> dict[str, Any]:
-        """Prequential metrics, the model's guards, and the policy's estimates per strategy."""
-        report = self.metrics.report(len(self.catalogue))
+    def report(self) -> dict[str, Any]:
+        """The model's guards, expiry, and the policy's estimates per strategy (the
+        prequential metrics are an observer's: ``streamer.evaluation.prequential``)."""
         model = self.model
-        report.update(resets=model.resets, clamped=model.clamped, nonfinite=model.nonfinite)
+        report: dict[str, Any] = dict(
+            resets=model.resets, clamped=model.clamped, nonfinite=model.nonfinite
+        )
         report["interactions_learned"] = self.interactions
         report["expired_users"] = self.expired_users
         report["expired_items"] = self.expired_items

@@ -15,6 +15,7 @@ from typing import Any
 from streamer import snapshot
 from streamer.arms import Arms
 from streamer.engine import BatchOutput, Engine, Event
+from streamer.evaluation.prequential import metrics_report, watched
 from streamer.events import InvalidEvent, Validator
 from streamer.publisher import RedisSink
 from streamer.recommender import RecList
@@ -94,7 +95,7 @@ class Pipeline:
         self.settings = settings
         self.sink = sink
         self.send_dead_letter = send_dead_letter
-        self.engine = engine or Engine(settings)
+        self.engine = watched(engine or Engine(settings))  # its prequential scoreboard
         #: A/B arms (``STREAMREC_AB``): ``engine`` is arm a's, ``engine_b`` (or a new one) b's
         self.arms = (
             Arms(settings, settings.ab_changes(), settings.ab_share, self.engine, engine_b)
@@ -289,8 +290,8 @@ class Pipeline:
         return saved
 
     def model_report(self) -> dict[str, Any]:
-        """The engine's prequential metrics and guards (:meth:`Engine.metrics_report`)."""
-        return self.engine.metrics_report()
+        """The engine's prequential metrics and guards (:func:`metrics_report`)."""
+        return metrics_report(self.engine)
 
     def report(self, advance: bool = True) -> dict[str, Any]:
         """The worker's figures (:meth:`Stats.report`; ``advance``: the periodic report's)."""

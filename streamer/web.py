@@ -26,6 +26,7 @@ import numpy as np
 from aiokafka.conn import CloseReason
 
 from streamer.client import get_recommendations, get_similar
+from streamer.evaluation.prequential import scoreboard
 from streamer.pipeline import Pipeline
 from streamer.recommender import RecList
 from streamer.settings import Settings
@@ -218,7 +219,7 @@ def serve(
 def _summary(work: Pipeline, series: Series) -> dict[str, Any]:
     model = work.model_report()
     engine = work.engine
-    exposure = np.fromiter(engine.metrics.audit.counts.values(), float)
+    exposure = np.fromiter(scoreboard(engine).audit.counts.values(), float)
     lorenz = _lorenz(exposure, len(engine.catalogue))  # sorts it
     return {
         "worker": work.report(advance=False),

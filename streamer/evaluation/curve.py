@@ -12,6 +12,7 @@ from typing import Any
 
 from streamer.diversity import miscalibration, tag_distribution
 from streamer.engine import Engine, Event
+from streamer.evaluation.prequential import metrics_report, watched
 from streamer.settings import Settings
 
 FIGURES = ("hit_rate", "ndcg", "coverage", "gini", "intra_list_diversity", "novelty_bits")
@@ -52,12 +53,12 @@ def tradeoff(
         cpu: dict[str, float] = {}
         if engine is None:
             changes: dict[str, Any] = {knob: value}
-            engine = Engine(dataclasses.replace(settings, **changes))
+            engine = watched(Engine(dataclasses.replace(settings, **changes)))
             started = time.process_time()
             for at in range(0, len(events), batch_size):
                 engine.process(events[at : at + batch_size])
             cpu["cpu_us_per_event"] = round(1e6 * (time.process_time() - started) / len(events))
-        report = engine.metrics_report()
+        report = metrics_report(engine)
         row: dict[str, float] = {knob: value, **{k: float(report[k]) for k in FIGURES}}
         row["miscalibration"] = mean_miscalibration(engine)
         rows.append(row | cpu)

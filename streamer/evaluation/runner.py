@@ -19,7 +19,7 @@ from streamer.evaluation.baselines import (
 )
 from streamer.evaluation.curve import tradeoff
 from streamer.evaluation.groups import GroupFigures, groups_of
-from streamer.evaluation.prequential import Prequential
+from streamer.evaluation.prequential import Prequential, scoreboard, watched, watching
 from streamer.events import Click, InvalidEvent, ItemEvent, Validator
 from streamer.popularity import context_key
 from streamer.replay.record import LogRecord
@@ -218,10 +218,11 @@ def run_evaluation(
     events, invalid = decode(records, settings)
     n_clicks = sum(isinstance(e, Click) for e in events)
     boundary = int(n_clicks * (1 - tail_fraction))
-    engine = Engine(settings)
-    engine.metrics.ratings.pairs = []
+    engine = watched(Engine(settings))
+    live = scoreboard(engine)
+    live.ratings.pairs = []
     refs = References(settings, engine.is_positive)
-    boards = {MODEL: Scoreboard(engine.metrics, Prequential(settings.eval_k)), **refs.boards}
+    boards = {MODEL: Scoreboard(live, watching(engine)), **refs.boards}
     groups = {MODEL: GroupFigures(refs.membership, settings.eval_k), **refs.groups}
     engine.observers.append(groups[MODEL])  # the engine's positives and ratings, by group
 
@@ -232,7 +233,7 @@ def run_evaluation(
             if seen == boundary:  # the last part starts: the batch SVD is fit on what came before
                 engine.process(batch)
                 batch = []
-                engine.scoreboards.append(boards[MODEL].tail)
+                engine.observers.append(boards[MODEL].tail)
                 if refs.train:
                     refs.svd.fit(refs.train)
             refs.score(event, seen >= boundary)
@@ -277,9 +278,9 @@ def run_evaluation(
         "nonfinite": engine.model.nonfinite,
         "series": {name: b.series for name, b in boards.items()},
         "groups": {name: figures.report() for name, figures in groups.items()},
-        "pairs": engine.metrics.ratings.pairs,
+        "pairs": live.ratings.pairs,
         "recommended_counts": {
-            engine.catalogue.item_of(int(i)): c for i, c in engine.metrics.audit.counts.items()
+            engine.catalogue.item_of(int(i)): c for i, c in live.audit.counts.items()
         },
         "interaction_counts": refs.counts,
     } | _curve(events, settings, batch_size, curve, engine)

@@ -9,6 +9,7 @@ import numpy as np
 
 from streamer.diversity import Diversifier, mmr
 from streamer.engine import Engine
+from streamer.evaluation.prequential import metrics_report, watched
 from streamer.events import Click, ItemEvent
 from streamer.settings import Settings
 
@@ -28,7 +29,7 @@ def _stream(seed: int = 0) -> list[ItemEvent | Click]:
 
 
 def _run(settings: Settings) -> Engine:
-    engine = Engine(settings)
+    engine = watched(Engine(settings))
     events = _stream()
     for at in range(0, len(events), 40):
         engine.process(events[at : at + 40])
@@ -50,9 +51,9 @@ def test_diversity_spreads_the_lists_over_the_catalogue() -> None:
     plain = _run(SETTINGS)
     off = _run(dataclasses.replace(SETTINGS, diversity=0.0))
     on = _run(dataclasses.replace(SETTINGS, diversity=0.6))
-    assert off.metrics_report()["hit_rate"] == plain.metrics_report()["hit_rate"]
+    assert metrics_report(off)["hit_rate"] == metrics_report(plain)["hit_rate"]
     assert isinstance(on.recommender.rerank, Diversifier) and off.recommender.rerank is None
-    before, after = plain.metrics_report(), on.metrics_report()
+    before, after = metrics_report(plain), metrics_report(on)
     assert after["coverage"] > before["coverage"]
     assert after["gini"] < before["gini"]
     assert after["intra_list_diversity"] > before["intra_list_diversity"]

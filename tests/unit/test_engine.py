@@ -144,7 +144,7 @@ def test_a_click_carrying_the_rec_id_is_credited_to_the_strategy_that_placed_the
     policy = e.recommender.policy
     assert policy.clicks[strategy] == 1 and sum(policy.clicks.values()) == 1
     assert policy.stale == 1
-    assert e.metrics_report()["strategies"]["clicks"][strategy] == 1
+    assert e.report()["strategies"]["clicks"][strategy] == 1
 
 
 def test_users_not_seen_for_the_ttl_expire_and_their_rows_are_reused():
@@ -166,4 +166,4 @@ def test_users_not_seen_for_the_ttl_expire_and_their_rows_are_reused():
     assert len(table.ids) + len(table.free) < 250  # rows ever made: 3,000 user ids needed few
     assert list(engine.users.history("regular")) == [engine.catalogue.id_of("i1")]
     assert engine.users.history("once5") == set() and "once5" not in engine.shown
-    assert engine.metrics_report()["expired_users"] == engine.expired_users
+    assert engine.report()["expired_users"] == engine.expired_users

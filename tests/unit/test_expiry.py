@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamer.engine import Engine
+from streamer.evaluation.prequential import metrics_report, watched
 from streamer.events import Click, ItemEvent
 from streamer.settings import Settings
 
@@ -46,7 +47,7 @@ def test_an_item_not_seen_expires_from_the_index_the_lists_and_the_model() -> No
     assert "item=i0" not in engine.model.rater.table.ids
     table = next(s.counts.table for s in engine.strategies if hasattr(s, "counts"))
     assert table.size[engine.catalogue.id_of("i0")] == 0
-    assert engine.metrics_report()["expired_items"] == 10
+    assert engine.report()["expired_items"] == 10
 
     # seen again: back in the catalogue's life, learned and indexed again
     engine.process([Click(user="u1", item="i0", type="click", ts=701.0)])
@@ -69,7 +70,7 @@ def test_what_expires_does_not_depend_on_the_batches() -> None:
 
 def test_one_off_users_get_no_rows_until_they_recur() -> None:
     settings = Settings(n_factors=4, top_k=5, candidates=5, user_min_events=2, seed=3)
-    engine = Engine(settings)
+    engine = watched(Engine(settings))
     engine.process([ItemEvent(item=f"i{i}", ts=0.0, tags=[f"g{i % 3}"]) for i in range(20)])
     once = [Click(user=f"once{n}", item=f"i{n % 20}", type="rating", value=4.0, ts=float(n))
             for n in range(300)]  # fmt: skip
@@ -77,7 +78,7 @@ def test_one_off_users_get_no_rows_until_they_recur() -> None:
     rows = engine.model.ranker.table.ids
     assert not any(key.startswith("user=") for key in rows)  # 300 users, no row for any
     assert not engine.model.neighbours.slots  # nor a neighbourhood memory
-    assert engine.metrics_report()["ratings"] == 300  # every rating still predicted and learned
+    assert metrics_report(engine)["ratings"] == 300  # every rating still predicted and learned
     engine.process([Click(user="once7", item="i3", type="rating", value=5.0, ts=301.0)])
     assert "user=once7" in engine.model.ranker.table.ids and "user=once7" in rows
     assert engine.model.neighbours.recent("user=once7")

@@ -10,6 +10,7 @@ import pytest
 
 from streamer import snapshot
 from streamer.engine import Engine
+from streamer.evaluation.prequential import metrics_report, watched
 from streamer.events import Click, ItemEvent
 from streamer.recommender import Request
 from streamer.settings import Settings
@@ -64,10 +65,10 @@ def test_a_restored_engine_goes_on_exactly_as_the_uninterrupted_one(
     )
     events = _events(1200)
     half = 700  # a batch boundary
-    whole = Engine(settings)
+    whole = watched(Engine(settings))
     lists_whole = _run(whole, events)
 
-    first = Engine(settings)
+    first = watched(Engine(settings))
     lists_first = _run(first, events[:half])
     saved = snapshot.save(first, {"clicks": {0: 123}}, tmp_path)
     restored, loaded = snapshot.load(saved.path, settings)
@@ -83,7 +84,7 @@ def test_a_restored_engine_goes_on_exactly_as_the_uninterrupted_one(
     for user in ("u1", "u2", "u30"):
         for item in range(0, 60, 7):
             assert restored.score(user, query, item) == whole.score(user, query, item)
-    assert restored.metrics_report() == whole.metrics_report()
+    assert metrics_report(restored) == metrics_report(whole)
     assert restored.expired_users == whole.expired_users and (ttl == 0) == (
         whole.expired_users == 0
     )
