@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from streamer.jit import compiled
+
 
 def _best(scores: np.ndarray, n: int) -> np.ndarray:
     """Positions of the ``n`` best ``scores``, best first (ties: the earlier first)."""
@@ -54,24 +56,41 @@ def mmr(
     k = min(k, n)
     if lam <= 0.0 or n <= 1:
         return _best(scores, k)
-    relevance = _relevance(scores)
     norms = np.linalg.norm(vectors, axis=1)
-    unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
-    similarity = unit @ unit.T
+    unit = np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0)[:, None], np.float64)
     # an item's popularity counts against it as much as its likeness to the items placed:
     # lists that are not all the catalogue's head (exposure spread over it)
-    head = np.zeros(n) if popularity is None else np.log1p(popularity)
+    head = np.zeros(n) if popularity is None else np.log1p(np.asarray(popularity, np.float64))
     head = head / head.max() if head.max() > 0 else head
-    closest = np.full(n, -np.inf)  # largest similarity to the items placed so far
-    placed = np.zeros(n, bool)
+    return _greedy(_relevance(np.asarray(scores, np.float64)), unit, head, k, float(lam))
+
+
+@compiled
+def _greedy(
+    relevance: np.ndarray, unit: np.ndarray, head: np.ndarray, k: int, lam: float
+) -> np.ndarray:  # pragma: no cover - compiled
+    """MMR's greedy loop: each next position maximises ``(1 - lam) * relevance - lam / 2 *
+    (largest cosine to the placed + head)`` (the first: no cosine term), the earliest on ties."""
+    n, dim = unit.shape
+    closest = np.zeros(n)  # largest similarity to the items placed so far (none: 0)
+    placed = np.zeros(n, np.bool_)
     order = np.empty(k, np.int64)
     for at in range(k):
-        gain = (1.0 - lam) * relevance - lam * 0.5 * (np.where(at, closest, 0.0) + head)
-        gain[placed] = -np.inf
-        best = int(np.argmax(gain))
+        best, best_gain = -1, -np.inf
+        for i in range(n):
+            if not placed[i]:
+                gain = (1.0 - lam) * relevance[i] - lam * 0.5 * (closest[i] + head[i])
+                if gain > best_gain:
+                    best, best_gain = i, gain
         order[at] = best
         placed[best] = True
-        closest = np.maximum(closest, similarity[best])
+        for i in range(n):
+            if not placed[i]:
+                dot = 0.0
+                for d in range(dim):
+                    dot += unit[best, d] * unit[i, d]
+                if at == 0 or dot > closest[i]:
+                    closest[i] = dot
     return order
 
 
