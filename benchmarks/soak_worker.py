@@ -1,7 +1,7 @@
 """Memory of a real worker over a long stream at 80% of its measured maximum, expiry on.
 
     python -m benchmarks.soak_worker [--events 1000000] [--ttl 3600] [--share 0.8] [--log PATH]
-                                     [--restarts 10]
+                                     [--restarts 10] [--partitions N]
 
 On its own local stack: the synthetic stream of ``benchmarks.soak`` (ever new users, each active
 for three events; items Zipf(1.1) over a window of 10,000 that slides by one new item every 100
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.8)
     parser.add_argument("--log", type=Path, help="keep the worker's log here")
     parser.add_argument("--restarts", type=int, default=10, help="as a supervisor would")
+    parser.add_argument("--partitions", type=int, default=None, help="of each input topic")
     args = parser.parse_args()
     with local_stack() as base, tempfile.TemporaryDirectory() as logs:
         settings = fresh(
@@ -68,6 +69,7 @@ def main() -> None:
             web_enabled=False,
             health_stall_s=15.0,
             stall_exit_s=40.0,
+            **({"partitions": args.partitions} if args.partitions else {}),
         )
         create_topics(settings.broker, settings.topics, settings.partitions)
         replay(stream(0, PROBE), settings, progress=False)

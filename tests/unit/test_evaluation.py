@@ -81,7 +81,7 @@ def test_evaluate_writes_the_report_with_its_figures(tmp_path):
                 "--json",
                 str(tmp_path / "r.json"),
                 "--curve",
-                "diversity=0,0.8",
+                "diversity=0.1,0.8",  # the run's own (the default) and more
             ]
         )
         == 0
@@ -94,9 +94,9 @@ def test_evaluate_writes_the_report_with_its_figures(tmp_path):
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["best_baselines"]
     # the curve's row at the run's own value is the run's engine: the same HitRate as the run
-    plain, diverse = result["curve"]["rows"]
-    assert plain["hit_rate"] == result["models"][MODEL]["all"]["hit_rate"]
-    assert diverse["intra_list_diversity"] > plain["intra_list_diversity"]
+    own, diverse = result["curve"]["rows"]
+    assert own["hit_rate"] == result["models"][MODEL]["all"]["hit_rate"]
+    assert diverse["intra_list_diversity"] > own["intra_list_diversity"]
     assert "## The diversity trade-off" in text
 
 
