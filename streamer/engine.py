@@ -7,10 +7,10 @@ The Faust agent, ``streamrec evaluate`` and the tests all drive this same object
 from __future__ import annotations
 
 import itertools
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from index.base import ItemIndex
 from index.factory import set_threads
 from streamer.catalogue import Catalogue
 from streamer.events import Click, ContextEvent, ItemEvent
+from streamer.expiry import LastSeen
 from streamer.features import Features, user_features
 from streamer.index_upkeep import IndexUpkeep
 from streamer.model import NegativeSampler, RecModel
@@ -31,7 +32,6 @@ from streamer.strategies.neural import Neural
 from streamer.users import UserState
 
 Event = Click | ContextEvent | ItemEvent
-Key = TypeVar("Key", str, int)
 #: The most similar-item lists a batch computes: a due set larger than this is spread over the
 #: next batches, so that it does not hold one batch (and its users' freshness) up.
 SIMILAR_PER_BATCH = 200
@@ -117,11 +117,11 @@ class Engine:
         self.observers: list[EngineObserver] = []
         self.shown: dict[str, tuple[int, ...]] = {}
         self.item_counts: Counter[int] = Counter()  # positives per item (the audit's novelty)
-        # users by when they were last seen (stream time), the oldest first: see _expire
-        self._last_seen: OrderedDict[str, float] = OrderedDict()
+        # users by when they were last seen (stream time): see _expire
+        self._last_seen: LastSeen[str] = LastSeen(settings.user_ttl_s)
         self.expired_users = 0
-        # items by when they were last clicked or updated (stream time), the oldest first
-        self._item_seen: OrderedDict[int, float] = OrderedDict()
+        # items by when they were last clicked or updated (stream time)
+        self._item_seen: LastSeen[int] = LastSeen(settings.item_ttl_s)
         self.expired_items = 0
         self._counts = list({id(c): c for c in _co_counts(self.strategies)}.values())
         self._pending: list[Interaction] = []  # the batch's interactions not learned yet
@@ -292,10 +292,10 @@ class Engine:
 
     def _seen(self, user: str, ts: float) -> None:
         """``user`` is active at ``ts``; users not seen for ``user_ttl_s`` of stream time before
-        it expire (per event, in order: what expires does not depend on the batches)."""
-        ttl = self.settings.user_ttl_s
-        if ttl:
-            for oldest in _touch(self._last_seen, user, ts, ttl):
+        the stream's time (the latest seen: ``streamer.expiry``) expire (per event, in order:
+        what expires does not depend on the batches)."""
+        if self.settings.user_ttl_s:
+            for oldest in self._last_seen.touch(user, ts):
                 self._expire(oldest)
 
     def last_seen(self, user: str) -> float | None:
@@ -304,8 +304,7 @@ class Engine:
 
     def seen_at(self, user: str, ts: float) -> None:
         """``user`` was last active at ``ts`` (a user handed over from another worker)."""
-        if self.settings.user_ttl_s:
-            _touch(self._last_seen, user, ts, self.settings.user_ttl_s)
+        self._seen(user, ts)
 
     def _expire(self, user: str) -> None:
         """Forget everything kept for ``user``: history, context, last list, the policy's last
@@ -319,10 +318,9 @@ class Engine:
     def _seen_item(self, item: int, ts: float) -> None:
         """``item`` is clicked or updated at ``ts`` (back from expiry if it had expired);
         items not seen for ``item_ttl_s`` of stream time before it expire, per event."""
-        ttl = self.settings.item_ttl_s
-        if ttl:
+        if self.settings.item_ttl_s:
             self.catalogue.retired.discard(item)  # encoded again by the model when next read
-            for oldest in _touch(self._item_seen, item, ts, ttl):
+            for oldest in self._item_seen.touch(item, ts):
                 self._retire(oldest)
 
     def _retire(self, item: int) -> None:
@@ -402,26 +400,6 @@ class _Union:
 
     def __contains__(self, other: object) -> bool:
         return other == self.item or other in self.history or other in self.retired
-
-
-def _touch(last: OrderedDict[Key, float], key: Key, ts: float, ttl: float) -> list[Key]:
-    """``key`` seen at ``ts`` (``last`` holds keys by when they were last seen, the oldest
-    first); returns, removed, the keys not seen for ``ttl`` before ``ts``, oldest first.
-
-    >>> last: OrderedDict[str, float] = OrderedDict()
-    >>> _touch(last, "a", 0.0, 10), _touch(last, "b", 5.0, 10), _touch(last, "c", 12.0, 10)
-    ([], [], ['a'])
-    """
-    last[key] = max(ts, last.get(key, ts))
-    last.move_to_end(key)
-    gone = []
-    while last:
-        oldest, when = next(iter(last.items()))
-        if when >= ts - ttl:
-            break
-        del last[oldest]
-        gone.append(oldest)
-    return gone
 
 
 def _co_counts(strategies: Iterable[object]) -> list[CoCounts]:

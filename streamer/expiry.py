@@ -1,0 +1,83 @@
+"""When users and items were last seen, and which have not been seen for a while (expiry).
+
+Kafka's partitions interleave: a worker behind on one partition (a backlog) learns events
+older than those it learned from the others a moment ago. Expiry therefore goes by the
+stream's time (the latest event time seen), in the order of when keys were seen, not of when
+their events arrived: a lagging partition's users, already past their time, expire at once
+instead of piling up behind newer ones.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Generic, TypeVar
+
+Key = TypeVar("Key", str, int)
+
+
+class LastSeen(Generic[Key]):
+    """Keys by when they were last seen (stream time); :meth:`touch` returns, removed, those
+    not seen for ``ttl`` before the stream's time, the least recently seen first.
+
+    A heap of (time, order, key), stale entries (a key seen again since) skipped when they
+    come up; rebuilt from the live keys when stale ones outnumber them, so memory stays
+    proportional to the keys kept.
+
+    Examples
+    --------
+    >>> seen: LastSeen[str] = LastSeen(ttl=10)
+    >>> seen.touch("a", 0.0), seen.touch("b", 5.0), seen.touch("c", 12.0)
+    ([], [], ['a'])
+    >>> seen.touch("x", 30.0)  # b and c, in the order they were seen
+    ['b', 'c']
+    >>> seen.touch("late", 2.0), "late" in seen  # an event of a lagging partition
+    ([], True)
+    >>> seen.touch("x", 35.0), seen.get("x"), len(seen)
+    (['late'], 35.0, 1)
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.clock = -math.inf  # the stream's time: the latest time seen
+        self._when: dict[Key, float] = {}
+        self._heap: list[tuple[float, int, Key]] = []
+        self._order = 0  # ties: the earlier touch first
+
+    def __len__(self) -> int:
+        return len(self._when)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._when
+
+    def get(self, key: Key) -> float | None:
+        """When ``key`` was last seen, if it is kept."""
+        return self._when.get(key)
+
+    def touch(self, key: Key, ts: float) -> list[Key]:
+        """``key`` seen at ``ts``; returns the keys that expire now (never ``key`` itself: seen at
+        a time already past expiry, a lagging partition's, it goes at the next touch)."""
+        when = max(ts, self._when.get(key, ts))
+        if self._when.get(key) != when or key not in self._when:
+            self._when[key] = when
+            heapq.heappush(self._heap, (when, self._order, key))
+            self._order += 1
+        self.clock = max(self.clock, ts)
+        if len(self._heap) > 2 * len(self._when) + 64:
+            self._heap = [(w, n, k) for w, n, k in self._heap if self._when.get(k) == w]
+            heapq.heapify(self._heap)
+        gone: list[Key] = []
+        held = None  # ``key`` itself stays until the next touch: its event is being learned
+        limit = self.clock - self.ttl
+        while self._heap and self._heap[0][0] < limit:
+            entry = heapq.heappop(self._heap)
+            if self._when.get(entry[2]) != entry[0]:  # stale: seen again since
+                continue
+            if entry[2] == key:
+                held = entry
+                continue
+            del self._when[entry[2]]
+            gone.append(entry[2])
+        if held is not None:
+            heapq.heappush(self._heap, held)
+        return gone
