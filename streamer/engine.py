@@ -170,6 +170,9 @@ class Engine:
             self.events += 1
             self.catalogue.clock = self.events
         self._learn_pending()
+        if self.settings.user_ttl_s:  # a user expired since their event (a lagging partition's,
+            # already past its time) gets no list: one would keep their state past expiry
+            requests = {u: r for u, r in requests.items() if u in self._last_seen}
         self.upkeep.refresh(touched_items, len(events), self.events)
         known = {u for u in requests if self.model.knows(f"user={u}")}
         out = BatchOutput(self.recommender.recommend(list(requests.values()), known), failed=failed)

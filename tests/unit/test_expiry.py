@@ -100,3 +100,18 @@ def test_a_lagging_partition_does_not_hold_expiry_back() -> None:
     # kept: the lead users of the last 100 s of stream time, and the lagging user just seen
     assert len(engine.users) == 102
     assert engine.expired_users == 2200 - 102
+
+
+def test_users_expired_within_their_batch_keep_nothing() -> None:
+    """A lagging partition's users expire one after the other within a batch: none of them
+    gets a list, and nothing is left of them (the policy's last candidates and the engine's
+    last lists leaked: 930,000 arrays in a soak's snapshot)."""
+    engine = Engine(dataclasses.replace(SETTINGS, user_ttl_s=100.0, item_ttl_s=0.0))
+    lead = [Click(user=f"a{n}", item=f"i{n % 30}", type="click", ts=5000.0 + n) for n in range(200)]
+    lag = [Click(user=f"b{n}", item=f"i{n % 30}", type="click", ts=float(n)) for n in range(2000)]
+    _run(engine, lead, 50)
+    lists = _run(engine, lag, 50)
+    assert len(lists) == 2000 // 50  # the batch's last user only: still kept until the next
+    remembered = set(engine.shown) | set(engine.recommender.policy._last)
+    assert remembered and all(engine.last_seen(user) is not None for user in remembered)
+    assert len(engine.users) == 102
