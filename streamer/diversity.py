@@ -80,7 +80,7 @@ def _greedy(
         for i in range(n):
             if not placed[i]:
                 gain = (1.0 - lam) * relevance[i] - lam * 0.5 * (closest[i] + head[i])
-                if gain > best_gain:
+                if best < 0 or gain > best_gain:  # (a NaN gain: the first unplaced)
                     best, best_gain = i, gain
         order[at] = best
         placed[best] = True
