@@ -120,6 +120,51 @@ class Diversifier:
         return pool[chosen]
 
 
+def cap_per_tag(scores: np.ndarray, tags: Sequence[Sequence[str]], k: int, cap: int) -> np.ndarray:
+    """Positions into ``scores`` (``k``, best first): the best by score, passing over an item
+    one of whose tags already has ``cap`` items in the list; the best passed over fill what is
+    left if too few pass. A cheaper alternative to MMR: one pass, no item vectors.
+
+    >>> scores = np.array([1.0, 0.9, 0.8, 0.7])
+    >>> tags = [["drama"], ["drama"], ["drama"], ["comedy"]]
+    >>> cap_per_tag(scores, tags, 3, 2).tolist(), cap_per_tag(scores, tags, 3, 1).tolist()
+    ([0, 1, 3], [0, 3, 1])
+    """
+    order = _best(scores, len(scores))
+    placed: dict[str, int] = {}
+    chosen: list[int] = []
+    passed: list[int] = []
+    for position in order.tolist():
+        if len(chosen) == k:
+            break
+        mine = tags[position]
+        if any(placed.get(tag, 0) >= cap for tag in mine):
+            passed.append(position)
+            continue
+        chosen.append(position)
+        for tag in mine:
+            placed[tag] = placed.get(tag, 0) + 1
+    chosen += passed[: k - len(chosen)]
+    return np.array(chosen, np.int64)
+
+
+class TagCap:
+    """A re-ranker for :meth:`streamer.policy.Blend.fuse`: at most ``cap`` items per tag
+    (:func:`cap_per_tag`) from the ``pool_factor * k`` best; ``tags_of(item)``."""
+
+    def __init__(
+        self, cap: int, tags_of: Callable[[int], Sequence[str]], pool_factor: int = 3
+    ) -> None:
+        if cap < 1:
+            raise ValueError(f"at most {cap} items per tag: expected 1 or more")
+        self.cap, self.tags_of, self.pool_factor = cap, tags_of, pool_factor
+
+    def __call__(self, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+        pool = _best(scores, self.pool_factor * k)
+        tags = [self.tags_of(int(i)) for i in items[pool]]
+        return pool[cap_per_tag(scores[pool], tags, k, self.cap)]
+
+
 def tag_distribution(tags: Sequence[Sequence[str]]) -> dict[str, float]:
     """The tags' shares over items (each item's unit split over its tags), as Steck's p(g|u).
 

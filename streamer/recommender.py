@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from streamer.catalogue import Catalogue
-from streamer.diversity import Calibrator, Diversifier, tag_distribution
+from streamer.diversity import Calibrator, Diversifier, TagCap, tag_distribution
 from streamer.policy import Blend, Rerank, activity
 from streamer.popularity import Popularity, context_key
 from streamer.settings import Settings
@@ -130,11 +130,11 @@ class Recommender:
             (n for n, s in enumerate(self.strategies) if isinstance(s, Personal)), None
         )
         #: diversity re-ranking (``STREAMREC_DIVERSITY``), over item vectors from ``vectors_of``
-        self.rerank = (
-            Diversifier(settings.diversity, vectors_of, self._popularity_of)
-            if settings.diversity > 0 and vectors_of is not None
-            else None
-        )
+        self.rerank: Rerank | None = None
+        if settings.max_per_tag > 0:  # the cheaper one, instead of MMR
+            self.rerank = TagCap(settings.max_per_tag, self._tags_of)
+        elif settings.diversity > 0 and vectors_of is not None:
+            self.rerank = Diversifier(settings.diversity, vectors_of, self._popularity_of)
         self.policy = Blend(
             [s.name for s in self.strategies],
             depth=self.depth,
@@ -144,7 +144,8 @@ class Recommender:
         )
 
     def _reranker(self, user: str) -> Rerank | None:
-        """The diversity re-ranker, or a calibrating one for ``user``'s history, or None."""
+        """A calibrating re-ranker for ``user``'s history, or the per-tag cap, or MMR's, or
+        None."""
         if not self.settings.calibration:
             return self.rerank
         target = self.tag_target(user)

@@ -99,6 +99,7 @@ class Settings:
     # re-ranks instead. 0.1: exposure spread (Gini down on every log) for <= 0.7% HitRate
     diversity: float = 0.1
     calibration: float = 0.0  # Steck's lambda: tag shares of the list vs the history (0: off)
+    max_per_tag: int = 0  # at most N items per tag in a list, instead of MMR (0: off)
     knn_last: int = 10  # item-kNN scores over the user's last N items
     knn_decay: float = 0.8  # each step back weighs this times the next one (1: all the same)
     knn_window: int = 50  # "similar": co-occurrences counted within a user's last N items
@@ -136,6 +137,8 @@ class Settings:
         if not 0.0 <= self.ab_share <= 1.0:
             raise ValueError(f"{PREFIX}AB_SHARE={self.ab_share}: expected 0 to 1")
         self.ab_changes()  # arm b's settings parse, or a clear error now
+        if self.max_per_tag < 0:
+            raise ValueError(f"{PREFIX}MAX_PER_TAG={self.max_per_tag}: expected 0 (off) or more")
         for name in ("diversity", "calibration"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{PREFIX}{name.upper()}={getattr(self, name)}: expected 0 to 1")

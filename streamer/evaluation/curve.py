@@ -16,7 +16,7 @@ from streamer.evaluation.prequential import metrics_report, watched
 from streamer.settings import Settings
 
 FIGURES = ("hit_rate", "ndcg", "coverage", "gini", "intra_list_diversity", "novelty_bits")
-KNOBS = ("diversity", "calibration")
+KNOBS = ("diversity", "calibration", "max_per_tag")
 
 
 def mean_miscalibration(engine: Engine) -> float:
@@ -52,7 +52,7 @@ def tradeoff(
         engine = (done or {}).get(value)
         cpu: dict[str, float] = {}
         if engine is None:
-            changes: dict[str, Any] = {knob: value}
+            changes: dict[str, Any] = {knob: int(value) if knob == "max_per_tag" else value}
             engine = watched(Engine(dataclasses.replace(settings, **changes)))
             started = time.process_time()
             for at in range(0, len(events), batch_size):

@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-from streamer.diversity import Diversifier, mmr
+from streamer.diversity import Diversifier, TagCap, mmr
 from streamer.engine import Engine
 from streamer.evaluation.prequential import metrics_report, watched
 from streamer.events import Click, ItemEvent
@@ -80,3 +80,21 @@ def test_calibration_gives_a_user_their_own_mix_of_tags() -> None:
         (mine,) = [r for r in out.lists if r.user == "me"]
         shares[lam] = sum(item.startswith("c") for item, _ in mine.items) / len(mine.items)
     assert shares[0.0] >= 0.5 and abs(shares[0.9] - 0.3) < abs(shares[0.0] - 0.3), shares
+
+
+def test_a_cap_per_tag_keeps_lists_to_n_items_of_a_tag() -> None:
+    """``STREAMREC_MAX_PER_TAG``: the cheaper re-ranker, instead of MMR; every list holds at most
+    N items of a tag (where its pool of candidates allows), and lists are more diverse."""
+    off = _run(dataclasses.replace(SETTINGS, diversity=0.0))
+    capped = _run(dataclasses.replace(SETTINGS, diversity=0.0, max_per_tag=1))
+    assert isinstance(capped.recommender.rerank, TagCap)
+    tags = capped.catalogue.tags
+
+    def repeating(engine: Engine) -> float:  # the share of lists with a tag twice
+        lists = [[tags[i][0] for i in shown] for shown in engine.shown.values()]
+        return sum(len(set(t)) < len(t) for t in lists) / len(lists)
+
+    # a tag repeats only where the pool (3 x 5 candidates) lacked one of the five tags
+    assert repeating(capped) < 0.2 < 0.8 < repeating(off)
+    before, after = metrics_report(off), metrics_report(capped)
+    assert after["intra_list_diversity"] > before["intra_list_diversity"]
