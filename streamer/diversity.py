@@ -25,6 +25,14 @@ def _best(scores: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(-scores, kind="stable")[:n]
 
 
+def _tagged_pool(
+    items: np.ndarray, scores: np.ndarray, n: int, tags_of: Callable[[int], Sequence[str]]
+) -> tuple[np.ndarray, list[Sequence[str]]]:
+    """Positions of the ``n`` best ``scores`` (:func:`_best`) and their items' tags."""
+    pool = _best(scores, n)
+    return pool, [tags_of(int(i)) for i in items[pool]]
+
+
 def _relevance(scores: np.ndarray) -> np.ndarray:
     """``scores`` rescaled to [0, 1] (all 1 when they are all equal)."""
     spread = float(scores.max() - scores.min())
@@ -160,8 +168,7 @@ class TagCap:
         self.cap, self.tags_of, self.pool_factor = cap, tags_of, pool_factor
 
     def __call__(self, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-        pool = _best(scores, self.pool_factor * k)
-        tags = [self.tags_of(int(i)) for i in items[pool]]
+        pool, tags = _tagged_pool(items, scores, self.pool_factor * k, self.tags_of)
         return pool[cap_per_tag(scores[pool], tags, k, self.cap)]
 
 
@@ -255,6 +262,5 @@ class Calibrator:
         self.lam, self.target, self.tags_of, self.pool_factor = lam, target, tags_of, pool_factor
 
     def __call__(self, items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-        pool = _best(scores, self.pool_factor * k)
-        tags = [self.tags_of(int(i)) for i in items[pool]]
+        pool, tags = _tagged_pool(items, scores, self.pool_factor * k, self.tags_of)
         return pool[calibrate(scores[pool], tags, self.target, k, self.lam)]

@@ -52,7 +52,8 @@ def tradeoff(
         engine = (done or {}).get(value)
         cpu: dict[str, float] = {}
         if engine is None:
-            changes: dict[str, Any] = {knob: int(value) if knob == "max_per_tag" else value}
+            kind = type(getattr(settings, knob))  # the setting's own type (max_per_tag: int)
+            changes: dict[str, Any] = {knob: kind(value)}
             engine = watched(Engine(dataclasses.replace(settings, **changes)))
             started = time.process_time()
             for at in range(0, len(events), batch_size):
