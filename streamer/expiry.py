@@ -57,21 +57,22 @@ class LastSeen(Generic[Key]):
     def touch(self, key: Key, ts: float) -> list[Key]:
         """``key`` seen at ``ts``; returns the keys that expire now (never ``key`` itself: seen at
         a time already past expiry, a lagging partition's, it goes at the next touch)."""
-        when = max(ts, self._when.get(key, ts))
-        if self._when.get(key) != when or key not in self._when:
+        previous = self._when.get(key)
+        when = ts if previous is None else max(ts, previous)
+        if when != previous:  # new, or seen later than before
             self._when[key] = when
             heapq.heappush(self._heap, (when, self._order, key))
             self._order += 1
         self.clock = max(self.clock, ts)
         if len(self._heap) > 2 * len(self._when) + 64:
-            self._heap = [(w, n, k) for w, n, k in self._heap if self._when.get(k) == w]
+            self._heap = [entry for entry in self._heap if self._live(entry)]
             heapq.heapify(self._heap)
         gone: list[Key] = []
         held = None  # ``key`` itself stays until the next touch: its event is being learned
         limit = self.clock - self.ttl
         while self._heap and self._heap[0][0] < limit:
             entry = heapq.heappop(self._heap)
-            if self._when.get(entry[2]) != entry[0]:  # stale: seen again since
+            if not self._live(entry):
                 continue
             if entry[2] == key:
                 held = entry
@@ -81,3 +82,7 @@ class LastSeen(Generic[Key]):
         if held is not None:
             heapq.heappush(self._heap, held)
         return gone
+
+    def _live(self, entry: tuple[float, int, Key]) -> bool:
+        """Whether a heap entry is its key's last sighting (not stale: seen again since)."""
+        return self._when.get(entry[2]) == entry[0]

@@ -40,7 +40,7 @@ FORMAT = 8  # 2: parameter tables reuse rows; 3: a stacker per activity group; 4
 # model's neighbourhood, item expiry; 5: the neighbourhood's users in arrays; 6: the index's
 # upkeep apart from the engine, the policy's rec_id prefix (A/B arms); 7: parameter tables
 # keep their shared values and steps (several workers), rows their keys; 8: the prequential
-# scoreboard an observer of the engine, not its attribute; the stream's clock (expiry)
+# scoreboard an observer of the engine, not its attribute; expiry's queues (LastSeen)
 #: Settings that do not change what the engine learns: a snapshot may be loaded under others.
 OPERATIONAL = frozenset(
     {
