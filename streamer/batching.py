@@ -1,0 +1,143 @@
+"""Micro-batches from a Faust stream: ``take_events`` that does not wait after a late batch.
+
+Faust's ``Stream.take_events(max_, within)`` yields when ``max_`` events are buffered, or
+``within`` seconds after it began to wait, and it begins to wait when the previous batch is
+done. A batch that took ``P`` seconds is therefore followed by up to ``within`` more seconds of
+waiting even when the events that came in meanwhile are all there: a cycle of ``P + within``,
+and an event waits about half a cycle for its batch. At 1,000 events/s on MovieLens the worker's
+batches took ~31 ms, so its cycle was ~51 ms and its freshness p50 ~77 ms.
+
+:func:`take_batches` ends the wait earlier too: when every event that has come in is in the
+buffer (the stream's queue is empty) and ``within`` seconds have passed since the previous batch
+*began*. Batches then begin at most every ``within`` seconds, or right after one another when a
+batch takes longer; while a backlog is read (the queue never empty) it behaves as Faust's,
+batches as large as the wait lets them grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+#: While the previous batch began long enough ago but events are still being buffered, the
+#: queue is looked at again this often.
+POLL_S = 0.001
+
+
+def due(
+    now: float, began: float, ended: float, within: float, queue_empty: bool, buffered: int
+) -> bool:
+    """Whether a batch of ``buffered`` events is due at ``now``: ``within`` seconds after the
+    previous batch ``ended`` (Faust's rule), or once the queue is empty and ``within`` seconds
+    have passed since it ``began``.
+
+    >>> due(now=1.030, began=1.0, ended=1.025, within=0.02, queue_empty=True, buffered=5)
+    True
+    >>> due(now=1.030, began=1.0, ended=1.025, within=0.02, queue_empty=False, buffered=5)
+    False
+    >>> due(now=1.046, began=1.0, ended=1.025, within=0.02, queue_empty=False, buffered=5)
+    True
+    >>> due(now=1.010, began=1.0, ended=1.005, within=0.02, queue_empty=True, buffered=5)
+    False
+    >>> due(now=9.0, began=1.0, ended=1.005, within=0.02, queue_empty=True, buffered=0)
+    False
+    """
+    if not buffered:
+        return False
+    return now - ended >= within or (queue_empty and now - began >= within)
+
+
+def _wait_s(now: float, began: float, within: float) -> float:
+    """How long to wait for more events before looking again (some are buffered)."""
+    until = began + within - now
+    return until if until > 0 else POLL_S
+
+
+def take_batches(
+    stream: Any, max_: int, within: float, clock: Callable[[], float] = time.monotonic
+) -> AsyncIterator[Sequence[Any]]:
+    """Lists of at most ``max_`` events of ``stream`` (a ``faust.Stream``), acknowledged once
+    the caller is done with each; see the module's docstring for when a list is yielded.
+
+    The buffering is Faust's ``take_events``' (a processor on the stream, drained passively);
+    only the condition of the wait differs."""
+    batches = _take(stream, max_, within, clock)
+    agens = getattr(stream, "_active_agens", None)
+    if agens is not None:  # closed with the stream, as Faust does for its own take_events
+        agens.add(batches)
+    return batches
+
+
+async def _take(
+    stream: Any, max_: int, within: float, clock: Callable[[], float]
+) -> AsyncIterator[Sequence[Any]]:
+    buffer: list[Any] = []
+    events: list[Any] = []
+    wake = asyncio.Event()  # the first event of a batch came in, or the buffer is full
+    buffer_consumed = asyncio.Event()
+    consuming: asyncio.Future[None] | None = None
+    channel_it = stream.channel.__aiter__()
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal consuming
+        try:
+            if consuming is not None:  # a batch is being handled: hold on to the next event
+                try:
+                    await consuming
+                finally:
+                    consuming = None
+            buffer.append(value)
+            event = stream.current_event
+            if event is None:
+                raise RuntimeError("take_batches found current_event is None")
+            events.append(event)
+            if len(buffer) == 1:
+                wake.set()
+            if len(buffer) >= max_:
+                wake.set()
+                buffer_consumed.clear()
+                await stream.wait(buffer_consumed)
+        except asyncio.CancelledError:  # pragma: no cover
+            raise
+        except Exception as exc:  # as Faust's take_events
+            stream.log.exception("Error adding to take buffer: %r", exc)
+            await stream.crash(exc)
+        return value
+
+    enable_acks = stream.enable_acks
+    stream.enable_acks = False  # acknowledged below, once handled
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(channel_it)
+    queue = stream.channel.queue
+    began = ended = clock()
+    try:
+        while not stream.should_stop:
+            while not stream.should_stop:
+                now = clock()
+                if len(buffer) >= max_ or due(
+                    now, began, ended, within, queue.empty(), len(buffer)
+                ):
+                    break
+                wake.clear()
+                timeout = _wait_s(now, began, within) if buffer else None
+                await stream.wait_for_stopped(wake, timeout=timeout)
+            if not buffer:
+                continue
+            began = clock()
+            consuming = asyncio.get_running_loop().create_future()
+            try:
+                yield list(events)
+            finally:
+                buffer.clear()
+                for event in events:
+                    await stream.ack(event)
+                events.clear()
+                if not consuming.done():
+                    consuming.set_result(None)
+                buffer_consumed.set()
+                ended = clock()
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add_to_buffer)
