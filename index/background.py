@@ -54,6 +54,11 @@ class BackgroundBuild(ABC):
             ids, vectors, _ = self._store.snapshot()
         return ids, vectors
 
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The latest vectors of ``ids`` (zeros for ids not in the index)."""
+        with self._lock:
+            return self._store.get(np.asarray(ids, np.int64))
+
     def save(self, path: Path) -> None:
         ids, vectors = self.all_items()
         np.savez(path, kind=self.kind, dim=self.dim, ids=ids, vectors=vectors)

@@ -46,6 +46,9 @@ class ItemIndex(Protocol):
     def all_items(self) -> tuple[np.ndarray, np.ndarray]:
         """Every id and its vector (what a snapshot keeps)."""
 
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids``, in their order (zeros for ids not in the index)."""
+
     def save(self, path: Path) -> None:
         """Write the index so that :func:`index.factory.load_index` restores it."""
 

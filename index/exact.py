@@ -79,6 +79,17 @@ class ExactIndex:
         flat = faiss.downcast_index(self._index.index)
         return ids, flat.reconstruct_n(0, flat.ntotal).reshape(-1, self.dim)
 
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids`` (zeros for ids not in the index)."""
+        ids = as_ids(ids)
+        rows = np.fromiter((self._ids.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
+        if not self._flat.ntotal:
+            return np.zeros((len(ids), self.dim), np.float32)
+        storage = faiss.rev_swig_ptr(self._flat.get_xb(), self._flat.ntotal * self.dim)
+        out = storage.reshape(-1, self.dim)[np.maximum(rows, 0)]
+        out[rows < 0] = 0.0
+        return out
+
     def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> SearchResult:
         queries = as_matrix(queries, self.dim)
         if not self._ids or k <= 0:

@@ -51,6 +51,18 @@ class VectorStore:
                 self._free.append(slot)
         self.seq += 1
 
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        """The vectors of ``ids`` (zeros for ids not stored).
+
+        >>> s = VectorStore(dim=2); s.put(np.array([4]), np.array([[1, 2]], np.float32))
+        >>> s.get(np.array([4, 9])).tolist()
+        [[1.0, 2.0], [0.0, 0.0]]
+        """
+        slots = np.fromiter((self._slot.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
+        out = self._matrix[np.maximum(slots, 0)]
+        out[slots < 0] = 0.0
+        return out
+
     def missing(self, ids: np.ndarray) -> np.ndarray:
         """Those of ``ids`` not in the store: removed since a snapshot that held them."""
         return np.array([i for i in ids.tolist() if i not in self._slot], np.int64)

@@ -209,3 +209,18 @@ def test_all_items_are_the_latest_vectors_of_the_live_ids(data, backend):
     expected[0:600:2] = vectors[1000:1300]
     np.testing.assert_array_equal(ids[order], np.arange(30, 600))
     np.testing.assert_array_equal(stored[order], expected[30:])
+
+
+@pytest.mark.parametrize("backend", ["exact", "ivf", "hnsw"])
+def test_vectors_of_ids_are_the_stored_ones_and_zeros_for_unknown_ids(data, backend):
+    vectors, _ = data
+    index = make_index(backend, 16)
+    index.upsert(np.arange(600), vectors[:600])
+    index.upsert(np.array([5]), vectors[700:701])  # rewritten
+    index.remove(np.array([7]))
+    got = index.vectors(np.array([5, 7, 3, 9999, 599]))
+    np.testing.assert_array_equal(got[0], vectors[700])
+    np.testing.assert_array_equal(got[[1, 3]], np.zeros((2, 16), np.float32))
+    np.testing.assert_array_equal(got[[2, 4]], vectors[[3, 599]])
+    got[2] = 1.0  # a copy: the index is not written through it
+    np.testing.assert_array_equal(index.vectors(np.array([3]))[0], vectors[3])
