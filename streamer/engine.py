@@ -6,9 +6,8 @@ The Faust agent, ``streamrec evaluate`` and the tests all drive this same object
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,7 +106,6 @@ class Engine:
         self._fresh = [s for s in self.strategies if isinstance(s, FreshItems)]
         self._neural = [s for s in self.strategies if isinstance(s, Neural)]
         self.upkeep.personal = [s for s in self.strategies if isinstance(s, Personal)]
-        self._popular_cache: dict[str, list[int]] = {}
         self.events = 0
         self.interactions = 0  # non-skip clicks learned, this worker's and others' (sync)
         self._chosen: dict[int, None] = {}  # items chosen since their last similar list
@@ -128,9 +126,9 @@ class Engine:
         self.taps: list[Callable[[Observation], None]] = []  # see each positive (streamer.sync)
 
     def _item_vectors(self, items: np.ndarray) -> np.ndarray:
-        """The ranking model's item vectors (``e_i``, no bias) of item ids ``items``."""
-        features = [self.catalogue.features(int(i)) for i in items]
-        return self.model.item_vectors(features)[:, 1:]
+        """The item vectors (``e_i``, no bias) of item ids ``items`` that the index ranks by
+        (as fresh as its upkeep keeps them; read, not computed again)."""
+        return self.upkeep.index.vectors(np.asarray(items, np.int64))[:, 1:]
 
     def process(
         self, events: Sequence[Event], with_popular: bool = False, with_similar: bool = False
@@ -143,7 +141,6 @@ class Engine:
         positive is scored against the list its user had before the batch."""
         touched_items: set[int] = set()
         requests: dict[str, Request] = {}
-        self._popular_cache.clear()
         self._pending = []
         failed: list[tuple[int, Exception]] = []
         for position, event in enumerate(events):
@@ -278,14 +275,10 @@ class Engine:
             return click.value is not None and click.value >= self.settings.positive_rating
         return click.type in ("click", "purchase")
 
-    def _popular_for(self, key: str, history: Container[int]) -> tuple[int, ...]:
-        """The popular list of bucket ``key`` without ``history`` (cached per batch)."""
-        ranked = self._popular_cache.get(key)
-        if ranked is None:
-            depth = self.settings.eval_k + self.settings.history_size
-            ranked = self._popular_cache[key] = [i for i, _ in self.popularity.top(key, depth)]
-        fresh = (i for i in ranked if i not in history)
-        return tuple(itertools.islice(fresh, self.settings.eval_k))
+    def _popular_for(self, key: str, history: Collection[int]) -> tuple[int, ...]:
+        """The popular list of bucket ``key`` without ``history`` (its leaders, walked past
+        ``history``: ``Popularity.top``)."""
+        return tuple(i for i, _ in self.popularity.top(key, self.settings.eval_k, history))
 
     def _remember(self, lists: Sequence[RecList]) -> None:
         """Each user's list, to score (and audit) at the user's next positive."""

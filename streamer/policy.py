@@ -18,6 +18,7 @@ the global estimate. Counts halve every ``half_life`` positives, so the mix foll
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ def activity(history_length: int) -> int:
     >>> [activity(n) for n in (0, 1, 2, 5, 6, 40)]
     [0, 1, 2, 3, 4, 6]
     """
-    return int(np.searchsorted(ACTIVITY_BINS, history_length, side="right")) - 1
+    return bisect.bisect_right(ACTIVITY_BINS, history_length) - 1
 
 
 class Blend:
