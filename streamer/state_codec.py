@@ -37,6 +37,10 @@ import numpy as np
 #: optimizers, losses and initializers are River objects).
 PACKAGES = ("streamer.", "index.", "river.")
 _FACTORIES: dict[str, Any] = {"float": float, "int": int, "list": list, "dict": dict, "set": set}
+#: Arrays of at most this many elements are written into one pool per dtype (a slice each)
+#: rather than as arrays of their own: a file member per array cost ~50 µs to write, and an
+#: engine can hold a million small ones (the policy's last candidates of every user).
+SMALL = 4096
 
 
 class StateError(ValueError):
@@ -63,9 +67,29 @@ class _Encoder:
         self.seen: dict[int, int] = {}
         self.keep: list[Any] = []  # what was seen stays alive: its id() is not reused
         self.arrays: dict[str, np.ndarray] = {}
+        self.pools: dict[np.dtype[Any], tuple[str, list[np.ndarray], list[int]]] = {}
 
     def run(self, root: Any) -> tuple[Any, dict[str, np.ndarray]]:
-        return self.value(root), self.arrays
+        doc = self.value(root)
+        for key, parts, _ in self.pools.values():
+            self.arrays[key] = np.concatenate(parts)
+        return doc, self.arrays
+
+    def _array(self, x: np.ndarray, n: int) -> dict[str, Any]:
+        """A large array as a file member of its own; a small one as a slice of its dtype's
+        pool (``at``, ``shape``)."""
+        if x.size > SMALL:
+            key = f"a{len(self.arrays)}"
+            self.arrays[key] = x
+            return {"$array": key, "id": n}
+        pool = self.pools.get(x.dtype)
+        if pool is None:
+            pool = self.pools[x.dtype] = (f"pool{len(self.pools)}", [], [0])
+        key, parts, used = pool
+        parts.append(x.ravel())
+        at = used[0]
+        used[0] += x.size
+        return {"$array": key, "at": at, "shape": list(x.shape), "id": n}
 
     def value(self, x: Any) -> Any:
         if x is None or isinstance(x, bool | int | str):
@@ -89,9 +113,7 @@ class _Encoder:
         if kind is np.ndarray:
             if x.dtype == object:
                 raise StateError("an array of Python objects cannot be snapshotted")
-            key = f"a{len(self.arrays)}"
-            self.arrays[key] = x
-            return {"$array": key, "id": n}
+            return self._array(x, n)
         if isinstance(x, np.random.Generator):
             return {"$rng": type(x.bit_generator).__name__, "id": n,
                     "state": self.value(x.bit_generator.state)}  # fmt: skip
@@ -139,7 +161,14 @@ class _Decoder:
             return self.externals[doc["$external"]]
         n: int = doc.get("id", -1)
         if "$array" in doc:
-            return self._made(n, np.array(self.arrays[doc["$array"]]))
+            stored = self.arrays[doc["$array"]]
+            if "at" in doc:  # a slice of a pool
+                shape = tuple(int(d) for d in doc["shape"])
+                at, size = int(doc["at"]), int(np.prod(shape, dtype=np.int64))
+                if not 0 <= at <= at + size <= len(stored):
+                    raise StateError(f"a slice past the end of pool {doc['$array']!r}")
+                return self._made(n, np.array(stored[at : at + size]).reshape(shape))
+            return self._made(n, np.array(stored))
         if "$rng" in doc:
             bits = getattr(np.random, doc["$rng"], None)
             if bits is None or not issubclass(bits, np.random.BitGenerator):

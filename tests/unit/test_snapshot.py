@@ -140,3 +140,27 @@ def test_the_codec_refuses_what_it_must_not_write_or_read() -> None:
         decode({"$obj": "subprocess:Popen", "id": 0, "state": []}, {})
     with pytest.raises(StateError, match="cannot be snapshotted"):
         encode(np.array([object()]))
+
+
+def test_small_arrays_share_a_pool_per_dtype_and_come_back_as_they_were() -> None:
+    rng = np.random.default_rng(3)
+    small = [rng.integers(0, 100, size=int(n)) for n in rng.integers(0, 50, size=2000)]
+    state = {
+        "small": small,
+        "again": small[7],  # shared: the same object after decoding
+        "shapes": [np.zeros(()), np.ones((3, 4), np.float32), np.arange(6, dtype=np.int8)[::2]],
+        "large": np.arange(10_000, dtype=np.float64),
+    }
+    doc, arrays = encode(state)
+    # the large array alone; the small ones in one pool per dtype (int64, float64, float32, int8)
+    assert sorted(arrays) == ["a0", "pool0", "pool1", "pool2", "pool3"]
+    assert sum(a.size for a in arrays.values()) == 10_000 + sum(a.size for a in small) + 1 + 12 + 3
+    back = decode(doc, arrays)
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(small, back["small"]))
+    assert back["again"] is back["small"][7]
+    for a, b in zip(state["shapes"], back["shapes"], strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
+    np.testing.assert_array_equal(back["large"], state["large"])
+    assert not any(np.shares_memory(a, b) for a, b in zip(back["small"], back["small"][1:]))
+    with pytest.raises(StateError, match="past the end"):
+        decode({"$array": "pool0", "at": 10**9, "shape": [2], "id": 0}, arrays)
