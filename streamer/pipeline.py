@@ -19,6 +19,7 @@ from streamer.evaluation.prequential import metrics_report, watched
 from streamer.events import InvalidEvent, Validator
 from streamer.publisher import RedisSink
 from streamer.recommender import RecList
+from streamer.redelivery import Delivered
 from streamer.settings import Settings
 from streamer.sharing import Sharing
 from streamer.snapshot import Offsets, Stamps
@@ -107,6 +108,8 @@ class Pipeline:
         self.offsets: Offsets = offsets or {}
         #: and the Kafka timestamp (ms) of the message before each: it tells the same log
         self.stamps: Stamps = stamps or {}
+        #: the last messages learned per partition: those delivered again are not learned twice
+        self.delivered = Delivered()
         self.stats = Stats()
         validator = Validator(settings)
         self._decoders: dict[str, Callable[[bytes], Event]] = {
@@ -170,7 +173,9 @@ class Pipeline:
         events: list[Event] = []
         sources: list[Message] = []
         rejected = 0
-        for message in messages:
+        new = [m for m in messages if not self._redelivered(m)]
+        redelivered = len(messages) - len(new)
+        for message in new:
             try:
                 events.append(decode(message.value))
                 sources.append(message)
@@ -230,6 +235,7 @@ class Pipeline:
             topic=kind,
             learned=len(events) - failed,
             failed=failed,
+            redelivered=redelivered,
         )
         seconds = time.perf_counter() - started
         for observe in self.batch_observers:
@@ -256,11 +262,21 @@ class Pipeline:
 
     def _advance(self, messages: Sequence[Message]) -> None:
         for message in messages:
+            stamp = round(message.timestamp * 1000)
+            self.delivered.add(message.topic, message.partition, message.offset, stamp)
             parts = self.offsets.setdefault(message.topic, {})
             if message.offset + 1 > parts.get(message.partition, 0):
                 parts[message.partition] = message.offset + 1
-                stamps = self.stamps.setdefault(message.topic, {})
-                stamps[message.partition] = round(message.timestamp * 1000)
+                self.stamps.setdefault(message.topic, {})[message.partition] = stamp
+
+    def _redelivered(self, message: Message) -> bool:
+        """``message`` was learned already: the engine is past its offset and it is the very
+        message learned there (``streamer.redelivery``), delivered again after a rebalance."""
+        passed = message.offset < self.offsets.get(message.topic, {}).get(message.partition, 0)
+        stamp = round(message.timestamp * 1000)
+        return passed and self.delivered.seen(
+            message.topic, message.partition, message.offset, stamp
+        )
 
     def positions(self) -> dict[tuple[str, int], int]:
         """Where each partition the engine has seen resumes: ``(topic, partition) -> offset``."""

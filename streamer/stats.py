@@ -41,6 +41,7 @@ class Stats:
         self.by_topic: Counter[tuple[str, str]] = Counter()  # (topic, outcome) -> messages
         self.batches: Counter[str] = Counter()  # topic -> micro-batches
         self.rebalances = 0
+        self.redelivered = 0  # messages learned before, delivered again (streamer.redelivery)
         self.fetch_restarts = 0  # fetches in flight through a stall, restarted (streamer.web)
         self.last_batch = self.started  # when the last batch was processed (clock time)
         self._freshness: deque[float] = deque(maxlen=window)
@@ -55,17 +56,21 @@ class Stats:
         topic: str = "",
         learned: int = 0,
         failed: int = 0,
+        redelivered: int = 0,
     ) -> None:
-        """One batch of ``events`` messages of ``topic``: ``rejected`` at decoding (dead
-        letters), ``failed`` after it, ``learned`` the rest."""
+        """One batch of ``events`` messages of ``topic``: ``redelivered`` skipped (learned
+        before a rebalance), ``rejected`` at decoding (dead letters), ``failed`` after it,
+        ``learned`` the rest."""
         self.events += events
+        self.redelivered += redelivered
         self.rejected += rejected
         self.lists += lists
         self._freshness.extend(freshness_s)
         if topic:
             self.last_batch = self.clock()
             self.batches[topic] += 1
-            for outcome, n in (("learned", learned), ("rejected", rejected), ("failed", failed)):
+            outcomes = ("learned", learned), ("rejected", rejected), ("failed", failed)
+            for outcome, n in (*outcomes, ("redelivered", redelivered)):
                 if n:
                     self.by_topic[topic, outcome] += n
 
@@ -90,6 +95,7 @@ class Stats:
             "processing_errors": self.errors,
             "dead_letters": self.dead_letters,
             "dead_letter_failures": self.dead_letter_failures,
+            "redelivered": self.redelivered,
             "events_per_s": round(rate, 1),
             "freshness_p50_ms": round(float(np.percentile(fresh, 50)), 1) if len(fresh) else None,
             "freshness_p99_ms": round(float(np.percentile(fresh, 99)), 1) if len(fresh) else None,

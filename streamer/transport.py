@@ -34,7 +34,8 @@ class Consumer(driver.Consumer):
         committed offsets may be ahead of it or behind it). Later assignments keep Faust's
         committed offsets (seeking a running worker to its own positions stalled Faust's
         recovery when the broker had lost its log: a restart of the memory-only broker), but
-        for partitions taken over from another worker (``streamer.handover``)."""
+        for partitions taken over from another worker (``streamer.handover``); what they
+        deliver again of what the engine learned is skipped (``streamer.redelivery``)."""
         await super().perform_seek()
         positions = getattr(self.app, "streamrec_positions", None)
         resume: dict[tuple[str, int], int] = {}

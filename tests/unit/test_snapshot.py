@@ -156,11 +156,16 @@ def test_small_arrays_share_a_pool_per_dtype_and_come_back_as_they_were() -> Non
     assert sorted(arrays) == ["a0", "pool0", "pool1", "pool2", "pool3"]
     assert sum(a.size for a in arrays.values()) == 10_000 + sum(a.size for a in small) + 1 + 12 + 3
     back = decode(doc, arrays)
-    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(small, back["small"]))
+    assert all(
+        np.array_equal(a, b) and a.dtype == b.dtype
+        for a, b in zip(small, back["small"], strict=True)
+    )
     assert back["again"] is back["small"][7]
     for a, b in zip(state["shapes"], back["shapes"], strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
     np.testing.assert_array_equal(back["large"], state["large"])
-    assert not any(np.shares_memory(a, b) for a, b in zip(back["small"], back["small"][1:]))
+    assert not any(
+        np.shares_memory(a, b) for a, b in zip(back["small"][:-1], back["small"][1:], strict=True)
+    )
     with pytest.raises(StateError, match="past the end"):
         decode({"$array": "pool0", "at": 10**9, "shape": [2], "id": 0}, arrays)
