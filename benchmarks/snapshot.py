@@ -1,10 +1,11 @@
 """What a snapshot of the engine costs: its size, and the time to write and to load it.
 
-    python -m benchmarks.snapshot [--dataset DIR] [--runs 3]
+    python -m benchmarks.snapshot [--dataset DIR] [--runs 3] [--clicks N]
 
-The engine learns the whole MovieLens-100K log in process (batches of 500), then writes and
-loads a snapshot ``--runs`` times; the worker's stream waits for the write (see
-docs/reliability.md).
+The engine learns the whole MovieLens-100K log in process (batches of 500), or with
+``--clicks N`` the first N events of the soak's synthetic stream (``benchmarks.soak_worker``:
+a new user every three clicks, nothing expiring: N / 3 users kept), then writes and loads a
+snapshot ``--runs`` times; the worker's stream waits for the write (see docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 from benchmarks.__main__ import DATASET
+from benchmarks.soak_worker import stream as soak_stream
 from streamer import snapshot
 from streamer.engine import Engine
 from streamer.evaluation.runner import decode
@@ -27,9 +29,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clicks", type=int, default=0, help="the soak's stream instead")
     args = parser.parse_args()
     settings = Settings()
-    events, _ = decode(open_log(args.dataset), settings)
+    log = soak_stream(0, args.clicks) if args.clicks else open_log(args.dataset)
+    events, _ = decode(log, settings)
     engine = Engine(settings)
     for n in range(0, len(events), 500):
         engine.process(events[n : n + 500])
