@@ -6,7 +6,7 @@
 On its own local stack: the synthetic stream of ``benchmarks.soak`` (ever new users, each active
 for three events; items Zipf(1.1) over a window of 10,000 that slides by one new item every 100
 events; one event per second of stream time), with ``STREAMREC_USER_TTL_S`` and
-``STREAMREC_ITEM_TTL_S`` = ``--ttl``. First the worker's maximum is measured over 100,000
+``STREAMREC_ITEM_TTL_S`` = ``--ttl``. First the worker's maximum is measured over 180,000
 events produced flat out beside it (:func:`sustained_maximum`); then ``--events`` more are
 produced at ``--share`` of it (in chunks of 20,000, each flushed; kafka-python in this process,
 which may not reach the rate asked: the achieved rate is reported) while the worker's RSS is
@@ -40,8 +40,11 @@ ITEMS = 10_000
 NEW_ITEM_EVERY = 100
 # the maximum is measured over this many pre-produced events: over the first 40,000 (the
 # state still small) it came out ~25% above what the worker sustains later on this stream
-PROBE = 100_000
-WARM = 2_000  # learned before the maximum's window (the worker's start-up out of it)
+PROBE = 200_000
+# learned before the maximum's window: the worker's start-up, its compiled kernels' first calls
+# and a catalogue still filling ran at 500-600 events/s over the first 10,000 (session 11: a
+# window that began at 2,000 events measured ~540/s where the worker then learned 1,000-2,200)
+WARM = 20_000
 CHUNK = 20_000  # produced (and flushed) at a time
 
 
