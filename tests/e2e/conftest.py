@@ -21,6 +21,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.replay import LogRecord, open_log
+from streamer.replay.producer import replay
 from streamer.settings import Settings
 from streamer.stack import LocalStack, create_topics
 
@@ -67,6 +68,25 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
+
+
+def worker_on_the_catalogue(
+    settings: Settings, ratings: int | None, log: Path
+) -> tuple[list[LogRecord], list[LogRecord], redis.Redis, subprocess.Popen[bytes]]:
+    """Fresh topics holding MovieLens' items, and a worker started on them that has learned
+    the catalogue: (the items, the first ``ratings`` ratings, not sent, a Redis client, the
+    worker). The worker is killed if it does not get there."""
+    create_topics(settings.broker, settings.topics, settings.partitions)
+    items, rated = movielens(ratings)
+    replay(items, settings, progress=False)
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    worker = start_worker(settings, log)
+    try:
+        wait_for(lambda: progress(client, settings)["events"] >= len(items), timeout=60)
+    except BaseException:
+        worker.kill()
+        raise
+    return items, rated, client, worker
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 
 from streamer.replay.producer import replay
-from streamer.stack import create_topics
-from tests.e2e.conftest import DATASET, movielens, progress, start_worker, wait_for
+from tests.e2e.conftest import DATASET, progress, wait_for, worker_on_the_catalogue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -40,14 +38,9 @@ def test_a_worker_frozen_past_its_session_learns_each_event_once(stack):
         session_timeout_s=SESSION_S,
         snapshot_interval_s=0.0,  # no snapshot: only the redelivery filter stands between
     )
-    create_topics(settings.broker, settings.topics, settings.partitions)
-    items, ratings = movielens(RATINGS)
-    replay(items, settings, progress=False)
     log = Path(settings.state_dir) / f"worker-{uid}.log"
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    worker = start_worker(settings, log)
+    _, ratings, client, worker = worker_on_the_catalogue(settings, RATINGS, log)
     try:
-        wait_for(lambda: progress(client, settings)["events"] >= 1682, timeout=60)
         producer = threading.Thread(
             target=replay, args=(ratings, settings), kwargs={"rate": 250.0, "progress": False}
         )

@@ -12,15 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 
 from streamer import snapshot
 from streamer.engine import Engine
 from streamer.evaluation.runner import decode
 from streamer.recommender import Request
 from streamer.replay.producer import replay
-from streamer.stack import create_topics
-from tests.e2e.conftest import DATASET, movielens, progress, rec_list, start_worker, wait_for
+from tests.e2e.conftest import (
+    DATASET,
+    progress,
+    rec_list,
+    start_worker,
+    wait_for,
+    worker_on_the_catalogue,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -46,15 +51,9 @@ def test_kill_9_then_restart_learns_every_event_once(stack):
         log_interval_s=1.0,
         snapshot_interval_s=3.0,
     )
-    create_topics(settings.broker, settings.topics, settings.partitions)
-    items, ratings = movielens(RATINGS)
-    replay(items, settings, progress=False)
     log = Path(settings.state_dir) / f"worker-{uid}.log"
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-
-    first = start_worker(settings, log)
+    items, ratings, client, first = worker_on_the_catalogue(settings, RATINGS, log)
     try:
-        wait_for(lambda: progress(client, settings)["events"] >= 1682, timeout=60)
         replay(ratings, settings, progress=False)
         # a snapshot taken past a point drawn in the stream's first three quarters, then a kill
         # at a moment the test does not choose
