@@ -259,11 +259,13 @@ class Blend:
         order = np.argsort(first_at, kind="stable")  # ties keep the strategies' order
         position = np.empty(len(order), np.int64)
         position[order] = np.arange(len(order))
+        # kept per user until their next positive: the narrowest types that hold the values
+        narrow = np.int16 if len(order) <= np.iinfo(np.int16).max else np.int32
         return _Shown(
             bucket,
             group,
-            items[order],
-            position[where].astype(np.int32),
+            items[order].astype(np.int32),  # item ids: a catalogue of < 2**31 items
+            position[where].astype(narrow),
             np.array(strategy, np.int8),
             ranks.astype(np.int16),
             np.array(relative, np.float32),
