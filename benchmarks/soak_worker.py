@@ -95,6 +95,13 @@ def main() -> None:
     parser.add_argument("--log", type=Path, help="keep the worker's log here")
     parser.add_argument("--restarts", type=int, default=10, help="as a supervisor would")
     parser.add_argument("--partitions", type=int, default=None, help="of each input topic")
+    parser.add_argument(
+        "--linger-ms",
+        type=int,
+        default=200,
+        help="the paced producer's linger: records per batch ~ rate / partitions x linger "
+        "(the local broker stalls past ~20,000-30,000 batches a partition; docs/reliability.md)",
+    )
     args = parser.parse_args()
     with local_stack() as base, tempfile.TemporaryDirectory() as logs:
         settings = fresh(
@@ -117,10 +124,21 @@ def main() -> None:
         produced = [PROBE]
 
         def produce() -> None:  # in chunks, each flushed: what was sent was delivered
+            from kafka import KafkaProducer
+
+            producer = KafkaProducer(
+                bootstrap_servers=settings.broker,
+                linger_ms=args.linger_ms,
+                batch_size=256 * 1024,
+                acks=1,
+            )
             for first in range(PROBE, PROBE + args.events, CHUNK):
                 n = min(CHUNK, PROBE + args.events - first)
-                sent = replay(stream(first, n), settings, rate=rate, progress=False)
+                sent = replay(
+                    stream(first, n), settings, rate=rate, progress=False, producer=producer
+                )
                 produced[0] += sent.total
+            producer.close()
             done.set()
 
         threading.Thread(target=produce, daemon=True).start()
@@ -159,6 +177,8 @@ def main() -> None:
                 "learned": samples[-1][1],
                 "restarts_s_learned": restarts,
                 "ttl_s": args.ttl,
+                "partitions": settings.partitions,
+                "linger_ms": args.linger_ms,
                 "max_events_per_s": round(maximum),
                 "offered_events_per_s": round(rate),
                 "achieved_events_per_s": round((samples[-1][1] - PROBE) / samples[-1][0]),
