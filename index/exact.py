@@ -55,11 +55,10 @@ class ExactIndex:
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
         ids, vectors = last_writes(ids, vectors)
-        rows = np.fromiter((self._ids.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
+        rows = self._rows(ids)
         known = rows >= 0
         if known.any():  # rewritten in place: O(k), where remove + add would move O(n) rows
-            storage = faiss.rev_swig_ptr(self._flat.get_xb(), self._flat.ntotal * self.dim)
-            storage.reshape(-1, self.dim)[rows[known]] = vectors[known]
+            self._storage()[rows[known]] = vectors[known]
         new = ids[~known]
         if len(new):
             first = self._flat.ntotal
@@ -82,13 +81,21 @@ class ExactIndex:
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of ``ids`` (zeros for ids not in the index)."""
         ids = as_ids(ids)
-        rows = np.fromiter((self._ids.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
         if not self._flat.ntotal:
             return np.zeros((len(ids), self.dim), np.float32)
-        storage = faiss.rev_swig_ptr(self._flat.get_xb(), self._flat.ntotal * self.dim)
-        out = storage.reshape(-1, self.dim)[np.maximum(rows, 0)]
+        rows = self._rows(ids)
+        out = self._storage()[np.maximum(rows, 0)]
         out[rows < 0] = 0.0
         return out
+
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        """Each id's row in the flat storage, -1 for ids not in the index."""
+        return np.fromiter((self._ids.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
+
+    def _storage(self) -> np.ndarray:
+        """The flat storage's vectors as a writable (rows, dim) view."""
+        storage = faiss.rev_swig_ptr(self._flat.get_xb(), self._flat.ntotal * self.dim)
+        return storage.reshape(-1, self.dim)
 
     def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> SearchResult:
         queries = as_matrix(queries, self.dim)

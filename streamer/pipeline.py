@@ -75,6 +75,11 @@ def dead_letter(message: Message, reason: str) -> bytes:
     return json.dumps(record).encode()
 
 
+def _stamp_ms(message: Message) -> int:
+    """The message's Kafka timestamp in ms, as the offsets' stamps and redeliveries keep it."""
+    return round(message.timestamp * 1000)
+
+
 def arm_b_path(settings: Settings) -> Path:
     """Where arm b's snapshots are written (each with the same offsets as arm a's)."""
     return settings.snapshot_path / "arm-b"
@@ -262,7 +267,7 @@ class Pipeline:
 
     def _advance(self, messages: Sequence[Message]) -> None:
         for message in messages:
-            stamp = round(message.timestamp * 1000)
+            stamp = _stamp_ms(message)
             self.delivered.add(message.topic, message.partition, message.offset, stamp)
             parts = self.offsets.setdefault(message.topic, {})
             if message.offset + 1 > parts.get(message.partition, 0):
@@ -273,9 +278,8 @@ class Pipeline:
         """``message`` was learned already: the engine is past its offset and it is the very
         message learned there (``streamer.redelivery``), delivered again after a rebalance."""
         passed = message.offset < self.offsets.get(message.topic, {}).get(message.partition, 0)
-        stamp = round(message.timestamp * 1000)
         return passed and self.delivered.seen(
-            message.topic, message.partition, message.offset, stamp
+            message.topic, message.partition, message.offset, _stamp_ms(message)
         )
 
     def positions(self) -> dict[tuple[str, int], int]:
