@@ -372,9 +372,11 @@ class Engine:
         return self.model.score(query, self.catalogue.features(item)) + prior
 
     def query_features(self, user: str, context: dict[str, str]) -> Features:
-        """The query side of ``user`` now: id, context and last items (before any new one)."""
+        """The query side of ``user`` now: id, context and last items (before any new one;
+        expired items left out: their rows are gone, and would otherwise be made again)."""
         previous = self.users.recent(user, self.settings.sequence_items)
-        items = [self.catalogue.item_of(i) for i in previous]
+        retired = self.catalogue.retired
+        items = [self.catalogue.item_of(i) for i in previous if i not in retired]
         return user_features(user, context, items, with_id=self._has_id(user))
 
     def _has_id(self, user: str) -> bool:

@@ -63,8 +63,18 @@ def user_features(
             x[f"{key}={value}"] = 1.0
     if previous:
         for item, weight in zip(reversed(previous), _recency(len(previous)), strict=True):
-            x[f"prev={item}"] = x.get(f"prev={item}", 0.0) + weight
+            key = sequence_feature(item)
+            x[key] = x.get(key, 0.0) + weight
     return x
+
+
+def sequence_feature(item: str) -> str:
+    """The query-side feature of ``item`` among a user's previous items.
+
+    >>> sequence_feature("m7")
+    'prev=m7'
+    """
+    return f"prev={item}"
 
 
 @functools.cache

@@ -17,6 +17,7 @@ from streamer.arms import Arms
 from streamer.engine import BatchOutput, Engine, Event
 from streamer.evaluation.prequential import metrics_report, watched
 from streamer.events import InvalidEvent, Validator
+from streamer.memory import release_free_memory
 from streamer.publisher import RedisSink
 from streamer.recommender import RecList
 from streamer.redelivery import Delivered
@@ -305,6 +306,7 @@ class Pipeline:
             self.settings.snapshot_keep,
             self.stamps,
         )
+        release_free_memory()  # the snapshot's buffers, back to the system (streamer.memory)
         self.stats.snapshot_pause_s = time.perf_counter() - started
         log.info("snapshot %s in %.2f s", snapshot.describe(saved), self.stats.snapshot_pause_s)
         return saved

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from river import optim
 
-from streamer.features import Features
+from streamer.features import Features, sequence_feature
 from streamer.model import sgd_kernel, side_kernel
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor, Flat, Rows
 from streamer.model.neighbours import NeighbourRater, RatingMix
@@ -260,16 +260,17 @@ class RecModel:
             self.neighbours.forget(feature)
 
     def forget_item(self, item_x: Features) -> None:
-        """Drop an expired item's own rows (its ``item=`` feature in both models, its
-        neighbourhood row); its content features stay, shared with other items. Its slot is
-        kept and encoded again if the item comes back."""
+        """Drop an expired item's own rows (its ``item=`` feature and its ``prev=`` feature of
+        the query side, in both models, and its neighbourhood row); its content features stay,
+        shared with other items. Its slot is kept and encoded again if the item comes back."""
         key = _key(item_x)
         cached = self._items.get(key)
         if cached is not None:
             self._items[key] = (_STALE, cached[1])
             self.neighbours.forget_item(cached[1])
-        self.rater.table.forget([key])
-        self.ranker.table.forget([key])
+        own = [key, sequence_feature(key.partition("=")[2])]
+        self.rater.table.forget(own)
+        self.ranker.table.forget(own)
 
     def item_slots(self) -> dict[str, int]:
         """Every item side's slot (the rating neighbourhood's item ids), by item key."""

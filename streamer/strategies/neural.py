@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 
 from index.base import search_excluding
-from streamer.features import Features
+from streamer.features import Features, sequence_feature
 from streamer.model.two_tower import Bag, TwoTower
 from streamer.rowpool import grown
 from streamer.strategies.base import Observation, Query, Scored
@@ -76,7 +76,7 @@ class Neural:
         if bucket:
             bag[f"bucket={bucket}"] = 1.0
         for age, item in enumerate(reversed(recent[-self.last :])):
-            bag[f"prev={item}"] = 0.5**age
+            bag[sequence_feature(str(item))] = 0.5**age
         return bag
 
     def learn(self, observation: Observation) -> None:

@@ -47,6 +47,8 @@ def test_an_item_not_seen_expires_from_the_index_the_lists_and_the_model() -> No
     assert late and not {f"i{i}" for i in range(10)} & {item for lst in late for item in lst}
     assert "item=i0" not in engine.model.ranker.table.ids
     assert "item=i0" not in engine.model.rater.table.ids
+    for table in (engine.model.ranker.table, engine.model.rater.table):  # nor as a user's last
+        assert not {f"prev=i{i}" for i in range(10)} & set(table.ids)  # items (query side)
     table = next(s.counts.table for s in engine.strategies if hasattr(s, "counts"))
     assert table.size[engine.catalogue.id_of("i0")] == 0
     assert engine.report()["expired_items"] == 10
