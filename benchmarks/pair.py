@@ -33,11 +33,15 @@ def consume(base: Settings, module: str, records: list[Any], code: Path | None) 
     """Events/s and CPU µs per event of ``module`` over pre-produced ``records``."""
     log = Path(base.state_dir) / "pair.log"
     process, window = stream.run_consumer(stream.fresh(base), module, records, log, code)
+    figures = process.figures()  # the worker's (the empty agents publish none)
     process.stop()
-    return {
+    out = {
         "events_per_s": round(window.events_per_s),
         "cpu_us_per_event": round(window.cpu_us_per_event),
     }
+    if figures.get("events"):  # fewer lists per event: larger batches (users repeat in them)
+        out["lists_per_event"] = round(figures.get("lists_published", 0) / figures["events"], 3)
+    return out
 
 
 def fixed_rate(

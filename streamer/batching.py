@@ -8,8 +8,8 @@ and an event waits about half a cycle for its batch. At 1,000 events/s on MovieL
 batches took ~31 ms, so its cycle was ~51 ms and its freshness p50 ~77 ms.
 
 :func:`take_batches` ends the wait earlier too: when every event that has come in is in the
-buffer (the stream's queue is empty, and no partition of the buffered events has messages past
-them in the log) and ``within`` seconds have passed since the previous batch *began*. Batches
+buffer (the stream's queue is empty, and the log does not hold more messages past the buffered
+ones than are buffered) and ``within`` seconds have passed since the previous batch *began*. Batches
 then begin at most every ``within`` seconds, or right after one another when a batch takes
 longer; while a backlog is read it behaves as Faust's, batches as large as the wait lets them
 grow.
@@ -20,7 +20,8 @@ only the queue then yielded a batch of one or two events, again and again: on pr
 MovieLens ratings the worker took about twice as many batches (and lists) per event as with
 Faust's rule, and learned a third fewer events a second (session 12, docs/benchmarks.md).
 Each buffered partition's last offset is therefore compared with its highwater (the log's end
-in the consumer's last fetch response).
+in the consumer's last fetch response): when more messages wait there than the batch holds, it
+waits for them as Faust's would.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def due(
     behind: bool = False,
 ) -> bool:
     """Whether a batch of ``buffered`` events is due at ``now``: ``within`` seconds after the
-    previous batch ``ended`` (Faust's rule), or once the queue is empty, the log holds nothing
-    past the buffered events (not ``behind``) and ``within`` seconds have passed since the
-    previous batch ``began``.
+    previous batch ``ended`` (Faust's rule), or once the queue is empty, the log holds no backlog
+    past the buffered events (not ``behind``: :func:`behind`) and ``within`` seconds have
+    passed since the previous batch ``began``.
 
     >>> due(now=1.030, began=1.0, ended=1.025, within=0.02, queue_empty=True, buffered=5)
     True
@@ -68,20 +69,25 @@ def due(
     return now - ended >= within or (queue_empty and not behind and now - began >= within)
 
 
-def behind(last: dict[Any, int], highwater: Callable[[Any], int | None]) -> bool:
-    """Whether any partition's log holds messages past ``last[tp]``, the offset of its last
-    buffered message (``highwater``: the offset of the partition's next message, or None when
-    not known yet).
+def behind(last: dict[Any, int], highwater: Callable[[Any], int | None], buffered: int) -> bool:
+    """Whether the log holds more messages past the buffered ones than are buffered (``last``:
+    per partition, the offset of its last buffered message; ``highwater``: the offset of a
+    partition's next message, None when not known yet): a backlog, where waiting for them more
+    than doubles the batch. A few messages past them (a paced stream, fetched a moment after
+    the queue was read) are not one: the batch goes, and they come with the next.
 
-    >>> ends = {"a": 10, "b": 7}
-    >>> behind({"a": 9}, ends.get), behind({"a": 9, "b": 5}, ends.get), behind({"c": 1}, ends.get)
-    (False, True, False)
+    >>> ends = {"a": 10, "b": 700}
+    >>> behind({"a": 9}, ends.get, 5), behind({"a": 6}, ends.get, 5), behind({"c": 1}, ends.get, 1)
+    (False, False, False)
+    >>> behind({"a": 9, "b": 5}, ends.get, 5)  # 694 messages of b not buffered yet
+    True
     """
+    waiting = 0
     for tp, offset in last.items():
         end = highwater(tp)
-        if end is not None and offset + 1 < end:
-            return True
-    return False
+        if end is not None:
+            waiting += max(end - offset - 1, 0)
+    return waiting > buffered
 
 
 def _wait_s(now: float, began: float, within: float) -> float:
@@ -157,7 +163,7 @@ async def _take(
             while not stream.should_stop:
                 now = clock()
                 empty = queue.empty()
-                lagging = empty and bool(last) and behind(last, highwater)
+                lagging = empty and bool(last) and behind(last, highwater, len(buffer))
                 if len(buffer) >= max_ or due(
                     now, began, ended, within, empty, len(buffer), lagging
                 ):
