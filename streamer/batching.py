@@ -8,11 +8,11 @@ and an event waits about half a cycle for its batch. At 1,000 events/s on MovieL
 batches took ~31 ms, so its cycle was ~51 ms and its freshness p50 ~77 ms.
 
 :func:`take_batches` ends the wait earlier too: when every event that has come in is in the
-buffer (the stream's queue is empty, and the log does not hold more messages past the buffered
-ones than are buffered) and ``within`` seconds have passed since the previous batch *began*. Batches
-then begin at most every ``within`` seconds, or right after one another when a batch takes
-longer; while a backlog is read it behaves as Faust's, batches as large as the wait lets them
-grow.
+buffer (the stream's queue is empty, and the log does not hold more messages past the
+buffered ones than are buffered) and ``within`` seconds have passed since the previous batch
+*began*. Batches then begin at most every ``within`` seconds, or right after one another when a
+batch takes longer; while a backlog is read it behaves as Faust's, batches as large as the wait
+lets them grow.
 
 A backlog is told by the log, not by the queue alone: right after a long batch the queue is
 often empty while the consumer's thread holds what it fetched meanwhile, and a rule that read
@@ -43,12 +43,12 @@ def due(
     within: float,
     queue_empty: bool,
     buffered: int,
-    behind: bool = False,
+    behind: Callable[[], bool] = lambda: False,
 ) -> bool:
     """Whether a batch of ``buffered`` events is due at ``now``: ``within`` seconds after the
     previous batch ``ended`` (Faust's rule), or once the queue is empty, the log holds no backlog
-    past the buffered events (not ``behind``: :func:`behind`) and ``within`` seconds have
-    passed since the previous batch ``began``.
+    past the buffered events (not ``behind()``, asked last: :func:`behind`) and ``within``
+    seconds have passed since the previous batch ``began``.
 
     >>> due(now=1.030, began=1.0, ended=1.025, within=0.02, queue_empty=True, buffered=5)
     True
@@ -61,12 +61,12 @@ def due(
     >>> due(now=9.0, began=1.0, ended=1.005, within=0.02, queue_empty=True, buffered=0)
     False
     >>> due(now=1.030, began=1.0, ended=1.025, within=0.02, queue_empty=True, buffered=5,
-    ...     behind=True)  # a backlog: the queue is empty only for now
+    ...     behind=lambda: True)  # a backlog: the queue is empty only for now
     False
     """
     if not buffered:
         return False
-    return now - ended >= within or (queue_empty and not behind and now - began >= within)
+    return now - ended >= within or (queue_empty and now - began >= within and not behind())
 
 
 def behind(last: dict[Any, int], highwater: Callable[[Any], int | None], buffered: int) -> bool:
@@ -157,15 +157,17 @@ async def _take(
     stream._enable_passive(channel_it)
     queue = stream.channel.queue
     highwater = _highwater(stream)
+
+    def lagging() -> bool:
+        return behind(last, highwater, len(buffer))
+
     began = ended = clock()
     try:
         while not stream.should_stop:
             while not stream.should_stop:
                 now = clock()
-                empty = queue.empty()
-                lagging = empty and bool(last) and behind(last, highwater, len(buffer))
                 if len(buffer) >= max_ or due(
-                    now, began, ended, within, empty, len(buffer), lagging
+                    now, began, ended, within, queue.empty(), len(buffer), lagging
                 ):
                     break
                 wake.clear()

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 Features = dict[str, float]
+#: The item id feature's prefix: an item side's first feature is ``item=<id>``.
+ITEM_PREFIX = "item="
 
 #: Context keys that describe the moment rather than the user's taste stay out of the model
 #: only when listed here; everything else in the context is a feature.
@@ -98,7 +100,7 @@ def item_features(
     {'item=1': 1.0, 'tag=animation': 0.707, 'tag=comedy': 0.707, 'word=toy': 0.289, \
 'word=story': 0.289, 'word=1995': 0.289}
     """
-    x = {f"item={item}": 1.0}
+    x = {f"{ITEM_PREFIX}{item}": 1.0}
     tag_names = sorted({t.strip().lower() for t in tags if t.strip()})
     for tag in tag_names:
         x[f"tag={tag}"] = 1.0 / math.sqrt(len(tag_names))
@@ -106,6 +108,17 @@ def item_features(
     for word in words:
         x[f"word={word}"] = 0.5 / math.sqrt(len(words))
     return x
+
+
+def own_features(item_x: Features) -> list[str]:
+    """The features of an item that no other item shares: its id (the first of its side) and
+    its place among users' previous items (:func:`sequence_feature`): what expiry frees.
+
+    >>> own_features(item_features("m7", ["Drama"]))
+    ['item=m7', 'prev=m7']
+    """
+    key = next(iter(item_x))
+    return [key, sequence_feature(key.removeprefix(ITEM_PREFIX))]
 
 
 def content_words(text: str) -> list[str]:

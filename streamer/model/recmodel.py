@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from river import optim
 
-from streamer.features import Features, sequence_feature
+from streamer.features import Features, own_features
 from streamer.model import sgd_kernel, side_kernel
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor, Flat, Rows
 from streamer.model.neighbours import NeighbourRater, RatingMix
@@ -268,7 +268,7 @@ class RecModel:
         if cached is not None:
             self._items[key] = (_STALE, cached[1])
             self.neighbours.forget_item(cached[1])
-        own = [key, sequence_feature(key.partition("=")[2])]
+        own = own_features(item_x)
         self.rater.table.forget(own)
         self.ranker.table.forget(own)
 
