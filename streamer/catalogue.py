@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bisect
 
+import numpy as np
+
 from streamer.events import ItemEvent
 from streamer.features import Features, item_features
 
@@ -30,7 +32,7 @@ class Catalogue:
         self.clock = 0  # the engine's event count, stamped on each new item
         self.tags: dict[int, tuple[str, ...]] = {}
         #: expired items: out of the index and every list until they are seen again (their
-        #: id and metadata are kept)
+        #: id and metadata are kept until the catalogue is compacted: :meth:`compact`)
         self.retired: set[int] = set()
 
     def __len__(self) -> int:
@@ -73,3 +75,28 @@ class Catalogue:
         )
         self.tags[index_id] = tuple(event.tags)
         return index_id
+
+    def compact(self) -> np.ndarray:
+        """Drop the expired items (``retired``: name, features, tags) and renumber the others
+        in their order (ids stay in age order); returns ``mapping``, old id -> new id, -1 for
+        a dropped one. An item dropped here that comes back is a new item.
+
+        >>> c = Catalogue()
+        >>> for name in "abc":
+        ...     _ = c.add_metadata(ItemEvent(item=name, ts=0.0, tags=[name]))
+        >>> c.retired.add(1)
+        >>> c.compact().tolist(), [c.item_of(i) for i in range(len(c))], c.tags, c.id_of("b")
+        ([0, -1, 1], ['a', 'c'], {0: ('a',), 1: ('c',)}, 2)
+        """
+        mapping = np.full(len(self._items), -1, np.int64)
+        kept = [i for i in range(len(self._items)) if i not in self.retired]
+        mapping[kept] = np.arange(len(kept))
+        self._items = [self._items[i] for i in kept]
+        self._features = [self._features[i] for i in kept]
+        self._added = [self._added[i] for i in kept]
+        self._ids = {name: i for i, name in enumerate(self._items)}
+        tags = {int(mapping[i]): t for i, t in self.tags.items() if mapping[i] >= 0}
+        self.tags.clear()  # in place: observers hold this mapping
+        self.tags.update(tags)
+        self.retired.clear()
+        return mapping

@@ -25,7 +25,15 @@ from streamer.model.recmodel import Interaction
 from streamer.popularity import Popularity, context_key
 from streamer.recommender import PopList, RecList, Recommender, Request, SimList
 from streamer.settings import Settings
-from streamer.strategies import CoCounts, FreshItems, ItemKNN, Observation, Personal, Strategy
+from streamer.strategies import (
+    CoCounts,
+    FreshItems,
+    ItemKNN,
+    Observation,
+    Personal,
+    Renumbered,
+    Strategy,
+)
 from streamer.strategies.factory import make_strategies
 from streamer.strategies.neural import Neural
 from streamer.users import UserState
@@ -34,6 +42,9 @@ Event = Click | ContextEvent | ItemEvent
 #: The most similar-item lists a batch computes: a due set larger than this is spread over the
 #: next batches, so that it does not hold one batch (and its users' freshness) up.
 SIMILAR_PER_BATCH = 200
+#: The catalogue is compacted (``Engine.compact``) once it holds at least this many expired
+#: items and as many as it keeps: memory for at most twice the live items, not every item ever.
+COMPACT_MIN = 1024
 
 
 class EngineObserver(Protocol):
@@ -45,6 +56,9 @@ class EngineObserver(Protocol):
     def positive(self, user: str, item: int, shown: tuple[int, ...]) -> None: ...
 
     def rating(self, user: str, predicted: float, actual: float) -> None: ...
+
+    def renumber(self, mapping: np.ndarray) -> None:
+        """The catalogue's item ids were renumbered: old id -> new id, -1 dropped."""
 
 
 @dataclass
@@ -121,6 +135,7 @@ class Engine:
         # items by when they were last clicked or updated (stream time)
         self._item_seen: LastSeen[int] = LastSeen(settings.item_ttl_s)
         self.expired_items = 0
+        self.compactions = 0
         self._counts = list({id(c): c for c in _co_counts(self.strategies)}.values())
         self._pending: list[Interaction] = []  # the batch's interactions not learned yet
         self.taps: list[Callable[[Observation], None]] = []  # see each positive (streamer.sync)
@@ -144,6 +159,9 @@ class Engine:
         self._pending = []
         failed: list[tuple[int, Exception]] = []
         for position, event in enumerate(events):
+            if self._compaction_due():  # before an event, whatever the batches: deterministic
+                mapping = self.compact()
+                touched_items = {int(mapping[i]) for i in touched_items if mapping[i] >= 0}
             try:
                 if not isinstance(event, ItemEvent):
                     self._seen(event.user, event.ts)
@@ -332,6 +350,42 @@ class Engine:
             neural.forget_item(item)
         self.expired_items += 1
 
+    def _compaction_due(self) -> bool:
+        retired = len(self.catalogue.retired)
+        return retired >= COMPACT_MIN and 2 * retired >= len(self.catalogue)
+
+    def compact(self) -> np.ndarray:
+        """Drop the expired items from everything that keeps item ids and renumber the others,
+        in their order (``Catalogue.compact``): the catalogue, the model's item slots, the
+        histories, popularity, the sampler, the strategies, the policy's last candidates, the
+        index, the observers, the lists to score. An expired item that comes back after this is
+        a new item. Returns the mapping, old id -> new id (-1: dropped)."""
+        self._learn_pending()
+        features = self.catalogue.features
+        self.model.compact_items({next(iter(features(i))) for i in self.catalogue.retired})
+        mapping = self.catalogue.compact()
+        holders: list[Renumbered] = [self.users, self.popularity, self.sampler, *self._counts]
+        for holder in holders:
+            holder.renumber(mapping)
+        for strategy in self.strategies:
+            if isinstance(strategy, Renumbered):
+                strategy.renumber(mapping)
+        self.recommender.policy.renumber(mapping)
+        self.upkeep.renumber(mapping)
+        for observer in self.observers:
+            observer.renumber(mapping)
+        m = mapping.tolist()
+        kept = {old: new for old, new in enumerate(m) if new >= 0}
+        self.shown = {u: tuple(kept[i] for i in s if i in kept) for u, s in self.shown.items()}
+        counts = {kept[i]: n for i, n in self.item_counts.items() if i in kept}
+        self.item_counts.clear()  # in place: observers hold it
+        self.item_counts.update(counts)
+        self._item_seen.rename(kept)
+        self._chosen = {kept[i]: None for i in self._chosen if i in kept}
+        self._similar_due = [kept[i] for i in self._similar_due if i in kept]
+        self.compactions += 1
+        return mapping
+
     def _new_items(self, ids: range) -> None:
         for item in ids:
             self.model.add_item(self.catalogue.features(item))
@@ -355,6 +409,7 @@ class Engine:
         report["interactions_learned"] = self.interactions
         report["expired_users"] = self.expired_users
         report["expired_items"] = self.expired_items
+        report["compactions"] = self.compactions
         policy = self.recommender.policy
         report["strategies"] = {"hit_rates": policy.hit_rates(), "clicks": policy.clicks}
         report["stale_rec_ids"] = policy.stale

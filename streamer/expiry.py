@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Mapping
 from typing import Generic, TypeVar
 
 Key = TypeVar("Key", str, int)
@@ -82,6 +83,18 @@ class LastSeen(Generic[Key]):
         if held is not None:
             heapq.heappush(self._heap, held)
         return gone
+
+    def rename(self, names: Mapping[Key, Key]) -> None:
+        """Each kept key renamed by ``names`` (one that is not in it is dropped).
+
+        >>> seen: LastSeen[int] = LastSeen(ttl=10)
+        >>> _ = seen.touch(5, 0.0), seen.touch(7, 1.0)
+        >>> seen.rename({7: 1}); seen.get(1), 5 in seen, seen.touch(2, 20.0)
+        (1.0, False, [1])
+        """
+        self._when = {names[k]: t for k, t in self._when.items() if k in names}
+        self._heap = [(t, o, names[k]) for t, o, k in self._heap if k in names]
+        heapq.heapify(self._heap)
 
     def _live(self, entry: tuple[float, int, Key]) -> bool:
         """Whether a heap entry is its key's last sighting (not stale: seen again since)."""

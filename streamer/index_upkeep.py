@@ -83,6 +83,18 @@ class IndexUpkeep:
         self.index.upsert(order, vectors)
         self._maybe_switch_to_large_index()
 
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (``Engine.compact``): the index made again with
+        the new ids and the vectors it holds (expired items are not in it)."""
+        ids, vectors = self.index.all_items()
+        new = mapping[ids]
+        kept = new >= 0
+        s = self.settings
+        n = int(kept.sum())
+        index = make_index(s.index_backend, self.model.dim, n, s.large_index_min_items)
+        index.upsert(new[kept], vectors[kept])
+        self._use(index)
+
     def remove(self, items: Sequence[int]) -> None:
         self.index.remove(np.asarray(items, np.int64))
 
@@ -130,6 +142,10 @@ class IndexUpkeep:
             return
         large = make_index("auto", self.model.dim, len(self.index), s.large_index_min_items)
         large.upsert(*self.index.all_items())  # findable at once; it builds meanwhile
-        self.index = large
+        self._use(large)
+
+    def _use(self, index: ItemIndex) -> None:
+        """Serve from ``index`` from now on (the strategies that search it too)."""
+        self.index = index
         for strategy in self.personal:
-            strategy.index = large
+            strategy.index = index

@@ -167,6 +167,12 @@ class Blend:
         """Drop ``user``'s last candidates (an expired user)."""
         self._last.pop(user, None)
 
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (old -> new, -1: dropped, never credited)."""
+        for user, shown in self._last.items():
+            items = np.where(shown.items >= 0, mapping[shown.items], -1).astype(np.int32)
+            self._last[user] = shown._replace(items=items)
+
     # -- serving --------------------------------------------------------------------------
 
     def fuse(

@@ -5,7 +5,10 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Collection, Hashable, Iterable, Mapping
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:  # the read helper imports this module: nothing heavy at run time
+    import numpy as np
 
 Item = TypeVar("Item", bound=Hashable)
 
@@ -101,6 +104,24 @@ class Popularity(Generic[Item]):
             return out
         best = heapq.nlargest(k + len(exclude), counts.items(), key=lambda kv: kv[1])
         return [(item, count) for item, count in best if item not in exclude][:k]
+
+    def renumber(self: Popularity[int], mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (old -> new, -1: dropped with its counts).
+
+        >>> import numpy as np
+        >>> p: Popularity[int] = Popularity()
+        >>> for item in (0, 2, 2, 1):
+        ...     p.add(item, "")
+        >>> p.renumber(np.array([0, -1, 1])); p.top("", 5)
+        [(1, 2.0), (0, 1.0)]
+        """
+        m = mapping.tolist()
+        for key, counts in self._counts.items():
+            kept = {m[i]: c for i, c in counts.items() if m[i] >= 0}
+            self._counts[key] = defaultdict(float, kept)
+            leaders = [m[i] for i in self._leaders[key] if m[i] >= 0]
+            self._leaders[key] = leaders
+            self._rank[key] = {item: at for at, item in enumerate(leaders)}
 
     def _halve(self) -> None:
         self._since_halving = 0

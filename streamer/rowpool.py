@@ -158,3 +158,93 @@ def prune(
         neighbour[cell] = kept_ids[i]
         count[cell] = kept_counts[i]
     length[row] = len(kept_ids)
+
+
+def moved_rows(mapping: np.ndarray, array: np.ndarray) -> np.ndarray:
+    """``array`` with row ``r`` moved to row ``mapping[r]`` (-1: dropped), the rest zero; as
+    many rows as before (ids renumbered, :func:`renumbered`).
+
+    >>> moved_rows(np.array([0, -1, 1]), np.array([5.0, 6.0, 7.0, 8.0])).tolist()
+    [5.0, 7.0, 0.0, 0.0]
+    """
+    out = np.zeros_like(array)
+    rows = min(len(mapping), len(array))
+    kept = np.flatnonzero(mapping[:rows] >= 0)
+    out[mapping[kept]] = array[kept]
+    return out
+
+
+def renumbered(
+    mapping: np.ndarray,
+    neighbour: np.ndarray,
+    values: np.ndarray,
+    start: np.ndarray,
+    sizes: np.ndarray,
+    length: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pool with its ids renumbered by ``mapping`` (old id -> new id, -1: dropped): row
+    ``r`` becomes row ``mapping[r]``, and each neighbour ``n`` in it ``mapping[n]``; dropped rows
+    and neighbours go. ``mapping`` keeps the order of the ids (a row's neighbours with equal
+    values keep their order of ids). Returns ``(neighbour, values, start, sizes, length,
+    used)``, new arrays of the old sizes.
+
+    >>> neighbour, values = np.array([EMPTY] * 8 + [2, 0] + [EMPTY] * 6), np.arange(16.0)
+    >>> start, sizes, length = np.array([0, 8, 0]), np.array([0, 8, 0]), np.array([0, 2, 0])
+    >>> out = renumbered(np.array([0, -1, 1]), neighbour, values, start, sizes, length)
+    >>> out[0][:8].tolist(), out[1][out[0] == 1].tolist()  # row 1 gone: nothing left
+    ([-1, -1, -1, -1, -1, -1, -1, -1], [])
+    >>> n, v, s, z, l, used = renumbered(np.array([-1, 0, 1]), neighbour, values, start, sizes,
+    ...                                  length)  # row 1 -> 0, its neighbour 2 -> 1, 0 gone
+    >>> s.tolist(), z.tolist(), l.tolist(), v[n == 1].tolist(), used.tolist()
+    ([0, 0, 0], [8, 0, 0], [1, 0, 0], [8.0], [8])
+    """
+    out_neighbour = np.full(len(neighbour), EMPTY, neighbour.dtype)
+    out_values = np.zeros_like(values)
+    out_start, out_sizes = np.zeros_like(start), np.zeros_like(sizes)
+    out_length = np.zeros_like(length)
+    used = _renumber(
+        mapping, min(len(mapping), len(sizes)), neighbour, values, start, sizes,
+        out_neighbour, out_values, out_start, out_sizes, out_length,
+    )  # fmt: skip
+    return out_neighbour, out_values, out_start, out_sizes, out_length, np.array([used])
+
+
+@compiled
+def _renumber(
+    mapping: np.ndarray,
+    rows: int,
+    neighbour: np.ndarray,
+    values: np.ndarray,
+    start: np.ndarray,
+    sizes: np.ndarray,
+    out_neighbour: np.ndarray,
+    out_values: np.ndarray,
+    out_start: np.ndarray,
+    out_sizes: np.ndarray,
+    out_length: np.ndarray,
+) -> int:
+    """:func:`renumbered`'s rows, rehashed into blocks in row order; returns the cells used.
+    A block never grows (a row keeps at most its neighbours), so the old pool's size holds."""
+    used = 0
+    ids = len(mapping)
+    for r in range(rows):
+        new = mapping[r]
+        if new < 0 or sizes[r] == 0:
+            continue
+        n = 0
+        for c in range(start[r], start[r] + sizes[r]):
+            j = neighbour[c]
+            if j != EMPTY and j < ids and mapping[j] >= 0:
+                n += 1
+        if n == 0:
+            continue
+        size = block_for(n)
+        out_start[new], out_sizes[new], out_length[new] = used, size, n
+        for c in range(start[r], start[r] + sizes[r]):
+            j = neighbour[c]
+            if j != EMPTY and j < ids and mapping[j] >= 0:
+                cell = locate(mapping[j], used, size, out_neighbour)
+                out_neighbour[cell] = mapping[j]
+                out_values[cell] = values[c]
+        used += size
+    return used

@@ -36,12 +36,13 @@ from streamer.state_codec import StateError, decode, encode
 
 log = logging.getLogger(__name__)
 
-FORMAT = 9  # 2: parameter tables reuse rows; 3: a stacker per activity group; 4: the rating
+FORMAT = 10  # 2: parameter tables reuse rows; 3: a stacker per activity group; 4: the rating
 # model's neighbourhood, item expiry; 5: the neighbourhood's users in arrays; 6: the index's
 # upkeep apart from the engine, the policy's rec_id prefix (A/B arms); 7: parameter tables
 # keep their shared values and steps (several workers), rows their keys; 8: the prequential
 # scoreboard an observer of the engine, not its attribute; expiry's queues (LastSeen); 9: small
-# arrays in one pool per dtype (streamer.state_codec.SMALL), no per-batch popular cache
+# arrays in one pool per dtype (streamer.state_codec.SMALL), no per-batch popular cache; 10:
+# the catalogue compacted (expired items dropped, ids renumbered), sync's positives by name
 #: Settings that do not change what the engine learns: a snapshot may be loaded under others.
 OPERATIONAL = frozenset(
     {

@@ -260,8 +260,10 @@ class Sync:
             fm.table.track()
         self._intercepts = {name: float(fm.intercept) for name, fm in self._tables.items()}
         self._version = engine.model.version  # the model's interactions at the last collect
-        self._positives: list[Observation] = []
-        engine.taps.append(self._positives.append)
+        # this worker's positives since the last delta, by name (ids may be renumbered before
+        # it is sent: Engine.compact)
+        self._positives: list[tuple[str, str, list[str]]] = []
+        engine.taps.append(self._tap)
         self._resend: list[tuple[str, str, list[str]]] = []  # positives of parts not sent
         #: per input partition, the furthest position of this worker's own deltas sent by its
         #: runs before this one (found in the topic): a worker that restarted from a snapshot
@@ -274,6 +276,10 @@ class Sync:
         self.dropped = 0  # collections not sent: events this worker had published before
         self.rejected = 0  # messages of the topic that were not deltas
         self.last_staleness: float | None = None  # seconds, of the last delta applied
+
+    def _tap(self, seen: Observation) -> None:
+        name = self.engine.catalogue.item_of
+        self._positives.append((name(seen.item), seen.bucket, [name(i) for i in seen.recent]))
 
     def collect(self, now: float | None = None) -> Delta:
         """What this worker learned of the shared state since the last collection (each row's
@@ -290,11 +296,8 @@ class Sync:
             fm.table.unshare(rows, dw - sent_w, dv - sent_v)  # the rest: sent later
             self._intercepts[name] += intercept
             tables[name] = TableDelta(keys, sent_w, sent_v, intercept)
-        name_of = self.engine.catalogue.item_of
-        positives = self._resend + [
-            (name_of(o.item), o.bucket, [name_of(i) for i in o.recent]) for o in self._positives
-        ]
-        self._positives.clear()  # (the engine's tap appends to this list)
+        positives = self._resend + self._positives
+        self._positives = []
         self._resend = []
         delta = Delta(
             self.sender, self.seq, time.time() if now is None else now, self._version,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 
+import numpy as np
+
 
 class UserState:
     """Bounded per-user history and latest context.
@@ -47,6 +49,17 @@ class UserState:
         if not items:
             return []
         return list(itertools.islice(reversed(items), n))[::-1]
+
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (old -> new, -1: dropped from every history).
+
+        >>> s = UserState(); s.add("u", 0); s.add("u", 2); s.add("u", 1)
+        >>> s.renumber(np.array([0, -1, 1])); s.recent("u", 5)
+        [0, 1]
+        """
+        m = mapping.tolist()
+        for user, items in self._history.items():
+            self._history[user] = OrderedDict((m[i], None) for i in items if m[i] >= 0)
 
     def forget(self, user: str) -> None:
         """Drop ``user``'s history and context."""

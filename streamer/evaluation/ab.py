@@ -105,6 +105,9 @@ class ArmFigures:
     def rating(self, user: str, predicted: float, actual: float) -> None:
         self._add(user, np.array([0.0, 0.0, 0.0, 1.0, (predicted - actual) ** 2]))
 
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Nothing kept by item id."""
+
     def ratio(self, numerator: int, denominator: int) -> tuple[float, tuple[float, float]]:
         """``sum(numerator) / sum(denominator)`` over the arm's users, with its interval."""
         return _ratio_ci(

@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 #: Context keys that name a user group, where a log has them.
 GROUP_KEYS = ("gender", "age")
 
@@ -57,6 +59,9 @@ class GroupFigures:
         for sums in self._groups(user):
             sums[2] += 1.0
             sums[3] += (predicted - actual) ** 2
+
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Nothing kept by item id."""
 
     def report(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

@@ -178,6 +178,14 @@ class ListAudit:
             self._last = (top, diversity)
         self._diversity += diversity
 
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (old -> new, -1: an item dropped from the
+        catalogue, out of the coverage figures too)."""
+        new = mapping.tolist()
+        self.counts = Counter({new[i]: n for i, n in self.counts.items() if new[i] >= 0})
+        self._masks = {new[i]: m for i, m in self._masks.items() if new[i] >= 0}
+        self._last = ((), 0.0)
+
     def _mask(self, item: Any, tags: Mapping[Any, Sequence[str]]) -> int:
         """``item``'s tags as the bits of an int (cached while its tags stay the same)."""
         mine = tags.get(item, ())

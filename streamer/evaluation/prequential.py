@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from streamer.evaluation.metrics import ListAudit, RankingMetrics, RatingMetrics
 
 if TYPE_CHECKING:
@@ -55,6 +57,10 @@ class Prequential:
     def rating(self, user: str, predicted: float, actual: float) -> None:
         """``user``'s rating ``actual``, predicted ``predicted`` before it was learned."""
         self.ratings.update(predicted, actual)
+
+    def renumber(self, mapping: np.ndarray) -> None:
+        """The catalogue's ids were renumbered (``Engine.compact``)."""
+        self.audit.renumber(mapping)
 
     def report(self, catalogue_size: int) -> dict[str, Any]:
         self.audit.catalogue_size = catalogue_size

@@ -24,7 +24,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamer.jit import compiled
-from streamer.rowpool import EMPTY, block_for, grown, locate, move, prune, repacked, trimmed
+from streamer.rowpool import (
+    EMPTY,
+    block_for,
+    grown,
+    locate,
+    move,
+    moved_rows,
+    prune,
+    renumbered,
+    repacked,
+    trimmed,
+)
 
 N, PRODUCT = 0, 1  # a pair's columns: co-ratings (what a prune keeps), sum of residual products
 
@@ -182,6 +193,23 @@ class NeighbourRater:
             self.size[item] = self.length[item] = 0
             self.item_bias[item] = self.energy[item] = 0.0
             self.gone[item] = True
+
+    def renumber_items(self, mapping: np.ndarray) -> None:
+        """Item slots renumbered by ``mapping`` (old -> new, -1: dropped, with its pairs and
+        from every user's last ratings), e.g. after the model's slots were compacted."""
+        self.neighbour, self.pairs, self.start, self.size, self.length, self.used = renumbered(
+            mapping, self.neighbour, self.pairs, self.start, self.size, self.length
+        )
+        for name in ("item_bias", "energy", "gone"):
+            setattr(self, name, moved_rows(mapping, getattr(self, name)))
+        valid = np.arange(self.last)[None, :] < self.recent_length[:, None]
+        new = np.where(valid, mapping[np.where(valid, self.recent_items, 0)], -1)
+        keep = new >= 0
+        order = np.argsort(~keep, axis=1, kind="stable")  # the kept ones first, in order
+        self.recent_items = np.take_along_axis(np.where(keep, new, 0), order, 1)
+        residuals = np.where(keep, self.recent_residuals, 0.0)
+        self.recent_residuals = np.take_along_axis(residuals, order, 1)
+        self.recent_length = keep.sum(axis=1)
 
     def _slot(self, user: object) -> int:
         slot = self.slots.get(user)

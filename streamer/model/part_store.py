@@ -94,3 +94,25 @@ class PartStore:
         if size > len(self._rows):
             self._rows = np.resize(self._rows, size)
             self._xs = np.resize(self._xs, size)
+
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Slots renumbered by ``mapping`` (old -> new, -1: dropped; the kept slots in their
+        order, new ones ``0..n-1``), the parts end to end again.
+
+        >>> store = PartStore()
+        >>> for slot, rows in enumerate(([3, 4], [5], [6])):
+        ...     store.put(slot, np.array(rows), np.ones(len(rows)))
+        >>> store.renumber(np.array([0, -1, 1]))
+        >>> len(store), store.part(1)[0].tolist(), store.garbage
+        (2, [6], 0)
+        """
+        kept = np.flatnonzero(mapping[: self._slots] >= 0)
+        starts, stops = self._starts[kept], self._stops[kept]
+        lengths = stops - starts
+        total = int(lengths.sum())
+        source = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+        self._rows[:total], self._xs[:total] = self._rows[source], self._xs[source]
+        self._stops[: len(kept)] = np.cumsum(lengths)
+        self._starts[: len(kept)] = self._stops[: len(kept)] - lengths
+        self._slots = len(kept)
+        self._used = self._live = total

@@ -15,7 +15,7 @@ The index holds ``[b_i, e_i]`` and is searched with ``[1, q]``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -271,6 +271,19 @@ class RecModel:
         own = own_features(item_x)
         self.rater.table.forget(own)
         self.ranker.table.forget(own)
+
+    def compact_items(self, dead: Collection[str]) -> None:
+        """Drop the slots of the item keys ``dead`` (expired items, whose own rows are gone:
+        :meth:`forget_item`) and renumber the others in their order, in the part stores and
+        the rating neighbourhood: memory for the items kept, not every item ever seen."""
+        mapping = np.full(len(self._items), -1, np.int64)
+        kept = {key: entry for key, entry in self._items.items() if key not in dead}
+        slots = np.array(sorted(slot for _, slot in kept.values()), np.int64)
+        mapping[slots] = np.arange(len(slots))
+        self._items = {key: (x, int(mapping[slot])) for key, (x, slot) in kept.items()}
+        self._ranking_items.renumber(mapping)
+        self._rating_items.renumber(mapping)
+        self.neighbours.renumber_items(mapping)
 
     def item_slots(self) -> dict[str, int]:
         """Every item side's slot (the rating neighbourhood's item ids), by item key."""

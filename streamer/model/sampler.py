@@ -50,11 +50,21 @@ class NegativeSampler:
         out: list[int] = []
         for _ in range(4 * n + 4):
             item = self._draw(n_items)
-            if item not in exclude:
+            if item >= 0 and item not in exclude:  # (-1: an item dropped since: renumber)
                 out.append(item)
                 if len(out) == n:
                     break
         return out
+
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (old -> new, -1: dropped; its draws rejected).
+
+        >>> s = NegativeSampler(seed=0); s.add(0); s.add(1); s.add(2)
+        >>> s.renumber(np.array([0, -1, 1])); sorted(set(s.sample(20)))  # 1 is gone, 2 is 1
+        [0, 1]
+        """
+        ring = self._ring[: self._size]
+        ring[:] = np.where(ring >= 0, mapping[ring], -1)
 
     def _draw(self, n_items: int) -> int:
         if len(self._block) < 2:

@@ -3,7 +3,7 @@
 The policy (:mod:`streamer.policy`) fuses their lists into the list a user is shown.
 """
 
-from streamer.strategies.base import Observation, Query, Scored, Strategy
+from streamer.strategies.base import Observation, Query, Renumbered, Scored, Strategy
 from streamer.strategies.fresh import FreshItems
 from streamer.strategies.item_knn import CoCounts, ItemKNN
 from streamer.strategies.personal import Personal
@@ -19,6 +19,7 @@ __all__ = [
     "PopularInContext",
     "Query",
     "RecentItems",
+    "Renumbered",
     "Scored",
     "Strategy",
 ]

@@ -54,3 +54,12 @@ class Strategy(Protocol):
 
     def candidates(self, queries: Sequence[Query], k: int) -> list[Scored]:
         """Up to ``k`` scored items per query, best first, none of ``query.exclude``."""
+
+
+@runtime_checkable
+class Renumbered(Protocol):
+    """A strategy that keeps item ids of its own (beyond what the engine renumbers itself:
+    popularity, co-occurrence counts, histories), told when the catalogue renumbers them."""
+
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (old id -> new id, -1: dropped)."""

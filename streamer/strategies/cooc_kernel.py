@@ -18,7 +18,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamer.jit import compiled
-from streamer.rowpool import EMPTY, block_for, grown, locate, move, prune, repacked, trimmed
+from streamer.rowpool import (
+    EMPTY,
+    block_for,
+    grown,
+    locate,
+    move,
+    moved_rows,
+    prune,
+    renumbered,
+    repacked,
+    trimmed,
+)
 
 
 class Table:
@@ -88,6 +99,14 @@ class Table:
         if item < len(self.size):
             self.size[item] = self.length[item] = 0
             self.positives[item] = self.norm[item] = 0.0
+
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (old -> new, -1: dropped with its pairs)."""
+        self.neighbour, self.count, self.start, self.size, self.length, self.used = renumbered(
+            mapping, self.neighbour, self.count, self.start, self.size, self.length
+        )
+        self.positives = moved_rows(mapping, self.positives)
+        self.norm = moved_rows(mapping, self.norm)
 
     def row_length(self, item: int) -> int:
         return int(self.length[item]) if item < len(self.length) else 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
+import numpy as np
+
 from streamer.strategies.base import Observation, Query, Scored
 
 
@@ -40,6 +42,12 @@ class FreshItems:
         self._chosen[item] = 0
         if len(self._chosen) > 2 * len(self._newest):  # forget the ones out of the window
             self._chosen = {i: self._chosen.get(i, 0) for i, _ in self._newest}
+
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (old -> new, -1: dropped)."""
+        m = mapping.tolist()
+        self._newest = deque(((m[i], c) for i, c in self._newest if m[i] >= 0), self._newest.maxlen)
+        self._chosen = {m[i]: n for i, n in self._chosen.items() if m[i] >= 0}
 
     def learn(self, observation: Observation) -> None:
         self._clock += 1

@@ -55,6 +55,13 @@ class CoCounts:
         self.table.forget(item)
         self._scored = None
 
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (old -> new, -1: dropped), e.g. a compacted
+        catalogue's (``Engine.compact``)."""
+        self._flush()
+        self.table.renumber(mapping)
+        self._last_seen, self._scored = None, None
+
     def neighbours(self, item: int) -> int:
         """How many neighbours ``item`` has now (at most ``2 * max_neighbours``)."""
         self._flush()

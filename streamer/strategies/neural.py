@@ -18,9 +18,9 @@ import faiss
 import numpy as np
 
 from index.base import search_excluding
-from streamer.features import Features, sequence_feature
+from streamer.features import ITEM_PREFIX, Features, sequence_feature
 from streamer.model.two_tower import Bag, TwoTower
-from streamer.rowpool import grown
+from streamer.rowpool import grown, moved_rows
 from streamer.strategies.base import Observation, Query, Scored
 
 #: Item index id -> its features (the catalogue's).
@@ -61,6 +61,7 @@ class Neural:
         self.model = TwoTower(dim, hidden, lr, seed)
         self.vectors = np.zeros((0, dim), np.float32)  # the item tower's output per item
         self.present = np.zeros(0, bool)  # items with a vector (not expired)
+        self.gone: set[int] = set()  # expired items: no vector until learned again
         self.batch, self.last, self.refresh = batch, last, refresh
         self._pending: list[tuple[Bag, int]] = []  # new positives: user bag, item
         self._memory: deque[tuple[Bag, int]] = deque(maxlen=memory)  # earlier ones
@@ -75,8 +76,9 @@ class Neural:
         bag = {f"user={user}": 1.0}
         if bucket:
             bag[f"bucket={bucket}"] = 1.0
-        for age, item in enumerate(reversed(recent[-self.last :])):
-            bag[sequence_feature(str(item))] = 0.5**age
+        for age, item in enumerate(reversed(recent[-self.last :])):  # by name, not by id
+            name = next(iter(self.item_features(item)))[len(ITEM_PREFIX) :]
+            bag[sequence_feature(name)] = 0.5**age
         return bag
 
     def learn(self, observation: Observation) -> None:
@@ -84,6 +86,7 @@ class Neural:
         self._pending.append((bag, observation.item))
         self._users.add(observation.user)
         self._items = max(self._items, observation.item + 1)
+        self.gone.discard(observation.item)
 
     def _train(self) -> None:
         """One step per ``batch`` new positives, each batch topped up from memory."""
@@ -117,6 +120,7 @@ class Neural:
             stop = min(start + self.refresh, self._items)
             touched.update(range(start, stop))
             self._cursor = stop
+        touched -= self.gone  # (a batch topped up from memory holds expired items too)
         if not touched:
             return
         ids = np.array(sorted(touched), np.int64)
@@ -126,8 +130,21 @@ class Neural:
         self.vectors[ids] = self.model.items.forward([self.item_features(int(i)) for i in ids])
         self.present[ids] = True
 
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (old -> new, -1: dropped with its positives)."""
+        m = mapping.tolist()
+        self._pending = [(bag, m[i]) for bag, i in self._pending if m[i] >= 0]
+        self._memory = deque(
+            ((bag, m[i]) for bag, i in self._memory if m[i] >= 0), self._memory.maxlen
+        )
+        for name in ("vectors", "present", "counts"):
+            setattr(self, name, moved_rows(mapping, getattr(self, name)))
+        self._items = int(mapping[: self._items].max(initial=-1)) + 1
+        self.gone = {m[i] for i in self.gone if m[i] >= 0}
+
     def forget_item(self, item: int) -> None:
         """An expired item: proposed no more until learned again."""
+        self.gone.add(item)
         if item < len(self.present):
             self.present[item] = False
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Collection, Sequence
 
+import numpy as np
+
 from streamer.popularity import Popularity
 from streamer.strategies.base import Observation, Query, Scored
 
@@ -38,6 +40,11 @@ class PopularInContext:
     def learn(self, observation: Observation) -> None:
         if self._owned:
             self.popularity.add(observation.item, observation.bucket)
+
+    def renumber(self, mapping: np.ndarray) -> None:
+        """Item ids renumbered by ``mapping`` (a shared counter is renumbered by its owner)."""
+        if self._owned:
+            self.popularity.renumber(mapping)
 
     def candidates(self, queries: Sequence[Query], k: int) -> list[Scored]:
         cache: dict[str, tuple[int, Scored]] = {}  # per bucket: (depth asked, ranked)
