@@ -144,11 +144,14 @@ def main() -> None:
         threading.Thread(target=produce, daemon=True).start()
         started = time.monotonic()
         last_move = started
+        stopped = ""  # why the run ended before every event was learned, if it did
         while True:
             now = time.monotonic()
             if worker.process.poll() is not None:  # the supervisor: restart it (a stall exits 1)
                 if worker.process.returncode != 1 or len(restarts) >= args.restarts:
-                    raise RuntimeError(f"worker exited with {worker.process.returncode}")
+                    stopped = f"the worker exited with {worker.process.returncode}"
+                    stopped += f" after {len(restarts)} restarts"
+                    break  # reported with what was measured: produced against learned
                 restarts.append((round(now - started, 1), samples[-1][1] if samples else 0))
                 runs.append(Path(logs) / f"worker-{len(restarts)}.log")
                 worker = Process(settings, "streamer.cli", runs[-1])
@@ -160,15 +163,19 @@ def main() -> None:
             if done.is_set() and learned >= produced[0]:
                 break
             if now - last_move > 180:
+                stopped = "nothing learned for 180 s"
                 break  # reported: produced against learned
             time.sleep(10.0)
-        figures = worker.figures()
+        figures = worker.figures()  # (the last the worker published, if it is gone)
         worker.stop()
         if args.log:
             with args.log.open("wb") as out:
                 for run in runs:
                     out.write(run.read_bytes())
-    warm = next(rss for _, learned, rss in samples if learned >= PROBE + 0.2 * args.events)
+    warm = next(
+        (rss for _, learned, rss in samples if learned >= PROBE + 0.2 * args.events),
+        samples[-1][2],
+    )
     print(
         json.dumps(
             {
@@ -187,6 +194,7 @@ def main() -> None:
                 "catalogue": figures.get("catalogue"),
                 "samples_s_events_rss_mb": samples,
                 "growth_after_warm_up": round(samples[-1][2] / warm - 1.0, 3),
+                "stopped": stopped,
             }
         )
     )
