@@ -9,9 +9,11 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from typing import Any
 
 import faust
+from faust.exceptions import AlreadyConfiguredWarning
 
 from streamer.app import create_app, publish_at_stop
 from streamer.settings import Settings
@@ -46,6 +48,12 @@ class Worker(faust.Worker):
             await asyncio.wait_for(hand_over(), HAND_OVER_S)
         except Exception:  # the broker gone, or too slow: the next owner learns them again
             logging.getLogger("streamrec").exception("hand-over at stop not completed")
+        # the agents take no batch now (a batch that comes waits to be cancelled, unacked:
+        # the next owner reads it): Faust's stop must not wait for them to ack it, which would
+        # hang the stop until the watchdog ends the process, with no snapshot at stop
+        with warnings.catch_warnings():  # "reconfiguring late": read at the stop, as meant
+            warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+            self.app.conf.stream_wait_empty = False
         super()._schedule_shutdown(signum)
 
 

@@ -8,6 +8,7 @@ import json
 import math
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -167,27 +168,35 @@ def test_a_stopped_workers_users_move_to_the_survivor_with_their_state(stack):
         replay(items + ratings[: RATINGS // 2], settings, progress=False)
         half = RATINGS // 2
         wait_for(lambda: sum(_learned(b, "clicks") for b in bases) >= half, timeout=120)
-        first = _learned(bases[0], "clicks")
         users = {json.loads(r.payload())["user"] for r in ratings[:half]}
         theirs = {u for u in users if _json(f"{bases[0]}/api/user/{u}")["history"]}
-        assert theirs and first  # the users whose lists worker 0 wrote
+        assert theirs  # the users whose lists worker 0 wrote
+        # the rest arrives while worker 0 stops: batches come after its hand-over
+        paced = {"rate": 250.0, "progress": False}
+        rest = threading.Thread(target=replay, args=(ratings[half:], settings), kwargs=paced)
+        rest.start()
+        time.sleep(1.5)
         workers[0].send_signal(signal.SIGTERM)
-        assert workers[0].wait(timeout=30) == 0
-        rest = ratings[half:]
-        replay(rest, settings, progress=False)
-        wait_for(lambda: first + _learned(bases[1], "clicks") >= RATINGS, timeout=120)
-        time.sleep(2)  # nothing more comes: every click learned once, none twice
-        assert first + _learned(bases[1], "clicks") == RATINGS
-        handed = _json(bases[1] + "/api/summary")["worker"]["sync"]["handed_over"]
-        assert handed and sum(h["users"] for h in handed.values()) >= len(theirs)
+        try:
+            assert workers[0].wait(timeout=30) == 0
+        finally:
+            rest.join()
         # per partition: resumed exactly where the stopped worker's learning ended (its
         # snapshot at stop holds its final positions)
         stopped = dataclasses.replace(settings, web_port=ports[0])
         final = snapshot.load_latest(stopped.snapshot_path, stopped)
         assert final is not None
         clicks = settings.topic_clicks
+        wait_for(lambda: _json(bases[1] + "/api/summary")["worker"]["sync"]["handed_over"], 60)
+        handed = _json(bases[1] + "/api/summary")["worker"]["sync"]["handed_over"]
+        assert sum(h["users"] for h in handed.values()) >= len(theirs)
         for partition, taken in handed.items():
             assert taken["offsets"][clicks] == final[1].offsets[clicks][int(partition)]
+        # what worker 0 learned of its partitions and the survivor of the rest: each click once
+        first = sum(final[1].offsets[clicks][int(partition)] for partition in handed)
+        wait_for(lambda: first + _learned(bases[1], "clicks") >= RATINGS, timeout=120)
+        time.sleep(2)  # nothing more comes: every click learned once, none twice
+        assert first + _learned(bases[1], "clicks") == RATINGS
         for user in theirs:  # the survivor holds their history and their id's rows already
             state = _json(f"{bases[1]}/api/user/{user}")["state"]
             assert state["items"] > 0 and state["known"], (user, state)
