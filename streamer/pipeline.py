@@ -127,6 +127,10 @@ class Pipeline:
         self.batch_observers: list[BatchObserver] = []  # e.g. the Prometheus histograms
         self.published_observers: list[Callable[[Sequence[RecList]], None]] = []  # the lists
         self._in_batch = 0  # batches in progress (one per agent at most)
+        #: one batch or one publication of the users' state at a time: nothing reads the
+        #: engine and its offsets between a batch's offsets advancing and its dead letters
+        #: sent (a crash then resumes before the batch: its failures are dead-lettered again)
+        self.turn = asyncio.Lock()
         self._snapshot_due = False
         self._stopping = False  # set by pause(): no more batches
         #: several workers (``STREAMREC_SYNC_INTERVAL_S``): this worker's part in the sharing
@@ -138,7 +142,8 @@ class Pipeline:
             await asyncio.Event().wait()  # stops, and cancels this wait)
         self._in_batch += 1  # a snapshot asked for meanwhile waits for the batch's end
         try:
-            await self._handle(kind, messages)
+            async with self.turn:
+                await self._handle(kind, messages)
         finally:
             self._in_batch -= 1
             if self._snapshot_due and not self._in_batch:

@@ -82,7 +82,12 @@ class Sharing:
         """Publish, at once, the state of the users touched since the last time (to their
         input partitions of the users topic) and then the shared state's deltas: a worker that
         takes a partition over resumes where both were taken (a crash between the two loses
-        the last deltas' learning, never counts it twice)."""
+        the last deltas' learning, never counts it twice); between batches, so that each
+        user's state and the offsets published with it agree."""
+        async with self.pipeline.turn:
+            await self._publish(send_delta, send_user)
+
+    async def _publish(self, send_delta: SendDelta, send_user: SendUser) -> None:
         engine, offsets = self.pipeline.engine, self.pipeline.offsets
         dirty, self._dirty = self._dirty, {}
         slot_keys = item_slot_keys(engine)

@@ -283,3 +283,47 @@ def test_a_stopping_worker_takes_no_batch_after_its_hand_over(fake_redis):
 
     asyncio.run(scenario())
     assert a.engine.events == 0
+
+
+def test_users_state_is_published_between_batches_never_before_a_batchs_dead_letters(fake_redis):
+    """A batch whose dead letter is slow to send: a publication asked for meanwhile waits for
+    the batch's end, so no published offsets pass an event whose dead letter is not out (a
+    crash then resumes before it, and it is dead-lettered again)."""
+    from streamer.pipeline import Message, Pipeline
+    from streamer.publisher import RedisSink
+
+    order: list[str] = []
+    letter_sent = asyncio.Event()
+
+    async def dead(key, value):
+        order.append("dead letter")
+        await letter_sent.wait()
+
+    a = Pipeline(settings(worker_id="a"), RedisSink(fake_redis, "a:"), dead)
+    topic = a.settings.topic_clicks
+    clicks = [
+        Message(topic, 0, 0, b"u", b'{"user": "u", "item": "i1", "ts": 1}', 1.0),
+        Message(topic, 0, 1, b"u", b"not json", 1.0),
+    ]
+    published: list[dict] = []
+
+    async def send_delta(data):
+        order.append("deltas")
+
+    async def send_user(partition, key, value):
+        order.append("user")
+        published.append(json.loads(value))
+
+    async def scenario():
+        batch = asyncio.create_task(a.handle("clicks", clicks))
+        while "dead letter" not in order:
+            await asyncio.sleep(0)
+        publication = asyncio.create_task(a.sharing.publish(send_delta, send_user))
+        await asyncio.sleep(0.05)
+        assert order == ["dead letter"]  # the publication waits for the batch
+        letter_sent.set()
+        await asyncio.gather(batch, publication)
+
+    asyncio.run(scenario())
+    assert order == ["dead letter", "user", "deltas"]
+    assert published[0]["offsets"] == {topic: 2}
