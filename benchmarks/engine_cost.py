@@ -16,6 +16,7 @@ import argparse
 import copy
 import cProfile
 import io
+import os
 import pstats
 import time
 from collections.abc import Sequence
@@ -63,7 +64,9 @@ def main() -> int:
         run(fresh, timed, args.profile)
         profiler.disable()
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler, stream=out).sort_stats(
+            os.environ.get("SORT", "cumulative")
+        ).print_stats(45)
         print(out.getvalue())
     return 0
 

@@ -17,7 +17,7 @@ from streamer import snapshot, web
 from streamer.batching import take_batches
 from streamer.engine import Engine
 from streamer.feeds import TopicFeed, read_partitions
-from streamer.pipeline import Message, Pipeline, arm_b_path
+from streamer.pipeline import LogCheck, Message, Pipeline, arm_b_path
 from streamer.publisher import RedisSink
 from streamer.security import faust_credentials, kafka_options, redis_options
 from streamer.settings import Settings
@@ -205,13 +205,26 @@ def publish_at_stop(work: Pipeline, settings: Settings) -> None:
         producer.close(timeout=5)
 
 
+def _log_check(settings: Settings) -> LogCheck:
+    """The broker's timestamps at given offsets (:func:`streamer.stack.timestamps_at`), off the
+    event loop: whether a log delivered again is the one the engine learned."""
+
+    async def check(positions: dict[tuple[str, int], int]) -> dict[tuple[str, int], int | None]:
+        return await asyncio.to_thread(
+            timestamps_at, settings.broker, positions, kafka_options(settings)
+        )
+
+    return check
+
+
 def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pipeline:
     """A pipeline on the newest valid snapshot's engine and offsets, or on a new engine."""
     found = None
+    check = _log_check(settings)
     if settings.snapshot_interval_s > 0:  # snapshots off: none is read either
         found = snapshot.load_latest(settings.snapshot_path, settings)
     if found is None:
-        return Pipeline(settings, sink, send_dead_letter)
+        return Pipeline(settings, sink, send_dead_letter, log_check=check)
     engine, saved = found
     stamps = {(t, p): ms for t, parts in saved.stamps.items() for p, ms in parts.items()}
     last = {(t, p): saved.offsets[t][p] - 1 for t, p in stamps}
@@ -229,10 +242,12 @@ def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pip
             snapshot.describe(saved),
             ", ".join(changed),
         )
-        return Pipeline(settings, sink, send_dead_letter)
+        return Pipeline(settings, sink, send_dead_letter, log_check=check)
     log.info("resuming from snapshot %s", snapshot.describe(saved))
     engine_b = _arm_b(settings, saved) if settings.ab else None
-    return Pipeline(settings, sink, send_dead_letter, engine, saved.offsets, saved.stamps, engine_b)
+    return Pipeline(
+        settings, sink, send_dead_letter, engine, saved.offsets, saved.stamps, engine_b, check
+    )
 
 
 def _arm_b(settings: Settings, saved: snapshot.Snapshot) -> Engine | None:

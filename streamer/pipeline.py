@@ -29,6 +29,9 @@ from streamer.stats import Stats
 log = logging.getLogger(__name__)
 
 DeadLetterSend = Callable[[bytes | None, bytes], Awaitable[Any]]
+#: The Kafka timestamp (ms) of the message at each ``(topic, partition) -> offset`` of the
+#: broker's log (None: no such message; ``stack.UNANSWERED``: the broker did not say).
+LogCheck = Callable[[dict[tuple[str, int], int]], Awaitable[dict[tuple[str, int], int | None]]]
 #: Called after each batch with its topic kind, its seconds, the seconds of its learning step
 #: (the engine: learn, refresh the index, recommend) and its events' freshness.
 BatchObserver = Callable[[str, float, float, list[float]], None]
@@ -98,6 +101,7 @@ class Pipeline:
         offsets: Offsets | None = None,
         stamps: Stamps | None = None,
         engine_b: Engine | None = None,
+        log_check: LogCheck | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
@@ -116,6 +120,11 @@ class Pipeline:
         self.stamps: Stamps = stamps or {}
         #: the last messages learned per partition: those delivered again are not learned twice
         self.delivered = Delivered()
+        #: asked when messages come again from further back than ``delivered`` remembers: is
+        #: the broker's log the one learned? (None: not asked, they are learned again)
+        self.log_check = log_check
+        #: per partition, the position its log was checked at and whether it was the same
+        self._same_log: dict[tuple[str, int], tuple[int, bool]] = {}
         self.stats = Stats()
         validator = Validator(settings)
         self._decoders: dict[str, Callable[[bytes], Event]] = {
@@ -184,6 +193,8 @@ class Pipeline:
         events: list[Event] = []
         sources: list[Message] = []
         rejected = 0
+        if self.log_check is not None:
+            await self._check_logs({(m.topic, m.partition) for m in messages if self._unsure(m)})
         new = [m for m in messages if not self._redelivered(m)]
         redelivered = len(messages) - len(new)
         for message in new:
@@ -280,13 +291,50 @@ class Pipeline:
                 parts[message.partition] = message.offset + 1
                 self.stamps.setdefault(message.topic, {})[message.partition] = stamp
 
+    def _position(self, topic: str, partition: int) -> int:
+        return self.offsets.get(topic, {}).get(partition, 0)
+
     def _redelivered(self, message: Message) -> bool:
         """``message`` was learned already: the engine is past its offset and it is the very
-        message learned there (``streamer.redelivery``), delivered again after a rebalance."""
-        passed = message.offset < self.offsets.get(message.topic, {}).get(message.partition, 0)
-        return passed and self.delivered.seen(
-            message.topic, message.partition, message.offset, _stamp_ms(message)
-        )
+        message learned there (``streamer.redelivery``), delivered again after a rebalance; or,
+        from further back than that remembers, the broker's log is the one learned."""
+        t, p, offset = message.topic, message.partition, message.offset
+        position = self._position(t, p)
+        if offset >= position:
+            return False
+        if self.delivered.holds(t, p, offset):
+            return self.delivered.seen(t, p, offset, _stamp_ms(message))
+        return self._same_log.get((t, p)) == (position, True)
+
+    def _unsure(self, message: Message) -> bool:
+        """Passed by the engine, but further back than the last messages it remembers."""
+        t, p, offset = message.topic, message.partition, message.offset
+        return offset < self._position(t, p) and not self.delivered.holds(t, p, offset)
+
+    async def _check_logs(self, partitions: set[tuple[str, int]]) -> None:
+        """Ask the broker, once per partition and position, whether its log is the one the
+        engine learned: the timestamp of the last message learned, there again."""
+        ask = {
+            (t, p): self._position(t, p) - 1
+            for t, p in partitions
+            if self._same_log.get((t, p), (-1, False))[0] != self._position(t, p)
+        }
+        if not ask or self.log_check is None:
+            return
+        try:
+            found = await self.log_check(ask)
+        except Exception as exc:  # the broker gone: learned again (at least once), as before
+            log.warning("the broker's log not checked (%s): messages passed are learned", exc)
+            found = {}
+        for (t, p), last in ask.items():
+            known = self.stamps.get(t, {}).get(p)
+            same = known is not None and found.get((t, p)) == known
+            self._same_log[(t, p)] = (last + 1, same)
+            verdict = "the log learned: skipped" if same else "another log (or no answer): learned"
+            log.warning(
+                "%s[%d] delivered again from further back than the last %d messages learned; "
+                "below offset %d, %s", t, p, self.delivered.size, last + 1, verdict,
+            )  # fmt: skip
 
     def positions(self) -> dict[tuple[str, int], int]:
         """Where each partition the engine has seen resumes: ``(topic, partition) -> offset``."""

@@ -7,7 +7,9 @@ Seeking to the engine's own offsets instead stalled Faust when the broker had lo
 restart of the memory-only broker): the offsets it learned at are then other messages'.
 :class:`Delivered` keeps, per partition, the offset and the Kafka timestamp of the last
 messages learned; a message at an offset the engine has passed is a redelivery when it is the
-one learned there (same timestamp), and new learning when it is not (another log).
+one learned there (same timestamp), and new learning when it is not (another log). Further
+back than it remembers, the pipeline asks the broker once whether the log is still the one it
+learned (the timestamp of the last message learned, ``Pipeline.log_check``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ class Delivered:
             )
         slot = offset % self.size
         ring[0][slot], ring[1][slot] = offset, stamp_ms
+
+    def holds(self, topic: str, partition: int, offset: int) -> bool:
+        """Whether the message learned at ``offset`` is still among the last ones (whatever its
+        timestamp): if it is, :meth:`seen` tells; if not, only the broker can.
+
+        >>> d = Delivered(size=4)
+        >>> for offset in range(6):
+        ...     d.add("clicks", 0, offset, 1000 + offset)
+        >>> d.holds("clicks", 0, 2), d.holds("clicks", 0, 1)
+        (True, False)
+        """
+        ring = self._rings.get((topic, partition))
+        return ring is not None and bool(ring[0][offset % self.size] == offset)
 
     def seen(self, topic: str, partition: int, offset: int, stamp_ms: int) -> bool:
         """Whether this very message (offset and timestamp) was learned, among the last ones."""

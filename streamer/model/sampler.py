@@ -48,8 +48,15 @@ class NegativeSampler:
         if n <= 0 or (self._size == 0 and n_items == 0):
             return []
         out: list[int] = []
-        for _ in range(4 * n + 4):
-            item = self._draw(n_items)
+        block, ring, size, uniform = self._block, self._ring, self._size, self.uniform
+        for _ in range(4 * n + 4):  # (one draw per turn, inlined: ~9 per event)
+            if len(block) < 2:
+                block = self._block = self._rng.random(_BLOCK).tolist()
+            pick, position = block.pop(), block.pop()
+            if n_items and (size == 0 or pick < uniform):
+                item = int(position * n_items)
+            else:
+                item = int(ring[int(position * size)])
             if item >= 0 and item not in exclude:  # (-1: an item dropped since: renumber)
                 out.append(item)
                 if len(out) == n:
@@ -65,11 +72,3 @@ class NegativeSampler:
         """
         ring = self._ring[: self._size]
         ring[:] = np.where(ring >= 0, mapping[ring], -1)
-
-    def _draw(self, n_items: int) -> int:
-        if len(self._block) < 2:
-            self._block = self._rng.random(_BLOCK).tolist()
-        pick, position = self._block.pop(), self._block.pop()
-        if n_items and (self._size == 0 or pick < self.uniform):
-            return int(position * n_items)
-        return int(self._ring[int(position * self._size)])

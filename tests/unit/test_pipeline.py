@@ -162,3 +162,49 @@ def test_messages_delivered_again_after_a_rebalance_are_not_learned_twice(fake_r
         pipeline.handle("clicks", [after])
     )  # past the engine's offset: new, whatever its time
     assert pipeline.engine.interactions == learned + 3
+
+
+def test_messages_delivered_again_from_further_back_than_remembered_ask_the_broker(fake_redis):
+    """Past the last messages the pipeline remembers, a redelivery is told by the broker's
+    word on its log (the timestamp of the last message learned, asked once per partition and
+    position): the same log, skipped; another log, or no answer, learned."""
+    import dataclasses
+
+    from streamer.redelivery import Delivered
+    from streamer.stack import UNANSWERED
+
+    def clicks(stamp0):
+        return [
+            dataclasses.replace(
+                message("clicks", {"user": f"u{n}", "item": "i1"}, offset=n),
+                timestamp=stamp0 + n,
+            )
+            for n in range(10)
+        ]
+
+    for answer, learned_again in [("other", 6), (UNANSWERED, 6), ("error", 6), ("same", 0)]:
+        asked: list[dict] = []
+
+        async def check(positions, answer=answer, asked=asked):
+            asked.append(dict(positions))
+            if answer == "error":
+                raise ConnectionError("no broker")
+            ((tp, offset),) = positions.items()
+            stamp = {"same": round((100.0 + offset) * 1000), "other": 7}.get(answer, answer)
+            return {tp: stamp}
+
+        pipeline, _ = make_pipeline(fake_redis)
+        pipeline.delivered = Delivered(size=4)
+        pipeline.log_check = check
+        learned = clicks(100.0)
+        asyncio.run(pipeline.handle("clicks", learned))
+        assert pipeline.engine.interactions == 10
+        again = learned[:6]  # offsets 0-5: before the last 4 remembered (6-9)
+        asyncio.run(pipeline.handle("clicks", again[:3]))
+        asyncio.run(pipeline.handle("clicks", again[3:]))
+        assert asked == [{("clicks", 0): 9}], answer  # once for the partition at its position
+        assert pipeline.engine.interactions == 10 + learned_again, answer
+        assert pipeline.stats.redelivered == 6 - learned_again
+    # the same log: the rest of it delivered again is skipped without asking again
+    asyncio.run(pipeline.handle("clicks", learned))
+    assert pipeline.engine.interactions == 10 and len(asked) == 1
