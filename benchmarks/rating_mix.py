@@ -21,7 +21,8 @@ from streamer.evaluation.runner import decode
 from streamer.events import Click, ContextEvent, ItemEvent
 from streamer.features import user_features
 from streamer.model import RecModel
-from streamer.model.neighbours import NeighbourRater, RatingMix
+from streamer.model.neighbours import NeighbourRater
+from streamer.model.rating_mix import RatingMix
 from streamer.replay import open_log
 from streamer.settings import Settings
 from streamer.users import UserState

@@ -24,8 +24,9 @@ from river import optim
 from streamer.features import Features, own_features
 from streamer.model import sgd_kernel, side_kernel
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor, Flat, Rows
-from streamer.model.neighbours import NeighbourRater, RatingMix
+from streamer.model.neighbours import NeighbourRater
 from streamer.model.part_store import PartStore
+from streamer.model.rating_mix import RatingMix
 from streamer.model.rating_range import RatingRange
 from streamer.model.sgd_kernel import Parts
 from streamer.model.side_kernel import side_sums

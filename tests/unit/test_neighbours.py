@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from streamer.model import RecModel
-from streamer.model.neighbours import NeighbourRater, RatingMix
+from streamer.model.neighbours import NeighbourRater
+from streamer.model.rating_mix import RatingMix
 from streamer.rowpool import EMPTY
 from streamer.settings import Settings
 
