@@ -42,32 +42,38 @@ def _stream(n: int, seed: int = 0) -> list[Click | ItemEvent]:
     return out
 
 
-def _run(engine: Engine, events: list[Click | ItemEvent], batch: int = 25) -> list[list[str]]:
-    """The lists; records on ``engine`` the largest catalogue and the listed items that were
+@dataclasses.dataclass
+class Run:
+    """An engine's lists over a stream, its largest catalogue, and how many listed items were
     not live items when listed."""
-    lists, largest, stale = [], 0, 0
+
+    lists: list[list[str]]
+    largest: int
+    stale: int
+
+
+def _run(engine: Engine, events: list[Click | ItemEvent], batch: int = 25) -> Run:
+    run = Run([], 0, 0)
     for n in range(0, len(events), batch):
         out = engine.process(events[n : n + batch])
-        lists += [[item for item, _ in rec.items] for rec in out.lists]
-        largest = max(largest, len(engine.catalogue))
+        run.lists += [[item for item, _ in rec.items] for rec in out.lists]
+        run.largest = max(run.largest, len(engine.catalogue))
         live = set(_live(engine))
-        stale += sum(item not in live for rec in out.lists for item, _ in rec.items)
-    engine.largest, engine.stale = largest, stale  # type: ignore[attr-defined]
-    return lists
+        run.stale += sum(item not in live for rec in out.lists for item, _ in rec.items)
+    return run
 
 
 def _pair(
     monkeypatch: pytest.MonkeyPatch, settings: Settings, events: list[Click | ItemEvent]
-) -> tuple[Engine, Engine, list[list[str]]]:
+) -> tuple[Engine, Engine, Run]:
     """(an engine that never compacts, one that compacts from COMPACT_MIN expired items, the
-    compacting one's lists) over ``events``."""
+    compacting one's run) over ``events``."""
     monkeypatch.setattr(engine_module, "COMPACT_MIN", 10**9)
     plain = watched(Engine(settings))
     _run(plain, events)
     monkeypatch.setattr(engine_module, "COMPACT_MIN", COMPACT_MIN)
     compact = watched(Engine(settings))
-    lists = _run(compact, events)
-    return plain, compact, lists
+    return plain, compact, _run(compact, events)
 
 
 def _live(engine: Engine) -> list[str]:
@@ -79,12 +85,12 @@ def test_expired_items_are_dropped_and_what_the_events_taught_stays(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     events = _stream(3000)
-    plain, compact, lists = _pair(monkeypatch, SETTINGS, events)
+    plain, compact, run = _pair(monkeypatch, SETTINGS, events)
     assert plain.compactions == 0 and compact.compactions >= 3
     assert plain.expired_items == compact.expired_items > 100
     # memory for the live items: at most as many expired ones again (and a batch's new ones)
     live = len(_live(compact))
-    assert len(plain.catalogue) > 150 and compact.largest <= max(2 * live, live + COMPACT_MIN) + 30
+    assert len(plain.catalogue) > 150 and run.largest <= max(2 * live, live + COMPACT_MIN) + 30
     assert len(compact.model.item_slots()) == len(compact.catalogue)
     assert set(_live(compact)) == set(_live(plain))
 
@@ -128,7 +134,7 @@ def test_expired_items_are_dropped_and_what_the_events_taught_stays(
     for shown in compact.recommender.policy._last.values():
         assert shown.items.max(initial=-1) < size
     assert all(max(s, default=-1) < size for s in compact.shown.values())
-    assert len(lists) > 2000 and compact.stale == 0  # type: ignore[attr-defined]
+    assert len(run.lists) > 2000 and run.stale == 0
 
 
 def test_an_item_back_after_compaction_is_a_new_item(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,10 +152,10 @@ def test_the_neural_strategy_is_renumbered_too(monkeypatch: pytest.MonkeyPatch) 
     settings = dataclasses.replace(SETTINGS, strategies=(*SETTINGS.strategies, "neural"))
     monkeypatch.setattr(engine_module, "COMPACT_MIN", COMPACT_MIN)
     engine = Engine(settings)
-    lists = _run(engine, _stream(1500))
+    run = _run(engine, _stream(1500))
     neural = next(s for s in engine.strategies if isinstance(s, Neural))
     assert engine.compactions and neural.present.sum() <= len(engine.catalogue)
-    assert lists and engine.stale == 0  # type: ignore[attr-defined]
+    assert run.lists and run.stale == 0
     proposed = neural.candidates([Query("u40", "", engine.users.recent("u40", 10))], 10)[0]
     assert proposed and all(engine.catalogue.item_of(i) in _live(engine) for i, _ in proposed)
 
@@ -161,11 +167,11 @@ def test_a_compacted_engine_restored_from_a_snapshot_goes_on_as_the_uninterrupte
     events = _stream(2400, seed=2)
     half = 1200
     whole = watched(Engine(SETTINGS))
-    lists_whole = _run(whole, events)
+    lists_whole = _run(whole, events).lists
     first = watched(Engine(SETTINGS))
-    lists_first = _run(first, events[:half])
+    lists_first = _run(first, events[:half]).lists
     restored, _ = snapshot.load(snapshot.save(first, {}, tmp_path).path, SETTINGS)
-    lists_after = _run(restored, events[half:])
+    lists_after = _run(restored, events[half:]).lists
     assert first.compactions >= 1 and restored.compactions > first.compactions
     assert lists_first + lists_after == lists_whole
     assert metrics_report(restored) == metrics_report(whole)
