@@ -46,9 +46,7 @@ def main() -> None:
             continue
         item = ids.setdefault(event.item, len(ids))
         history = histories.setdefault(event.user, [])
-        if event.type in ("click", "purchase") or (
-            event.type == "rating" and (event.value or 0.0) >= settings.positive_rating
-        ):
+        if event.is_positive(settings.positive_rating):
             positives += 1
             queries = [Query(event.user, "", history[-max(WINDOWS) :], frozenset(history))]
             for key, knn in knns.items():

@@ -288,10 +288,8 @@ class Engine:
         return self.model.version
 
     def is_positive(self, click: Click) -> bool:
-        """Click, purchase, or a rating of at least ``positive_rating``."""
-        if click.type == "rating":
-            return click.value is not None and click.value >= self.settings.positive_rating
-        return click.type in ("click", "purchase")
+        """:meth:`Click.is_positive` with this engine's ``positive_rating``."""
+        return click.is_positive(self.settings.positive_rating)
 
     def _popular_for(self, key: str, history: Collection[int]) -> tuple[int, ...]:
         """The popular list of bucket ``key`` without ``history`` (its leaders, walked past

@@ -49,6 +49,19 @@ class Click(faust.Record, serializer="json"):
     context: dict[str, str] = {}
     rec_id: str | None = None  # the list the click came from, as published
 
+    def is_positive(self, positive_rating: float) -> bool:
+        """What counts as the user choosing the item (the hits of the evaluation, the
+        strategies' and the policy's evidence): a click, a purchase, or a rating of at least
+        ``positive_rating``; never a view or a skip.
+
+        >>> [Click(user="u", item="i", type=t, ts=0.0, value=v).is_positive(4.0)
+        ...  for t, v in [("click", None), ("view", None), ("rating", 4.0), ("rating", 3.0)]]
+        [True, False, True, False]
+        """
+        if self.type == "rating":
+            return self.value is not None and self.value >= positive_rating
+        return self.type in ("click", "purchase")
+
 
 class ContextEvent(faust.Record, serializer="json"):
     """The user is here now: re-rank for this context (topic ``contexts``)."""
