@@ -20,7 +20,7 @@ import faust
 import redis
 
 from benchmarks.stream import PROBE_PREFIX
-from streamer.app import base_app, batches, input_topics
+from streamer.app import base_app, batches
 from streamer.settings import Settings
 from streamer.worker import Worker
 
@@ -31,7 +31,7 @@ def create_trivial_app(settings: Settings) -> faust.App:
     count = [0]
     probe = PROBE_PREFIX.encode()
 
-    for kind, name in input_topics(settings).items():
+    for kind, name in settings.input_topics.items():
         topic = app.topic(name, key_type=bytes, value_type=bytes)
 
         async def empty(stream: faust.StreamT) -> None:

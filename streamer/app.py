@@ -55,15 +55,6 @@ def base_app(settings: Settings, web: bool | None = None) -> faust.App:
     return app
 
 
-def input_topics(settings: Settings) -> dict[str, str]:
-    """Topic name per kind of input."""
-    return {
-        "clicks": settings.topic_clicks,
-        "contexts": settings.topic_contexts,
-        "items": settings.topic_items,
-    }
-
-
 def batches(stream: faust.StreamT, settings: Settings) -> Any:
     """The stream in micro-batches of events (messages keep their topic): Faust's
     ``take_events`` with no wait after a late batch (``streamer.batching``)."""
@@ -73,7 +64,7 @@ def batches(stream: faust.StreamT, settings: Settings) -> Any:
 def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[faust.App, Pipeline]:
     """A Faust app wired to ``settings``, and the pipeline its agents feed."""
     app = base_app(settings)
-    topics = input_topics(settings)
+    topics = settings.input_topics
     dead_letters = app.topic(settings.topic_dead_letters, key_type=bytes, value_type=bytes)
 
     async def send_dead_letter(key: bytes | None, value: bytes) -> Any:

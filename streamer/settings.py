@@ -240,6 +240,19 @@ class Settings:
         return self.worker_id or f"{socket.gethostname()}:{self.web_port}"
 
     @property
+    def input_topics(self) -> dict[str, str]:
+        """Topic name per kind of input (``clicks``, ``contexts``, ``items``).
+
+        >>> Settings().input_topics["items"]
+        'items'
+        """
+        return {
+            "clicks": self.topic_clicks,
+            "contexts": self.topic_contexts,
+            "items": self.topic_items,
+        }
+
+    @property
     def topics(self) -> tuple[str, ...]:
         """Every topic the workers read or write."""
         return (

@@ -85,11 +85,7 @@ def replay(
             acks=1,
             **kafka_options(settings),
         )
-    topics = {
-        "clicks": settings.topic_clicks,
-        "contexts": settings.topic_contexts,
-        "items": settings.topic_items,
-    }
+    topics = settings.input_topics
     summary = Summary()
     pacer = Pacer(speed, rate)
     started = time.monotonic()
