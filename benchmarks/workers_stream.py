@@ -24,6 +24,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import stream
+from streamer.polling import poll
 from streamer.replay import open_log
 from streamer.replay.producer import replay
 from streamer.replay.record import LogRecord
@@ -56,16 +57,15 @@ def _learned(port: int) -> int:
 
 def _wait_ready(ports: list[int], timeout: float = 120.0) -> None:
     """Until every worker has partitions of its own (the group has settled)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def settled() -> bool:
         try:
-            counts = [json.loads(_get(f"http://127.0.0.1:{p}/ready"))["partitions"] for p in ports]
+            return all(json.loads(_get(f"http://127.0.0.1:{p}/ready"))["partitions"] for p in ports)
         except (OSError, ValueError, KeyError):
-            counts = [0]
-        if all(counts):
-            return
-        time.sleep(0.5)
-    raise TimeoutError("the workers did not all get partitions")
+            return False
+
+    if not poll(settled, timeout=timeout, interval=0.5):
+        raise TimeoutError("the workers did not all get partitions")
 
 
 def _staleness(ports: list[int]) -> dict[str, float | None]:

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from streamer.client import get_recommendations
+from streamer.polling import poll
 from streamer.replay.movielens import download, is_movielens, read_items, verify
 from streamer.replay.producer import replay
 from streamer.replay.sources import open_log
@@ -69,18 +70,14 @@ def wait_for_events(
 ) -> int:
     """Wait until the worker reports ``count`` events processed (several workers: their sum,
     from their web servers on ``ports``); returns what it reached."""
-    deadline = time.monotonic() + timeout
-    seen = 0
-    while time.monotonic() < deadline:
+
+    def seen() -> int:
         if ports:
-            seen = sum(_summary(port)["worker"]["events"] for port in ports)
-        else:
-            raw = client.get(f"{settings.redis_prefix}progress")
-            seen = json.loads(raw)["events"] if raw else 0
-        if seen >= count:
-            break
-        time.sleep(0.25)
-    return seen
+            return sum(_summary(port)["worker"]["events"] for port in ports)
+        raw = client.get(f"{settings.redis_prefix}progress")
+        return int(json.loads(raw)["events"]) if raw else 0
+
+    return poll(seen, lambda n: n >= count, timeout, 0.25)
 
 
 def _summary(port: int) -> dict[str, Any]:
@@ -179,11 +176,9 @@ def demo_contexts(client: Any, settings: Settings, users: list[str], titles: dic
 
 
 def _wait_for_update(client: Any, settings: Settings, user: str, since: float) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    result: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        result = get_recommendations(client, user, prefix=settings.redis_prefix)
-        if result.get("published_ts", 0) > since:
-            break
-        time.sleep(0.02)
-    return result
+    return poll(
+        lambda: get_recommendations(client, user, prefix=settings.redis_prefix),
+        lambda result: result.get("published_ts", 0) > since,
+        30.0,
+        0.02,
+    )

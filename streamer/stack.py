@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from streamer.polling import poll
 from streamer.settings import Settings
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -171,17 +172,16 @@ class LocalStack:
         return pid
 
     def _wait(self, service: Service, process: subprocess.Popen[bytes], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def is_open() -> bool:
             if process.poll() is not None:
                 raise StackError(
                     f"{service.name} exited with {process.returncode}; "
                     f"see {self.dir / (service.name + '.log')}"
                 )
-            if port_open(service.host, service.port):
-                return
-            time.sleep(0.1)
-        raise StackError(f"{service.name} did not open {service.host}:{service.port}")
+            return port_open(service.host, service.port)
+
+        if not poll(is_open, timeout=timeout):
+            raise StackError(f"{service.name} did not open {service.host}:{service.port}")
 
 
 def create_topics(

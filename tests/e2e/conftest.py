@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -20,6 +19,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamer.polling import poll
 from streamer.replay import LogRecord, open_log
 from streamer.replay.producer import replay
 from streamer.settings import Settings
@@ -48,13 +48,10 @@ def free_port() -> int:
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"not true within {timeout} s: {predicate}")
+    value = poll(predicate, timeout=timeout, interval=interval)
+    if not value:
+        raise AssertionError(f"not true within {timeout} s: {predicate}")
+    return value
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
