@@ -96,7 +96,7 @@ def filter_top(scores: np.ndarray, ids: np.ndarray, k: int, exclude: Exclude) ->
     for row in range(len(ids)):
         skip = exclude[row] if exclude is not None else ()
         n = 0
-        for score, item in zip(scores[row], ids[row], strict=True):
+        for score, item in zip(scores[row].tolist(), ids[row].tolist(), strict=True):
             if item < 0 or item in skip:
                 continue
             out.scores[row, n], out.ids[row, n] = score, item
