@@ -23,7 +23,7 @@ from streamer.recommender import RecList
 from streamer.redelivery import Delivered
 from streamer.settings import Settings
 from streamer.sharing import Sharing
-from streamer.snapshot import Offsets, Stamps
+from streamer.snapshot import Offsets, Snapshot, Stamps
 from streamer.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -340,9 +340,19 @@ class Pipeline:
         """Where each partition the engine has seen resumes: ``(topic, partition) -> offset``."""
         return {(t, p): o for t, parts in self.offsets.items() for p, o in parts.items()}
 
-    def snapshot(self) -> snapshot.Snapshot:
+    def snapshot(self) -> Snapshot | None:
         """Write the engine's state and the offsets it includes (see :mod:`streamer.snapshot`);
-        the stream waits meanwhile (the pause is logged and reported)."""
+        the stream waits meanwhile (the pause is logged and reported). A snapshot that cannot
+        be written (a full disk, a directory gone) is logged and counted, and the stream goes
+        on: the last one written stands, and the next may succeed. None then."""
+        try:
+            return self._snapshot()
+        except Exception:
+            self.stats.snapshot_failures += 1
+            log.exception("snapshot not written; the last one written stands")
+            return None
+
+    def _snapshot(self) -> Snapshot:
         started = time.perf_counter()
         if self.arms is not None:  # arm b first: arm a's snapshot is the one a restart reads
             snapshot.save(

@@ -123,11 +123,15 @@ def save(
     arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), np.uint8)
     path = directory / f"snapshot-{_next_number(directory):012d}.npz"
     temporary = directory / f".{path.name}.tmp"
-    with open(temporary, "wb") as f:
-        np.savez(f, **arrays)  # type: ignore[arg-type]
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # a full disk: no partial file left to fill it further
+        temporary.unlink(missing_ok=True)
+        raise
     _fsync_directory(directory)
     for old in sorted(directory.glob("snapshot-*.npz"))[:-keep]:
         old.unlink(missing_ok=True)

@@ -163,6 +163,8 @@ class _Figures:
             ("dead_letter_failures", "Dead letters not sent after every retry",
              stats.dead_letter_failures),
             ("processing_errors", "Events or batches that failed after decoding", stats.errors),
+            ("snapshot_failures", "Snapshots not written (logged; the last one written stands)",
+             stats.snapshot_failures),
             ("redis_failed_writes", "Redis writes that failed (retried with backoff)",
              figures.get("redis_failed_writes", 0)),
             ("redis_dropped", "Keys dropped while Redis was away (past the pending bound)",

@@ -208,3 +208,32 @@ def test_messages_delivered_again_from_further_back_than_remembered_ask_the_brok
     # the same log: the rest of it delivered again is skipped without asking again
     asyncio.run(pipeline.handle("clicks", learned))
     assert pipeline.engine.interactions == 10 and len(asked) == 1
+
+
+def test_a_snapshot_that_cannot_be_written_is_counted_and_the_stream_goes_on(
+    fake_redis, tmp_path, monkeypatch
+):
+    """A full disk mid-snapshot: no partial file is left, the failure is logged and counted,
+    the batches go on, and the next snapshot is written once there is room again."""
+    import errno
+
+    from streamer import snapshot
+
+    def full_disk(f, **arrays):
+        f.write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    settings = Settings(n_factors=4, top_k=3, state_dir=str(tmp_path))
+    pipeline = Pipeline(settings, RedisSink(fake_redis, "t:"), lambda k, v: None)
+    monkeypatch.setattr(snapshot.np, "savez", full_disk)
+    batch = [message("clicks", {"user": f"u{n}", "item": "i"}, offset=n) for n in range(3)]
+    asyncio.run(pipeline.handle("clicks", batch[:2]))
+    pipeline.snapshot_when_idle()  # between batches: at once
+    assert pipeline.stats.snapshot_failures == 1
+    assert pipeline.report()["snapshot_failures"] == 1
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no partial file
+    asyncio.run(pipeline.handle("clicks", batch[2:]))
+    assert pipeline.engine.events == 3
+    monkeypatch.undo()
+    saved = pipeline.snapshot()
+    assert saved is not None and saved.offsets == {"clicks": {0: 3}}
