@@ -8,8 +8,10 @@ import asyncio
 import gc
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 
@@ -25,6 +27,10 @@ from streamer.sharing import Sharing
 from streamer.stack import UNANSWERED, timestamps_at
 
 log = logging.getLogger("streamrec")
+
+#: Seconds between attempts to reach a broker that is away when the worker starts.
+BROKER_RETRY_S = 5.0
+T = TypeVar("T")
 
 
 def base_app(settings: Settings, web: bool | None = None) -> faust.App:
@@ -219,7 +225,7 @@ def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pip
     engine, saved = found
     stamps = {(t, p): ms for t, parts in saved.stamps.items() for p, ms in parts.items()}
     last = {(t, p): saved.offsets[t][p] - 1 for t, p in stamps}
-    now = timestamps_at(settings.broker, last, kafka_options(settings))
+    now = _when_reachable(lambda: timestamps_at(settings.broker, last, kafka_options(settings)))
     unanswered = [f"{t}[{p}]" for (t, p) in stamps if now[(t, p)] == UNANSWERED]
     changed = [f"{t}[{p}]" for (t, p), ms in stamps.items() if now[(t, p)] not in (ms, UNANSWERED)]
     if unanswered and not changed:  # the learned state is kept: nothing says the log changed
@@ -239,6 +245,22 @@ def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pip
     return Pipeline(
         settings, sink, send_dead_letter, engine, saved.offsets, saved.stamps, engine_b, check
     )
+
+
+def _when_reachable(check: Callable[[], T], retry_s: float = BROKER_RETRY_S) -> T:
+    """``check()`` once the broker answers: a worker started while the broker is away waits
+    for it (its snapshot's log cannot be told from another one before), and says so."""
+    from kafka.errors import KafkaError
+
+    while True:
+        try:
+            return check()
+        except KafkaError as exc:  # not reachable: no bootstrap, no broker available
+            log.warning(
+                "broker not reachable (%s): the snapshot is loaded once its log can be checked; "
+                "again in %.0f s", exc, retry_s,
+            )  # fmt: skip
+            time.sleep(retry_s)
 
 
 def _arm_b(settings: Settings, saved: snapshot.Snapshot) -> Engine | None:

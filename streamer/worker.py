@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -20,6 +19,8 @@ from streamer.settings import Settings
 
 #: A stop that has not finished after this long ends the process (a hung Faust shutdown).
 SHUTDOWN_GRACE_S = 15.0
+#: The format of what the worker logs before Faust's logging is set up (Faust's own).
+EARLY_FORMAT = "[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s"
 #: The longest a stopping worker waits to publish its users' state and deltas (several workers).
 HAND_OVER_S = 5.0
 
@@ -67,9 +68,10 @@ def _force_exit(signum: signal.Signals) -> None:
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> Any:
-    # what the set-up logs (the snapshot restored or refused) comes before Faust's logging
-    # is configured: kept, and logged again once the worker runs
-    early = logging.handlers.BufferingHandler(capacity=10_000)
+    # what the set-up logs (the snapshot restored or refused, a broker waited for) comes
+    # before Faust's logging is configured: written at once, in Faust's format
+    early = logging.StreamHandler(sys.stderr)
+    early.setFormatter(logging.Formatter(EARLY_FORMAT))
     loggers = [logging.getLogger(name) for name in ("streamrec", "streamer")]
     for logger in loggers:
         logger.addHandler(early)
@@ -81,15 +83,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> Any:
         for logger in loggers:
             logger.removeHandler(early)
             logger.propagate = True
-    # a copy: configuring logging closes (and so empties) every handler made before
-    records = list(early.buffer)
     early.close()
-
-    @app.task
-    async def replay_early_logs() -> None:
-        for record in records:
-            logging.getLogger(record.name).handle(record)
-
     pipeline.sink.setup()  # a clear error now rather than at the first batch
     worker = Worker(app, loglevel=loglevel, quiet=True)
     try:

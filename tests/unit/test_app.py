@@ -86,3 +86,35 @@ def test_a_broker_that_does_not_answer_does_not_cost_the_snapshot(
         work = app_module._restored(settings, sink, lambda k, v: None)
         assert (work.engine.events == 1) is kept, answer
         assert (work.offsets == {"clicks": {0: 10}}) is kept, answer
+
+
+def test_a_worker_started_while_the_broker_is_away_waits_for_it_to_check_its_snapshot(
+    fake_redis, tmp_path, monkeypatch
+):
+    """The snapshot's log is checked once the broker answers; until then the start waits
+    (and says so), rather than ending with the kafka client's timeout."""
+    from kafka.errors import KafkaTimeoutError
+
+    from streamer import app as app_module
+    from streamer import snapshot
+    from streamer.engine import Engine
+    from streamer.events import Click
+
+    settings = Settings(n_factors=4, state_dir=str(tmp_path))
+    engine = Engine(settings)
+    engine.process([Click(user="u", item="i", type="click", ts=1.0)])
+    snapshot.save(engine, {"clicks": {0: 10}}, settings.snapshot_path, stamps={"clicks": {0: 7}})
+    answers = iter([KafkaTimeoutError("Unable to bootstrap"), KafkaTimeoutError("again"), 7])
+    slept: list[float] = []
+
+    def timestamps_at(*args, **kwargs):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return {("clicks", 0): answer}
+
+    monkeypatch.setattr(app_module, "timestamps_at", timestamps_at)
+    monkeypatch.setattr(app_module.time, "sleep", slept.append)
+    work = app_module._restored(settings, RedisSink(fake_redis, "t:"), lambda k, v: None)
+    assert slept == [app_module.BROKER_RETRY_S] * 2
+    assert work.engine.events == 1 and work.offsets == {"clicks": {0: 10}}
