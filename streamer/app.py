@@ -8,7 +8,7 @@ import asyncio
 import gc
 import json
 import logging
-import time
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ from streamer.batching import take_batches
 from streamer.engine import Engine
 from streamer.feeds import TopicFeed, read_partitions
 from streamer.pipeline import LogCheck, Message, Pipeline, arm_b_path
+from streamer.polling import poll
 from streamer.publisher import RedisSink
 from streamer.security import faust_credentials, kafka_options, redis_options
 from streamer.settings import Settings
@@ -252,15 +253,19 @@ def _when_reachable(check: Callable[[], T], retry_s: float = BROKER_RETRY_S) -> 
     for it (its snapshot's log cannot be told from another one before), and says so."""
     from kafka.errors import KafkaError
 
-    while True:
+    def attempt() -> tuple[T] | None:
         try:
-            return check()
+            return (check(),)
         except KafkaError as exc:  # not reachable: no bootstrap, no broker available
             log.warning(
                 "broker not reachable (%s): the snapshot is loaded once its log can be checked; "
                 "again in %.0f s", exc, retry_s,
             )  # fmt: skip
-            time.sleep(retry_s)
+            return None
+
+    answered = poll(attempt, lambda found: found is not None, math.inf, retry_s)
+    assert answered is not None  # (no time limit)
+    return answered[0]
 
 
 def _arm_b(settings: Settings, saved: snapshot.Snapshot) -> Engine | None:

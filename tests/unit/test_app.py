@@ -114,7 +114,7 @@ def test_a_worker_started_while_the_broker_is_away_waits_for_it_to_check_its_sna
         return {("clicks", 0): answer}
 
     monkeypatch.setattr(app_module, "timestamps_at", timestamps_at)
-    monkeypatch.setattr(app_module.time, "sleep", slept.append)
+    monkeypatch.setattr("time.sleep", slept.append)
     work = app_module._restored(settings, RedisSink(fake_redis, "t:"), lambda k, v: None)
     assert slept == [app_module.BROKER_RETRY_S] * 2
     assert work.engine.events == 1 and work.offsets == {"clicks": {0: 10}}
