@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError
+from redis.retry import Retry
 
 from streamer.keys import pop_key, rec_key, sim_key
 from streamer.recommender import PopList, RecList, SimList
@@ -45,11 +49,13 @@ class RedisSink:
     >>> sorted(sink.client.data), sink.client.data["t:rec:u1"]["items"]
     (['t:pop', 't:rec:u1'], [{'item': 'i9', 'score': 0.5, 'strategy': 'model'}])
     >>> sink.client.down = True  # an outage: nothing raised, the list is kept
-    >>> sink.write([RecList("u2", [("i7", 0.1)], {}, 4, 2.0, "model")]) is None
-    True
+    >>> sink.write([RecList("u2", [("i7", 0.1)], {}, 4, 2.0, "model")]) is None, sink.reachable
+    (True, False)
     >>> sink.client.down, sink._retry_at = False, 0.0  # back (and the backoff over)
     >>> sink.write([]) is not None, "t:rec:u2" in sink.client.data, sink.failed_writes
     (True, True, 1)
+    >>> sink.reachable
+    True
     """
 
     def __init__(
@@ -62,6 +68,8 @@ class RedisSink:
         self._pending: OrderedDict[str, tuple[str, int | None]] = OrderedDict()
         self._retry_at = 0.0
         self._backoff = FIRST_RETRY_S
+        #: whether Redis answered the last time it was asked (at setup, then at each write)
+        self.reachable = True
 
     @classmethod
     def from_url(
@@ -74,25 +82,31 @@ class RedisSink:
     ) -> RedisSink:
         """A sink on ``url`` (``rediss://user:password@host:port/db`` for an ACL user and TLS);
         ``options`` go to redis-py (:func:`streamer.security.redis_options`)."""
-        # a hung Redis must not hold the stream: a write waits at most this long
+        # a hung Redis must not hold the stream: a write waits at most this long, once (the
+        # sink retries with its own backoff: redis-py's own retries held a call ~4 s)
         client = redis.Redis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=2.0, **options
+            url,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            retry=Retry(NoBackoff(), 0),
+            **options,
         )
         return cls(client, prefix, ttl_s, max_pending)
 
-    def ping(self) -> bool:
-        """Whether Redis answers now (``/ready``)."""
-        try:
-            return bool(self.client.ping())
-        except (redis.RedisError, OSError):  # not reachable
-            return False
-
     def setup(self) -> None:
-        """Fail early, with the address, when Redis is not there."""
+        """Fail early on what waiting will not mend: Redis refuses this worker (a wrong password
+        or user, a command it does not allow) or its TLS fails (a certificate). A Redis that is
+        not up yet is an outage like one later: warned of, and the lists are kept until it is
+        back (:meth:`write`), rather than a worker that ends and is restarted in a loop."""
         try:
             self.client.ping()
+        except (AuthenticationError, AuthorizationError, redis.ResponseError) as exc:
+            raise ConnectionError(f"Redis refused this worker: {exc}") from exc
         except redis.RedisError as exc:
-            raise ConnectionError(f"Redis is not reachable: {exc}") from exc
+            if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError):
+                raise ConnectionError(f"Redis over TLS failed: {exc}") from exc
+            self.reachable = False
+            log.warning("Redis not reachable (%s): the lists are kept until it is back", exc)
 
     @property
     def pending(self) -> int:
@@ -136,6 +150,7 @@ class RedisSink:
         try:
             pipe.execute()
         except redis.RedisError as exc:
+            self.reachable = False
             self.failed_writes += 1
             self._keep(values)
             self._retry_at = time.monotonic() + self._backoff
@@ -143,6 +158,7 @@ class RedisSink:
                 log.warning("Redis write failed (%s): keeping the latest lists, retrying", exc)
             self._backoff = min(2 * self._backoff, LAST_RETRY_S)
             return None
+        self.reachable = True
         if self._pending:
             log.info("Redis is back: %d pending keys written", len(self._pending))
             self._pending.clear()

@@ -119,7 +119,7 @@ def watch(app: faust.App, work: Pipeline, settings: Settings) -> tuple[Telemetry
     health = Health(
         assigned=lambda: [(tp.topic, tp.partition) for tp in _assignment(app)],
         lag=lambda: sum(telemetry.lags().values()),
-        redis_ok=work.sink.ping,
+        redis_ok=lambda: work.sink.reachable,  # (no round trip in the event loop)
         stall_s=settings.health_stall_s,
         max_lag=settings.ready_max_lag,
         last_batch=lambda: work.stats.last_batch,

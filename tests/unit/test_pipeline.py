@@ -237,3 +237,44 @@ def test_a_snapshot_that_cannot_be_written_is_counted_and_the_stream_goes_on(
     monkeypatch.undo()
     saved = pipeline.snapshot()
     assert saved is not None and saved.offsets == {"clicks": {0: 3}}
+
+
+def test_redis_away_at_start_is_an_outage_but_a_refusal_fails_at_once(caplog):
+    """A Redis not up yet: warned of, the worker starts and keeps its lists until it is back;
+    a refused password or a failed TLS handshake: a clear error at once (waiting will not
+    mend them)."""
+    import socket
+    import ssl
+
+    import pytest
+    import redis
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    away = RedisSink.from_url(f"redis://127.0.0.1:{port}/0", "t:")
+    # one attempt per call: the sink retries with its own backoff (redis-py's retries held a
+    # refused call ~4 s, in the event loop)
+    assert away.client.get_retry()._retries == 0
+    away.setup()
+    assert "Redis not reachable" in caplog.text and not away.reachable
+    assert away.write([], extra={"progress": {"events": 1}}) is None and away.pending == 1
+
+    class Refusing:
+        def __init__(self, error):
+            self.error = error
+
+        def ping(self):
+            raise self.error
+
+    with pytest.raises(ConnectionError, match="refused this worker"):
+        RedisSink(Refusing(redis.AuthenticationError("WRONGPASS")), "t:").setup()
+    try:
+        raise ssl.SSLError("CERTIFICATE_VERIFY_FAILED")
+    except ssl.SSLError:
+        try:
+            raise redis.ConnectionError("Error 1 connecting")
+        except redis.ConnectionError as exc:
+            handshake = exc
+    with pytest.raises(ConnectionError, match="over TLS failed"):
+        RedisSink(Refusing(handshake), "t:").setup()
