@@ -142,6 +142,7 @@ class Pipeline:
         self.turn = asyncio.Lock()
         self._snapshot_due = False
         self._stopping = False  # set by pause(): no more batches
+        self.stopped = False  # the final snapshot taken (final_snapshot)
         #: several workers (``STREAMREC_SYNC_INTERVAL_S``): this worker's part in the sharing
         self.sharing = Sharing(self) if settings.sync_interval_s > 0 else None
 
@@ -177,6 +178,18 @@ class Pipeline:
         self._stopping = True
         while self._in_batch:
             await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        """The worker stops: no batch from now on (those in progress end first), then the
+        final snapshot (:meth:`final_snapshot`)."""
+        await self.pause()
+        self.final_snapshot()
+
+    def final_snapshot(self) -> None:
+        """The last snapshot of this pipeline's life (snapshots on); :attr:`stopped` after."""
+        if self.settings.snapshot_interval_s > 0:
+            self.snapshot()
+        self.stopped = True
 
     def snapshot_when_idle(self) -> None:
         """A snapshot now, or at the end of the batches in progress: never between a batch's

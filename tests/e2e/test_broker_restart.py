@@ -12,6 +12,7 @@ import uuid
 import pytest
 import redis
 
+from streamer import snapshot
 from streamer.replay.producer import replay
 from streamer.stack import LocalStack
 from tests.e2e.conftest import (
@@ -63,3 +64,39 @@ def test_the_worker_reconnects_after_a_broker_restart(stack, tmp_path, shared):
         code = worker.wait(timeout=30)
         local.down()
     assert code == 0, f"worker exited {code}; see {log}"
+
+
+@pytest.mark.skipif(not DATASET.exists(), reason="MovieLens-100K not found")
+def test_a_worker_stopped_while_the_broker_is_away_keeps_what_it_learned(stack, tmp_path):
+    """SIGTERM while the broker is away: the final snapshot is written first (it holds every
+    event learned), whatever Faust's own stop then does without a broker (it waits on the
+    group coordinator; the watchdog ends it, exit 1: not a clean stop)."""
+    uid = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        stack.isolated(f"away-{uid}"),
+        broker=f"127.0.0.1:{free_port()}",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        state_dir=str(tmp_path),
+        log_interval_s=1.0,
+    )
+    local = LocalStack(settings)
+    local.up()
+    items, ratings = movielens()
+    replay(items + ratings[:2000], settings, progress=False)
+    log = tmp_path / "worker.log"
+    worker = start_worker(settings, log)
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        wait_for(lambda: progress(client, settings)["events"] >= 1682 + 2000, timeout=90)
+        local.down(only="broker")
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        local.down()
+    found = snapshot.load_latest(settings.snapshot_path, settings)
+    assert found is not None, f"no snapshot at stop; see {log} (exit {code})"
+    engine, saved = found
+    assert engine.events == 1682 + 2000
+    assert sum(saved.offsets[settings.topic_clicks].values()) == 2000
