@@ -21,6 +21,9 @@ from streamer.recommender import PopList, RecList, SimList
 
 log = logging.getLogger(__name__)
 
+#: The timeouts of the question asked of a Redis that is away before each write is tried again.
+PROBE_TIMEOUT_S = 0.25
+
 #: Backoff between attempts while Redis is unreachable: from FIRST_RETRY_S, doubling, at most
 #: LAST_RETRY_S. Batches in between are not held up: their values join the pending ones.
 FIRST_RETRY_S, LAST_RETRY_S = 0.1, 5.0
@@ -59,9 +62,17 @@ class RedisSink:
     """
 
     def __init__(
-        self, client: Any, prefix: str = "streamrec:", ttl_s: int = 0, max_pending: int = 100_000
+        self,
+        client: Any,
+        prefix: str = "streamrec:",
+        ttl_s: int = 0,
+        max_pending: int = 100_000,
+        probe: Any = None,
     ) -> None:
         self.client, self.prefix, self.ttl_s = client, prefix, ttl_s
+        #: a client with short timeouts, asked first while Redis is away (None: the write is
+        #: the test): a Redis that does not answer holds the event loop that long, not 2 s
+        self.probe = probe
         self.max_pending = max_pending
         self.failed_writes = 0  # writes that did not reach Redis
         self.dropped = 0  # pending values dropped (more than max_pending keys)
@@ -91,7 +102,14 @@ class RedisSink:
             retry=Retry(NoBackoff(), 0),
             **options,
         )
-        return cls(client, prefix, ttl_s, max_pending)
+        probe = redis.Redis.from_url(
+            url,
+            socket_timeout=PROBE_TIMEOUT_S,
+            socket_connect_timeout=PROBE_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+            **options,
+        )
+        return cls(client, prefix, ttl_s, max_pending, probe)
 
     def setup(self) -> None:
         """Fail early on what waiting will not mend: Redis refuses this worker (a wrong password
@@ -140,15 +158,10 @@ class RedisSink:
         if self._pending and time.monotonic() < self._retry_at:  # still backing off
             self._keep(values)
             return None
-        pipe = self.client.pipeline(transaction=False)
-        written = {key for key, _, _ in values}
-        for key, (value, ttl) in self._pending.items():
-            if key not in written:  # older than this batch's value of the same key
-                pipe.set(key, value, ex=ttl)
-        for key, value, ttl in values:
-            pipe.set(key, value, ex=ttl)
         try:
-            pipe.execute()
+            if self._pending and self.probe is not None:  # away: a short question first
+                self.probe.ping()
+            self._execute(values)
         except redis.RedisError as exc:
             self.reachable = False
             self.failed_writes += 1
@@ -164,6 +177,17 @@ class RedisSink:
             self._pending.clear()
         self._backoff = FIRST_RETRY_S
         return published
+
+    def _execute(self, values: Sequence[tuple[str, str, int | None]]) -> None:
+        """Everything pending, then ``values``, in one pipeline."""
+        pipe = self.client.pipeline(transaction=False)
+        written = {key for key, _, _ in values}
+        for key, (value, ttl) in self._pending.items():
+            if key not in written:  # older than this batch's value of the same key
+                pipe.set(key, value, ex=ttl)
+        for key, value, ttl in values:
+            pipe.set(key, value, ex=ttl)
+        pipe.execute()
 
     def _keep(self, values: Sequence[tuple[str, str, int | None]]) -> None:
         pending = self._pending

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import redis
 
 from streamer.events import Click, ContextEvent, ItemEvent
 from streamer.pipeline import Message
@@ -12,6 +13,8 @@ class FakeRedis:
     def __init__(self):
         self.data = {}
         self.pipelines = 0
+        self.down = False  # an outage: every pipeline fails, nothing is written
+        self._batch = {}
 
     def ping(self):
         return True
@@ -21,9 +24,13 @@ class FakeRedis:
         return self
 
     def set(self, key, value, ex=None):
-        self.data[key] = value
+        self._batch[key] = value
 
     def execute(self):
+        batch, self._batch = self._batch, {}
+        if self.down:
+            raise redis.ConnectionError("down")
+        self.data.update(batch)
         return []
 
     def mget(self, keys):

@@ -278,3 +278,33 @@ def test_redis_away_at_start_is_an_outage_but_a_refusal_fails_at_once(caplog):
             handshake = exc
     with pytest.raises(ConnectionError, match="over TLS failed"):
         RedisSink(Refusing(handshake), "t:").setup()
+
+
+def test_while_redis_is_away_a_short_question_comes_before_each_full_write(fake_redis):
+    """In an outage each retry first asks the probe (short timeouts): a Redis that does not
+    answer holds the event loop for the probe's timeout, not for a whole write's."""
+    import redis
+
+    class Probe:
+        def __init__(self):
+            self.up, self.asked = False, 0
+
+        def ping(self):
+            self.asked += 1
+            if not self.up:
+                raise redis.TimeoutError("no answer")
+            return True
+
+    probe = Probe()
+    sink = RedisSink(fake_redis, "t:", probe=probe)
+    fake_redis.down = True
+    assert sink.write([], extra={"a": 1}) is None  # the first failure: the write itself
+    assert probe.asked == 0 and sink.pending == 1
+    pipelines = fake_redis.pipelines
+    for _ in range(3):
+        sink._retry_at = 0.0  # (the backoff over)
+        assert sink.write([], extra={"b": 2}) is None
+    assert probe.asked == 3 and fake_redis.pipelines == pipelines  # no write tried
+    fake_redis.down, probe.up, sink._retry_at = False, True, 0.0
+    assert sink.write([]) is not None and sink.pending == 0
+    assert fake_redis.json("t:a") == 1 and fake_redis.json("t:b") == 2
