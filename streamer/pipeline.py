@@ -19,7 +19,7 @@ from streamer.evaluation.prequential import metrics_report, watched
 from streamer.events import InvalidEvent, Validator
 from streamer.memory import release_free_memory
 from streamer.publisher import RedisSink
-from streamer.recommender import RecList
+from streamer.recommender import PopList, RecList
 from streamer.redelivery import Delivered
 from streamer.settings import Settings
 from streamer.sharing import Sharing
@@ -133,6 +133,8 @@ class Pipeline:
             "items": validator.item,
         }
         self._popular_due = self._similar_due = 0.0
+        #: the engine's positives learned when its popular lists were last published
+        self._popular_at = -1
         self.batch_observers: list[BatchObserver] = []  # e.g. the Prometheus histograms
         self.published_observers: list[Callable[[Sequence[RecList]], None]] = []  # the lists
         self._in_batch = 0  # batches in progress (one per agent at most)
@@ -171,6 +173,15 @@ class Pipeline:
             self._advance(messages)
         finally:
             self._in_batch -= 1
+
+    def stale_popular(self) -> list[PopList]:
+        """The popular lists, if the engine learned positives since they were last published
+        (once every ``pop_publish_s`` by a batch: a stream that goes quiet before the next is
+        due would leave them unpublished; the worker's report timer writes these)."""
+        if self.engine.interactions == self._popular_at:
+            return []
+        self._popular_at = self.engine.interactions
+        return self.engine.recommender.popular_lists()
 
     async def pause(self) -> None:
         """Take no batch from now on (a worker handing its partitions over), once the batches
@@ -238,6 +249,8 @@ class Pipeline:
             out = BatchOutput()
             batch_failed = True
         learn_seconds = time.perf_counter() - learn_started
+        if with_popular and not batch_failed:
+            self._popular_at = self.engine.interactions
         self._advance(messages)  # no await since process(): a snapshot sees both or neither
         if self.sharing is not None and kind != "items":  # their users' state, to publish
             self.sharing.touched(events, sources)

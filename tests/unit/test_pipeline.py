@@ -308,3 +308,18 @@ def test_while_redis_is_away_a_short_question_comes_before_each_full_write(fake_
     fake_redis.down, probe.up, sink._retry_at = False, True, 0.0
     assert sink.write([]) is not None and sink.pending == 0
     assert fake_redis.json("t:a") == 1 and fake_redis.json("t:b") == 2
+
+
+def test_popular_lists_learned_after_the_last_due_batch_are_published_by_the_timer(fake_redis):
+    """Popular lists go out with a batch once every pop_publish_s: positives learned after
+    the last such batch, on a stream that then goes quiet, are published by the report timer
+    (stale_popular), once."""
+    pipeline, _ = make_pipeline(fake_redis, pop_publish_s=3600.0)
+    asyncio.run(pipeline.handle("items", [message("items", {"item": "i1"})]))  # due: nothing yet
+    assert "t:pop" not in fake_redis.data
+    clicks = [message("clicks", {"user": f"u{n}", "item": "i1"}, offset=n) for n in range(3)]
+    asyncio.run(pipeline.handle("clicks", clicks))  # not due for an hour
+    assert "t:pop" not in fake_redis.data
+    popular = pipeline.stale_popular()
+    assert [(p.key, [i for i, _ in p.items]) for p in popular if p.key == ""] == [("", ["i1"])]
+    assert pipeline.stale_popular() == []  # nothing learned since
