@@ -217,9 +217,13 @@ class Pipeline:
         events: list[Event] = []
         sources: list[Message] = []
         rejected = 0
-        if self.log_check is not None:
-            await self._check_logs({(m.topic, m.partition) for m in messages if self._unsure(m)})
-        new = [m for m in messages if not self._redelivered(m)]
+        # messages the engine has passed (none, but after a rebalance): learned already?
+        behind = [m for m in messages if m.offset < self._position(m.topic, m.partition)]
+        if behind and self.log_check is not None:  # further back than the ring: the broker
+            unsure = [m for m in behind if not self.delivered.holds(m.topic, m.partition, m.offset)]
+            await self._check_logs({(m.topic, m.partition) for m in unsure})
+        again = {id(m) for m in behind if self._redelivered(m)}
+        new = [m for m in messages if id(m) not in again] if again else list(messages)
         redelivered = len(messages) - len(new)
         for message in new:
             try:
@@ -321,29 +325,22 @@ class Pipeline:
         return self.offsets.get(topic, {}).get(partition, 0)
 
     def _redelivered(self, message: Message) -> bool:
-        """``message`` was learned already: the engine is past its offset and it is the very
+        """``message``, which the engine has passed, was learned already: it is the very
         message learned there (``streamer.redelivery``), delivered again after a rebalance; or,
         from further back than that remembers, the broker's log is the one learned."""
         t, p, offset = message.topic, message.partition, message.offset
-        position = self._position(t, p)
-        if offset >= position:
-            return False
         if self.delivered.holds(t, p, offset):
             return self.delivered.seen(t, p, offset, _stamp_ms(message))
-        return self._same_log.get((t, p)) == (position, True)
-
-    def _unsure(self, message: Message) -> bool:
-        """Passed by the engine, but further back than the last messages it remembers."""
-        t, p, offset = message.topic, message.partition, message.offset
-        return offset < self._position(t, p) and not self.delivered.holds(t, p, offset)
+        return self._same_log.get((t, p)) == (self._position(t, p), True)
 
     async def _check_logs(self, partitions: set[tuple[str, int]]) -> None:
         """Ask the broker, once per partition and position, whether its log is the one the
         engine learned: the timestamp of the last message learned, there again."""
+        positions = {(t, p): self._position(t, p) for t, p in partitions}
         ask = {
-            (t, p): self._position(t, p) - 1
-            for t, p in partitions
-            if self._same_log.get((t, p), (-1, False))[0] != self._position(t, p)
+            tp: position - 1
+            for tp, position in positions.items()
+            if self._same_log.get(tp, (-1, False))[0] != position
         }
         if not ask or self.log_check is None:
             return

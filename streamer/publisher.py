@@ -21,8 +21,9 @@ from streamer.recommender import PopList, RecList, SimList
 
 log = logging.getLogger(__name__)
 
-#: The timeouts of the question asked of a Redis that is away before each write is tried again.
-PROBE_TIMEOUT_S = 0.25
+#: The longest a write waits for Redis; and the question asked of a Redis that is away before
+#: each write is tried again.
+WRITE_TIMEOUT_S, PROBE_TIMEOUT_S = 2.0, 0.25
 
 #: Backoff between attempts while Redis is unreachable: from FIRST_RETRY_S, doubling, at most
 #: LAST_RETRY_S. Batches in between are not held up: their values join the pending ones.
@@ -93,23 +94,19 @@ class RedisSink:
     ) -> RedisSink:
         """A sink on ``url`` (``rediss://user:password@host:port/db`` for an ACL user and TLS);
         ``options`` go to redis-py (:func:`streamer.security.redis_options`)."""
-        # a hung Redis must not hold the stream: a write waits at most this long, once (the
-        # sink retries with its own backoff: redis-py's own retries held a call ~4 s)
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-            **options,
-        )
-        probe = redis.Redis.from_url(
-            url,
-            socket_timeout=PROBE_TIMEOUT_S,
-            socket_connect_timeout=PROBE_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
-            **options,
-        )
-        return cls(client, prefix, ttl_s, max_pending, probe)
+
+        def client(timeout_s: float) -> redis.Redis:
+            # a hung Redis must not hold the stream: a call waits at most this long, once (the
+            # sink retries with its own backoff: redis-py's own retries held a call ~4 s)
+            return redis.Redis.from_url(
+                url,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+                **options,
+            )
+
+        return cls(client(WRITE_TIMEOUT_S), prefix, ttl_s, max_pending, client(PROBE_TIMEOUT_S))
 
     def setup(self) -> None:
         """Fail early on what waiting will not mend: Redis refuses this worker (a wrong password

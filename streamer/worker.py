@@ -97,7 +97,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> Any:
             logger.removeHandler(early)
             logger.propagate = True
     early.close()
-    pipeline.sink.setup()  # a clear error now rather than at the first batch
+    pipeline.sink.setup()  # a refused password or TLS: a clear error now, not at a batch
     worker = Worker(app, loglevel=loglevel, quiet=True)
     worker.pipeline = pipeline
     try:
