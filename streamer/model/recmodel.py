@@ -141,9 +141,9 @@ class RecModel:
         positive and its negatives together. Returns, per event, the rating predicted just
         before learning it (prequential), clipped to the range of the ratings before it.
         """
-        users = []  # rows are made event by event, in order (query side, item, negatives):
-        part = self._slot  # the model is the same however the stream is cut into batches
-        rated: list[int] = []  # events with a rating
+        users = _QuerySides(self.ranker, self.rater, self._side)  # rows are made event by
+        part = self._slot  # event, in order (query side, item, negatives): the model is the
+        rated: list[int] = []  # same however the stream is cut into batches; events with a rating
         ratings: list[float] = []
         rated_items: list[int] = []
         own: list[int] = []  # the ranker's samples: item part, label, weight
@@ -152,7 +152,7 @@ class RecModel:
         starts = [0]
         for n, event in enumerate(batch):
             kind, value = event.kind, event.value
-            users.append(self._user(event.user_x))
+            users.add(event.user_x)
             item = part(event.item_x)
             if kind == "rating" and value is not None:
                 rated.append(n)
@@ -175,10 +175,9 @@ class RecModel:
             starts.append(len(labels))
         predicted: list[float | None] = [None] * len(batch)
         if ratings:
-            shared = Parts.of([users[n].rating for n in rated])
             raw = self._learn(
                 self.rater,
-                shared,
+                users.rating(rated),
                 self._rating_items.parts(),
                 rated_items,
                 ratings,
@@ -201,9 +200,8 @@ class RecModel:
                 predicted[n] = self.range.clip(y)
                 self.range.see(value)
         if batch:
-            shared = Parts.of([user.ranking for user in users])
             pooled = self._ranking_items.parts()
-            self._learn(self.ranker, shared, pooled, own, labels, weights, starts)
+            self._learn(self.ranker, users.ranking(), pooled, own, labels, weights, starts)
         self.version += len(batch)
         return predicted
 
@@ -348,10 +346,48 @@ class _Encoded:
         self, features: Features, ranker: FastFMClassifier, rater: FastFMRegressor, side: float
     ) -> None:
         self.ranking = ranker.encode(features)
-        # Side features (context, content) weigh ``side`` in the rating model: shared by many
-        # events, at full weight they take steps too large for SGD.
-        scale = [1.0 if f.startswith(("user=", "item=")) else side for f in features]
-        self.rating = rater.table.rows(features), self.ranking[1] * scale
+        self.rating = rater.table.rows(features), np.array(_rating_values(features, side))
+
+
+class _QuerySides:
+    """A batch's query sides encoded end to end, as the ranker's rows and, side-weighted (see
+    :class:`_Encoded`), the rater's: one array each for the batch, not four per event."""
+
+    __slots__ = ("_ends", "_ranker", "_rated_rows", "_rated_xs", "_rater", "_rows", "_side", "_xs")
+
+    def __init__(self, ranker: FastFMClassifier, rater: FastFMRegressor, side: float) -> None:
+        self._ranker, self._rater, self._side = ranker.table, rater.table, side
+        self._rows: list[int] = []
+        self._xs: list[float] = []
+        self._rated_rows: list[int] = []
+        self._rated_xs: list[float] = []
+        self._ends = [0]
+
+    def add(self, x: Features) -> None:
+        """The next event's query side (rows created for new features, in both models)."""
+        self._ranker.extend_rows(x, self._rows)
+        self._rater.extend_rows(x, self._rated_rows)
+        self._xs.extend(x.values())
+        self._rated_xs.extend(_rating_values(x, self._side))
+        self._ends.append(len(self._rows))
+
+    def ranking(self) -> Parts:
+        """Every event's query side, as the ranker's parts."""
+        ends = np.array(self._ends, np.int64)
+        return Parts(np.array(self._rows, np.int64), np.array(self._xs), ends[:-1], ends[1:])
+
+    def rating(self, events: list[int]) -> Parts:
+        """The query sides of ``events``, as the rater's parts."""
+        ends = np.array(self._ends, np.int64)
+        at = np.array(events, np.int64)
+        rows, xs = np.array(self._rated_rows, np.int64), np.array(self._rated_xs)
+        return Parts(rows, xs, ends[at], ends[at + 1])
+
+
+def _rating_values(x: Features, side: float) -> list[float]:
+    """A side's values in the rating model: side features (context, content) weigh ``side``;
+    shared by many events, at full weight they take steps too large for SGD."""
+    return [v if f.startswith(("user=", "item=")) else v * side for f, v in x.items()]
 
 
 #: The features of an expired item's slot: never the item's own, so it is encoded again.

@@ -77,6 +77,11 @@ class ParameterTable:
         ids, add = self.ids, self._add
         return np.array([ids[k] if k in ids else add(k) for k in keys], np.int64)
 
+    def extend_rows(self, keys: Iterable[str], out: list[int]) -> None:
+        """Append the rows of ``keys`` (created if new) to ``out``."""
+        ids, add = self.ids, self._add
+        out.extend([ids[k] if k in ids else add(k) for k in keys])
+
     def find(self, keys: Sequence[str]) -> np.ndarray:
         """The rows of ``keys``, -1 for keys never seen (creates nothing)."""
         get = self.ids.get
