@@ -115,7 +115,8 @@ class Engine:
             self._model_version,
             self._item_vectors,
         )
-        self._window = max(settings.knn_window, settings.knn_last)
+        # the user's last items an event reads: item-kNN's windows, the sequence features
+        self._window = max(settings.knn_window, settings.knn_last, settings.sequence_items)
         # strategies the engine feeds beyond learn(): new items, and the index when it moves
         self._fresh = [s for s in self.strategies if isinstance(s, FreshItems)]
         self._neural = [s for s in self.strategies if isinstance(s, Neural)]
@@ -221,7 +222,8 @@ class Engine:
         item = self.catalogue.id_of(click.item)
         self._seen_item(item, click.ts)
         history = self.users.history(click.user)
-        user_x = self.query_features(click.user, click.context)
+        recent = self.users.recent(click.user, self._window)  # before this one
+        user_x = self.query_features(click.user, click.context, recent)
         item_x = self.catalogue.features(item)
         key = context_key(click.context, self.settings.pop_context_keys)
         if self.is_positive(click):
@@ -245,7 +247,7 @@ class Engine:
         )
         self.users.set_context(click.user, click.context)
         if click.type != "skip":  # a skip is learned as a negative, never joins the history
-            seen = Observation(click.user, item, key, self.users.recent(click.user, self._window))
+            seen = Observation(click.user, item, key, recent)
             self._learn_positive(seen, self.strategies)
             self.users.add(click.user, item)
             for tap in self.taps:
@@ -424,10 +426,14 @@ class Engine:
         query = self.query_features(user, context)
         return self.model.score(query, self.catalogue.features(item)) + prior
 
-    def query_features(self, user: str, context: dict[str, str]) -> Features:
+    def query_features(
+        self, user: str, context: dict[str, str], recent: Sequence[int] | None = None
+    ) -> Features:
         """The query side of ``user`` now: id, context and last items (before any new one;
-        expired items left out: their rows are gone, and would otherwise be made again)."""
-        previous = self.users.recent(user, self.settings.sequence_items)
+        expired items left out: their rows are gone, and would otherwise be made again).
+        ``recent``: the user's last items if already read (at least ``sequence_items``)."""
+        n = self.settings.sequence_items
+        previous = self.users.recent(user, n) if recent is None else recent[-n:] if n else ()
         retired = self.catalogue.retired
         items = [self.catalogue.item_of(i) for i in previous if i not in retired]
         return user_features(user, context, items, with_id=self._has_id(user))
@@ -439,18 +445,8 @@ class Engine:
         return least <= 1 or len(self.users.history(user)) + 1 >= least
 
     def _negatives(self, history: Container[int], item: int) -> list[int]:
-        exclude = _Union(history, item, self.catalogue.retired)
-        return self.sampler.sample(self.settings.negatives, exclude, len(self.catalogue))
-
-
-class _Union:
-    """``history | {item} | retired`` without copying them."""
-
-    def __init__(self, history: Container[int], item: int, retired: Container[int]) -> None:
-        self.history, self.item, self.retired = history, item, retired
-
-    def __contains__(self, other: object) -> bool:
-        return other == self.item or other in self.history or other in self.retired
+        n, items = self.settings.negatives, len(self.catalogue)
+        return self.sampler.sample(n, history, items, also=(item, self.catalogue.retired))
 
 
 def _co_counts(strategies: Iterable[object]) -> list[CoCounts]:

@@ -43,11 +43,20 @@ class NegativeSampler:
         self._pos = (self._pos + 1) % len(self._ring)
         self._size = min(self._size + 1, len(self._ring))
 
-    def sample(self, n: int, exclude: Container[int] = (), n_items: int = 0) -> list[int]:
-        """Up to ``n`` items not in ``exclude``; uniform draws are from ``range(n_items)``."""
+    def sample(
+        self,
+        n: int,
+        exclude: Container[int] = (),
+        n_items: int = 0,
+        also: tuple[int, Container[int]] = (-1, ()),
+    ) -> list[int]:
+        """Up to ``n`` items not in ``exclude``, nor ``also``'s item and container (the chosen
+        item and the expired ones, checked without a union made); uniform draws are from
+        ``range(n_items)``."""
         if n <= 0 or (self._size == 0 and n_items == 0):
             return []
         out: list[int] = []
+        chosen, gone = also
         block, ring, size, uniform = self._block, self._ring, self._size, self.uniform
         for _ in range(4 * n + 4):  # (one draw per turn, inlined: ~9 per event)
             if len(block) < 2:
@@ -57,7 +66,8 @@ class NegativeSampler:
                 item = int(position * n_items)
             else:
                 item = int(ring[int(position * size)])
-            if item >= 0 and item not in exclude:  # (-1: an item dropped since: renumber)
+            if item >= 0 and item != chosen and item not in exclude and item not in gone:
+                # (-1: an item dropped since: renumber)
                 out.append(item)
                 if len(out) == n:
                     break
