@@ -113,7 +113,12 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         metrics = work.model_report()
         log.info("streamrec %s", json.dumps(figures))
         log.info("streamrec metrics %s", json.dumps(metrics))
-        work.sink.write([], work.stale_popular(), extra={"worker": figures, "metrics": metrics})
+        work.sink.write(
+            [],
+            work.stale_popular(),
+            extra={"worker": figures, "metrics": metrics},
+            similar=work.stale_similar(),
+        )
         # What has lived this long is the model's state: the cyclic collector need not scan it
         # again (a full collection of the whole heap held a batch up for tens of ms).
         gc.freeze()

@@ -195,17 +195,24 @@ class Engine:
         self._remember(out.lists)
         if with_popular:
             out.popular = self.recommender.popular_lists()
-        if with_similar:  # every item chosen since the last time: due, a slice per batch
-            due = set(self._similar_due)
-            self._similar_due += [i for i in self._chosen if i not in due]
-            self._chosen = {}
-        if self._similar_due:
-            now, self._similar_due = (
-                self._similar_due[:SIMILAR_PER_BATCH],
-                self._similar_due[SIMILAR_PER_BATCH:],
-            )
-            out.similar = self.recommender.similar_lists(now)
+        out.similar = self.similar_lists(with_similar)
         return out
+
+    def similar_lists(self, due: bool) -> list[SimList]:
+        """Similar-item lists to publish now: when ``due``, every item chosen since the last
+        time joins the items whose list is due; at most ``SIMILAR_PER_BATCH`` of those are
+        computed (the oldest first), the rest wait for the next call."""
+        if due:
+            waiting = set(self._similar_due)
+            self._similar_due += [i for i in self._chosen if i not in waiting]
+            self._chosen = {}
+        if not self._similar_due:
+            return []
+        now, self._similar_due = (
+            self._similar_due[:SIMILAR_PER_BATCH],
+            self._similar_due[SIMILAR_PER_BATCH:],
+        )
+        return self.recommender.similar_lists(now)
 
     def _learn_pending(self) -> None:
         """Learn the batch's interactions booked so far (one compiled call per model); each

@@ -19,7 +19,7 @@ from streamer.evaluation.prequential import metrics_report, watched
 from streamer.events import InvalidEvent, Validator
 from streamer.memory import release_free_memory
 from streamer.publisher import RedisSink
-from streamer.recommender import PopList, RecList
+from streamer.recommender import PopList, RecList, SimList
 from streamer.redelivery import Delivered
 from streamer.settings import Settings
 from streamer.sharing import Sharing
@@ -182,6 +182,18 @@ class Pipeline:
             return []
         self._popular_at = self.engine.interactions
         return self.engine.recommender.popular_lists()
+
+    def stale_similar(self) -> list[SimList]:
+        """The similar-item lists a batch would publish now (:meth:`Engine.similar_lists`):
+        items chosen since their lists were last due, once ``sim_publish_s`` has passed, and
+        those still waiting from a due set larger than a batch computes. Lists go out with
+        batches; a stream that goes quiet would leave these unpublished until its next batch
+        (the worker's report timer writes them)."""
+        now = time.time()
+        due = now >= self._similar_due
+        if due:
+            self._similar_due = now + self.settings.sim_publish_s
+        return self.engine.similar_lists(due)
 
     async def pause(self) -> None:
         """Take no batch from now on (a worker handing its partitions over), once the batches

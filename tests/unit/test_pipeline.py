@@ -2,6 +2,7 @@ import asyncio
 import base64
 import json
 
+from streamer.engine import SIMILAR_PER_BATCH
 from streamer.pipeline import Pipeline
 from streamer.publisher import RedisSink
 from streamer.settings import Settings
@@ -308,6 +309,37 @@ def test_while_redis_is_away_a_short_question_comes_before_each_full_write(fake_
     fake_redis.down, probe.up, sink._retry_at = False, True, 0.0
     assert sink.write([]) is not None and sink.pending == 0
     assert fake_redis.json("t:a") == 1 and fake_redis.json("t:b") == 2
+
+
+def test_similar_lists_due_after_the_last_batch_are_published_by_the_timer(fake_redis, monkeypatch):
+    """Similar-item lists go out with a batch once every sim_publish_s, for the items chosen
+    since: items chosen after the last due batch, on a stream that then goes quiet, are the
+    report timer's to publish once their time comes (stale_similar), once; and a due set
+    larger than a batch computes drains over the timer's calls too."""
+    clock = [1000.0]
+    monkeypatch.setattr("streamer.pipeline.time.time", lambda: clock[0])
+    pipeline, _ = make_pipeline(fake_redis, sim_publish_s=3600.0)
+    asyncio.run(pipeline.handle("clicks", [message("clicks", {"user": "u0", "item": "a"})]))
+    assert pipeline.stale_similar() == []  # a's list went with the batch; not due for an hour
+    clicks = [
+        message("clicks", {"user": f"u{n}", "item": item}, offset=n)
+        for n in range(1, 5)
+        for item in ("a", "b")
+    ]
+    asyncio.run(pipeline.handle("clicks", clicks))  # not due: no list
+    assert pipeline.stale_similar() == [] and "t:sim:b" not in fake_redis.data
+    clock[0] += 3600.0  # the hour has passed, and no batch came
+    similar = {s.item: [i for i, _ in s.items] for s in pipeline.stale_similar()}
+    assert similar == {"a": ["b"], "b": ["a"]}
+    clock[0] += 3600.0
+    assert pipeline.stale_similar() == []  # nothing chosen since
+
+    many = 2 * SIMILAR_PER_BATCH + 1
+    clicks = [message("clicks", {"user": "v", "item": f"i{n}"}, offset=9 + n) for n in range(many)]
+    asyncio.run(pipeline.handle("clicks", clicks))  # not due: none
+    clock[0] += 3600.0
+    sizes = [len(pipeline.stale_similar()) for _ in range(4)]
+    assert sizes == [SIMILAR_PER_BATCH, SIMILAR_PER_BATCH, 1, 0]
 
 
 def test_popular_lists_learned_after_the_last_due_batch_are_published_by_the_timer(fake_redis):
