@@ -19,9 +19,10 @@ from streamer import snapshot, web
 from streamer.batching import take_batches
 from streamer.engine import Engine
 from streamer.feeds import TopicFeed, read_partitions
-from streamer.pipeline import LogCheck, Message, Pipeline, arm_b_path
+from streamer.pipeline import Message, Pipeline, arm_b_path
 from streamer.polling import poll
 from streamer.publisher import RedisSink
+from streamer.redelivery import LogCheck
 from streamer.security import faust_credentials, kafka_options, redis_options
 from streamer.settings import Settings
 from streamer.sharing import Sharing

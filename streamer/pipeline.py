@@ -20,7 +20,7 @@ from streamer.events import InvalidEvent, Validator
 from streamer.memory import release_free_memory
 from streamer.publisher import RedisSink
 from streamer.recommender import PopList, RecList, SimList
-from streamer.redelivery import Delivered
+from streamer.redelivery import LogCheck, Redeliveries, stamp_ms
 from streamer.settings import Settings
 from streamer.sharing import Sharing
 from streamer.snapshot import Offsets, Snapshot, Stamps
@@ -29,9 +29,6 @@ from streamer.stats import Stats
 log = logging.getLogger(__name__)
 
 DeadLetterSend = Callable[[bytes | None, bytes], Awaitable[Any]]
-#: The Kafka timestamp (ms) of the message at each ``(topic, partition) -> offset`` of the
-#: broker's log (None: no such message; ``stack.UNANSWERED``: the broker did not say).
-LogCheck = Callable[[dict[tuple[str, int], int]], Awaitable[dict[tuple[str, int], int | None]]]
 #: Called after each batch with its topic kind, its seconds, the seconds of its learning step
 #: (the engine: learn, refresh the index, recommend) and its events' freshness.
 BatchObserver = Callable[[str, float, float, list[float]], None]
@@ -79,11 +76,6 @@ def dead_letter(message: Message, reason: str) -> bytes:
     return json.dumps(record).encode()
 
 
-def _stamp_ms(message: Message) -> int:
-    """The message's Kafka timestamp in ms, as the offsets' stamps and redeliveries keep it."""
-    return round(message.timestamp * 1000)
-
-
 def arm_b_path(settings: Settings) -> Path:
     """Where arm b's snapshots are written (each with the same offsets as arm a's)."""
     return settings.snapshot_path / "arm-b"
@@ -118,13 +110,9 @@ class Pipeline:
         self.offsets: Offsets = offsets or {}
         #: and the Kafka timestamp (ms) of the message before each: it tells the same log
         self.stamps: Stamps = stamps or {}
-        #: the last messages learned per partition: those delivered again are not learned twice
-        self.delivered = Delivered()
-        #: asked when messages come again from further back than ``delivered`` remembers: is
-        #: the broker's log the one learned? (None: not asked, they are learned again)
-        self.log_check = log_check
-        #: per partition, the position its log was checked at and whether it was the same
-        self._same_log: dict[tuple[str, int], tuple[int, bool]] = {}
+        #: messages delivered again after a rebalance, learned already: not learned twice
+        #: (``log_check``: asked when they come from further back than the last remembered)
+        self.redeliveries = Redeliveries(self._position, self._stamp, log_check)
         self.stats = Stats()
         validator = Validator(settings)
         self._decoders: dict[str, Callable[[bytes], Event]] = {
@@ -229,12 +217,7 @@ class Pipeline:
         events: list[Event] = []
         sources: list[Message] = []
         rejected = 0
-        # messages the engine has passed (none, but after a rebalance): learned already?
-        behind = [m for m in messages if m.offset < self._position(m.topic, m.partition)]
-        if behind and self.log_check is not None:  # further back than the ring: the broker
-            unsure = [m for m in behind if not self.delivered.holds(m.topic, m.partition, m.offset)]
-            await self._check_logs({(m.topic, m.partition) for m in unsure})
-        again = {id(m) for m in behind if self._redelivered(m)}
+        again = await self.redeliveries.learned(messages)
         new = [m for m in messages if id(m) not in again] if again else list(messages)
         redelivered = len(messages) - len(new)
         for message in new:
@@ -326,8 +309,8 @@ class Pipeline:
 
     def _advance(self, messages: Sequence[Message]) -> None:
         for message in messages:
-            stamp = _stamp_ms(message)
-            self.delivered.add(message.topic, message.partition, message.offset, stamp)
+            stamp = stamp_ms(message)
+            self.redeliveries.add(message)
             parts = self.offsets.setdefault(message.topic, {})
             if message.offset + 1 > parts.get(message.partition, 0):
                 parts[message.partition] = message.offset + 1
@@ -336,40 +319,9 @@ class Pipeline:
     def _position(self, topic: str, partition: int) -> int:
         return self.offsets.get(topic, {}).get(partition, 0)
 
-    def _redelivered(self, message: Message) -> bool:
-        """``message``, which the engine has passed, was learned already: it is the very
-        message learned there (``streamer.redelivery``), delivered again after a rebalance; or,
-        from further back than that remembers, the broker's log is the one learned."""
-        t, p, offset = message.topic, message.partition, message.offset
-        if self.delivered.holds(t, p, offset):
-            return self.delivered.seen(t, p, offset, _stamp_ms(message))
-        return self._same_log.get((t, p)) == (self._position(t, p), True)
-
-    async def _check_logs(self, partitions: set[tuple[str, int]]) -> None:
-        """Ask the broker, once per partition and position, whether its log is the one the
-        engine learned: the timestamp of the last message learned, there again."""
-        positions = {(t, p): self._position(t, p) for t, p in partitions}
-        ask = {
-            tp: position - 1
-            for tp, position in positions.items()
-            if self._same_log.get(tp, (-1, False))[0] != position
-        }
-        if not ask or self.log_check is None:
-            return
-        try:
-            found = await self.log_check(ask)
-        except Exception as exc:  # the broker gone: learned again (at least once), as before
-            log.warning("the broker's log not checked (%s): messages passed are learned", exc)
-            found = {}
-        for (t, p), last in ask.items():
-            known = self.stamps.get(t, {}).get(p)
-            same = known is not None and found.get((t, p)) == known
-            self._same_log[(t, p)] = (last + 1, same)
-            verdict = "the log learned: skipped" if same else "another log (or no answer): learned"
-            log.warning(
-                "%s[%d] delivered again from further back than the last %d messages learned; "
-                "below offset %d, %s", t, p, self.delivered.size, last + 1, verdict,
-            )  # fmt: skip
+    def _stamp(self, topic: str, partition: int) -> int | None:
+        """The Kafka timestamp (ms) of the last message learned of ``topic[partition]``."""
+        return self.stamps.get(topic, {}).get(partition)
 
     def positions(self) -> dict[tuple[str, int], int]:
         """Where each partition the engine has seen resumes: ``(topic, partition) -> offset``."""

@@ -195,8 +195,8 @@ def test_messages_delivered_again_from_further_back_than_remembered_ask_the_brok
             return {tp: stamp}
 
         pipeline, _ = make_pipeline(fake_redis)
-        pipeline.delivered = Delivered(size=4)
-        pipeline.log_check = check
+        pipeline.redeliveries.delivered = Delivered(size=4)
+        pipeline.redeliveries.log_check = check
         learned = clicks(100.0)
         asyncio.run(pipeline.handle("clicks", learned))
         assert pipeline.engine.interactions == 10
