@@ -221,6 +221,11 @@ def create_topics(
 UNANSWERED = -1
 
 
+#: How long :func:`timestamps_at` waits for a broker that does not answer (kafka-python's own
+#: default, 30 s, kept a worker started while the broker is away silent that long).
+BOOTSTRAP_TIMEOUT_MS = 5000
+
+
 def timestamps_at(
     broker: str,
     positions: Mapping[tuple[str, int], int],
@@ -239,6 +244,7 @@ def timestamps_at(
         fetch_max_wait_ms=10,
         max_poll_records=1,
         auto_offset_reset="earliest",  # out of range: the first message, not a long wait
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         **(security or {}),
     )
     found: dict[tuple[str, int], int | None] = {}
