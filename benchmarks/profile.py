@@ -1,10 +1,13 @@
 """Profile the real worker with py-spy on the local stack, over pre-produced MovieLens events.
 
-    .venv/bin/python -m benchmarks.profile --seconds 40
+    .venv/bin/python -m benchmarks.profile --seconds 40 [--code DIR]
 
 Starts Tansu + Redis on free loopback ports, produces the dataset into fresh topics, runs
 ``streamrec worker`` under ``py-spy record`` (raw collapsed stacks) and prints the functions
-holding the most samples, by their own time and inclusive of callees.
+holding the most samples, by their own time and inclusive of callees, and where the worker's
+time per event goes: our agents' batches (``Pipeline.handle``, the engine within it), the rest
+of the event loop (Faust), the other threads (the consumer's). ``--code DIR`` profiles another
+checkout's worker (e.g. ``git worktree add /tmp/before REV``) under this harness.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 _PREFIXES = re.compile(rf"\([^()]*?(?:site-packages/|python3\.\d+/|{re.escape(str(ROOT))}/)")
 
 
-def record(dataset: Path, seconds: int, out: Path) -> None:
-    """Collapsed py-spy stacks of a worker consuming ``dataset``, written to ``out``."""
+def record(dataset: Path, seconds: int, out: Path, code: Path | None = None) -> int:
+    """Collapsed py-spy stacks of a worker (``code``'s, else this checkout's) consuming
+    ``dataset``, written to ``out``; returns the number of events produced."""
     events = list(open_log(dataset))
     with stream.local_stack() as base:
         settings = stream.fresh(base)
@@ -38,7 +42,31 @@ def record(dataset: Path, seconds: int, out: Path) -> None:
         command = [str(spy), "record", "-r", "200", "-d", str(seconds), "-f", "raw"]
         command += ["-o", str(out), "--", sys.executable, "-m", "streamer.cli", "worker"]
         log = (Path(base.state_dir) / "worker.log").open("wb")
-        subprocess.run(command, env={**os.environ, **settings.as_env()}, stdout=log, check=True)
+        path = {"PYTHONPATH": str(code)} if code else {}  # run from there: -m reads the cwd first
+        env = {**os.environ, **settings.as_env(), **path}
+        subprocess.run(command, env=env, stdout=log, cwd=code, check=True)
+    return len(events)
+
+
+#: Where a sample of the worker's main thread is, by the first of these in its stack.
+PARTS = {"Engine.process": "engine", "Pipeline.handle": "our batches, beside the engine"}
+
+
+def split(path: Path, events: int, rate: int = 200) -> str:
+    """µs per event of the worker's parts (samples at ``rate`` Hz, over ``events``), idle
+    waits in ``select`` and the start-up's imports left out."""
+    parts: collections.Counter[str] = collections.Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if "cmd_worker" not in stack:
+            part = "other threads (the consumer's)"
+        elif "EpollSelector.select" in stack or "_find_and_load" in stack:
+            continue
+        else:
+            part = next((v for k, v in PARTS.items() if k in stack), "event loop, the rest")
+        parts[part] += int(count)
+    scale = 1e6 / rate / events
+    return "\n".join(f"{n * scale:7.1f} µs/event  {part}" for part, n in parts.most_common())
 
 
 def summarize(path: Path, top: int = 25) -> str:
@@ -66,10 +94,13 @@ def main() -> int:
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--seconds", type=int, default=40)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/worker.pyspy"))
+    parser.add_argument("--code", type=Path, default=None, help="another checkout's worker")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    record(args.dataset, args.seconds, args.out)
+    events = record(args.dataset, args.seconds, args.out.resolve(), args.code)
     print(summarize(args.out))
+    print()
+    print(split(args.out, events))
     return 0
 
 
