@@ -211,12 +211,13 @@ async def _take(
                 now = clock()
                 if len(buffer) >= max_:
                     break
-                if due(
-                    now, began, ended, within, queue.empty(), len(buffer), lagging
-                ) and not catching_up(now, ended, max_ - len(buffer), waiting):
-                    break
+                if due(now, began, ended, within, queue.empty(), len(buffer), lagging):
+                    if not catching_up(now, ended, max_ - len(buffer), waiting):
+                        break
+                    timeout: float | None = ended + CATCH_UP_S - now  # woken when full
+                else:
+                    timeout = _wait_s(now, began, within) if buffer else None
                 wake.clear()
-                timeout = _wait_s(now, began, within) if buffer else None
                 await stream.wait_for_stopped(wake, timeout=timeout)
             if not buffer:
                 continue
