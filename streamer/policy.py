@@ -259,19 +259,16 @@ class Blend:
         ranks = np.concatenate(
             [np.arange(min(len(c), self.depth)) for c in lists if c] or [np.zeros(0, np.int64)]
         )
-        items, first_at, where = np.unique(
-            np.array(proposed, np.int64), return_index=True, return_inverse=True
-        )
-        order = np.argsort(first_at, kind="stable")  # ties keep the strategies' order
-        position = np.empty(len(order), np.int64)
-        position[order] = np.arange(len(order))
+        at: dict[int, int] = {}  # each distinct item: its place in first-proposed order
+        for item in proposed:
+            at.setdefault(item, len(at))
         # kept per user until their next positive: the narrowest types that hold the values
-        narrow = np.int16 if len(order) <= np.iinfo(np.int16).max else np.int32
+        narrow = np.int16 if len(at) <= np.iinfo(np.int16).max else np.int32
         return _Shown(
             bucket,
             group,
-            items[order].astype(np.int32),  # item ids: a catalogue of < 2**31 items
-            position[where].astype(narrow),
+            np.fromiter(at, np.int32, len(at)),  # item ids: a catalogue of < 2**31 items
+            np.array([at[item] for item in proposed], narrow),
             np.array(strategy, np.int8),
             ranks.astype(np.int16),
             np.array(relative, np.float32),
