@@ -452,8 +452,8 @@ class Engine:
         return least <= 1 or len(self.users.history(user)) + 1 >= least
 
     def _negatives(self, history: Container[int], item: int) -> list[int]:
-        n, items = self.settings.negatives, len(self.catalogue)
-        return self.sampler.sample(n, history, items, also=(item, self.catalogue.retired))
+        n, items, retired = self.settings.negatives, len(self.catalogue), self.catalogue.retired
+        return self.sampler.sample(n, history, items, chosen=item, gone=retired)
 
 
 def _co_counts(strategies: Iterable[object]) -> list[CoCounts]:

@@ -76,6 +76,26 @@ def dead_letter(message: Message, reason: str) -> bytes:
     return json.dumps(record).encode()
 
 
+class _Every:
+    """Something done at most once every ``period`` seconds.
+
+    >>> every = _Every(10.0)
+    >>> every.claim(100.0), every.claim(105.0), every.claim(110.0)
+    (True, False, True)
+    """
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self._next = 0.0
+
+    def claim(self, now: float) -> bool:
+        """Whether it is due at ``now``; if so, the next time is ``period`` from now."""
+        if now < self._next:
+            return False
+        self._next = now + self.period
+        return True
+
+
 def arm_b_path(settings: Settings) -> Path:
     """Where arm b's snapshots are written (each with the same offsets as arm a's)."""
     return settings.snapshot_path / "arm-b"
@@ -120,7 +140,11 @@ class Pipeline:
             "contexts": validator.context,
             "items": validator.item,
         }
-        self._popular_due = self._similar_due = 0.0
+        #: popular and similar lists go out with a batch at most this often
+        self._popular_every, self._similar_every = (
+            _Every(settings.pop_publish_s),
+            _Every(settings.sim_publish_s),
+        )
         #: the engine's positives learned when its popular lists were last published
         self._popular_at = -1
         self.batch_observers: list[BatchObserver] = []  # e.g. the Prometheus histograms
@@ -177,11 +201,7 @@ class Pipeline:
         those still waiting from a due set larger than a batch computes. Lists go out with
         batches; a stream that goes quiet would leave these unpublished until its next batch
         (the worker's report timer writes them)."""
-        now = time.time()
-        due = now >= self._similar_due
-        if due:
-            self._similar_due = now + self.settings.sim_publish_s
-        return self.engine.similar_lists(due)
+        return self.engine.similar_lists(self._similar_every.claim(time.time()))
 
     async def pause(self) -> None:
         """Take no batch from now on (a worker handing its partitions over), once the batches
@@ -232,12 +252,8 @@ class Pipeline:
                 reason = f"undecodable: {type(exc).__name__}: {str(exc)[:200]}"
                 await self._dead_letter(message, reason)
         now = time.time()
-        with_popular = now >= self._popular_due
-        if with_popular:
-            self._popular_due = now + self.settings.pop_publish_s
-        with_similar = now >= self._similar_due
-        if with_similar:
-            self._similar_due = now + self.settings.sim_publish_s
+        with_popular = self._popular_every.claim(now)
+        with_similar = self._similar_every.claim(now)
         batch_failed = False
         learn_started = time.perf_counter()
         try:
@@ -310,7 +326,7 @@ class Pipeline:
     def _advance(self, messages: Sequence[Message]) -> None:
         for message in messages:
             stamp = stamp_ms(message)
-            self.redeliveries.add(message)
+            self.redeliveries.add(message, stamp)
             parts = self.offsets.setdefault(message.topic, {})
             if message.offset + 1 > parts.get(message.partition, 0):
                 parts[message.partition] = message.offset + 1

@@ -118,7 +118,7 @@ class Redeliveries:
     >>> r = Redeliveries(lambda t, p: offsets.get((t, p), 0), lambda t, p: None)
     >>> first = [Msg(topic="clicks", partition=0, offset=n, timestamp=10.0 + n) for n in range(3)]
     >>> for m in first:
-    ...     r.add(m); offsets[("clicks", 0)] = m.offset + 1
+    ...     r.add(m, stamp_ms(m)); offsets[("clicks", 0)] = m.offset + 1
     >>> again = first[1:] + [Msg(topic="clicks", partition=0, offset=3, timestamp=13.0)]
     >>> [m.offset for m in again if id(m) in asyncio.run(r.learned(again))]
     [1, 2]
@@ -150,9 +150,10 @@ class Redeliveries:
             await self._check_logs({(m.topic, m.partition) for m in unsure})
         return {id(m) for m in behind if self._again(m)}
 
-    def add(self, message: Located) -> None:
-        """``message`` is learned (or passed: dead-lettered)."""
-        self.delivered.add(message.topic, message.partition, message.offset, stamp_ms(message))
+    def add(self, message: Located, stamp: int) -> None:
+        """``message``, stamped ``stamp`` ms (:func:`stamp_ms`), is learned (or passed:
+        dead-lettered)."""
+        self.delivered.add(message.topic, message.partition, message.offset, stamp)
 
     def _again(self, message: Located) -> bool:
         t, p, offset = message.topic, message.partition, message.offset

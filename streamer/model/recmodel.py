@@ -141,9 +141,11 @@ class RecModel:
         positive and its negatives together. Returns, per event, the rating predicted just
         before learning it (prequential), clipped to the range of the ratings before it.
         """
-        users = _QuerySides(self.ranker, self.rater, self._side)  # rows are made event by
-        part = self._slot  # event, in order (query side, item, negatives): the model is the
-        rated: list[int] = []  # same however the stream is cut into batches; events with a rating
+        # rows are made event by event, in order (query side, item, negatives): the model is
+        # the same however the stream is cut into batches
+        users = _QuerySides(self.ranker, self.rater, self._side)
+        part = self._slot
+        rated: list[int] = []  # events with a rating
         ratings: list[float] = []
         rated_items: list[int] = []
         own: list[int] = []  # the ranker's samples: item part, label, weight

@@ -48,15 +48,15 @@ class NegativeSampler:
         n: int,
         exclude: Container[int] = (),
         n_items: int = 0,
-        also: tuple[int, Container[int]] = (-1, ()),
+        chosen: int = -1,
+        gone: Container[int] = (),
     ) -> list[int]:
-        """Up to ``n`` items not in ``exclude``, nor ``also``'s item and container (the chosen
-        item and the expired ones, checked without a union made); uniform draws are from
-        ``range(n_items)``."""
+        """Up to ``n`` items not in ``exclude``, nor ``chosen``, nor in ``gone`` (the user's
+        history, the item chosen and the expired ones, checked apart: no union is made);
+        uniform draws are from ``range(n_items)``."""
         if n <= 0 or (self._size == 0 and n_items == 0):
             return []
         out: list[int] = []
-        chosen, gone = also
         block, ring, size, uniform = self._block, self._ring, self._size, self.uniform
         for _ in range(4 * n + 4):  # (one draw per turn, inlined: ~9 per event)
             if len(block) < 2:

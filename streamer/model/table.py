@@ -74,8 +74,9 @@ class ParameterTable:
 
     def rows(self, keys: Iterable[str]) -> np.ndarray:
         """The rows of ``keys`` (created if new), as an int64 array."""
-        ids, add = self.ids, self._add
-        return np.array([ids[k] if k in ids else add(k) for k in keys], np.int64)
+        out: list[int] = []
+        self.extend_rows(keys, out)
+        return np.array(out, np.int64)
 
     def extend_rows(self, keys: Iterable[str], out: list[int]) -> None:
         """Append the rows of ``keys`` (created if new) to ``out``."""
