@@ -23,6 +23,7 @@ from river import optim
 
 from streamer.features import Features, own_features
 from streamer.model import sgd_kernel, side_kernel
+from streamer.model.encoding import Encoded, QuerySides
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor, Flat, Rows
 from streamer.model.neighbours import NeighbourRater
 from streamer.model.part_store import PartStore
@@ -105,7 +106,7 @@ class RecModel:
             return cached[1]
         slot = len(self._items) if cached is None else cached[1]
         self._items[key] = (item_x, slot)
-        encoded = _Encoded(item_x, self.ranker, self.rater, self._side)
+        encoded = Encoded(item_x, self.ranker, self.rater, self._side)
         self._ranking_items.put(slot, *encoded.ranking)
         self._rating_items.put(slot, *encoded.rating)
         return slot
@@ -115,8 +116,8 @@ class RecModel:
         rows are initialised in arrival order, whenever they are first read."""
         self._slot(item_x)
 
-    def _user(self, user_x: Features) -> _Encoded:
-        return _Encoded(user_x, self.ranker, self.rater, self._side)
+    def _user(self, user_x: Features) -> Encoded:
+        return Encoded(user_x, self.ranker, self.rater, self._side)
 
     # -- learning -------------------------------------------------------------------------
 
@@ -143,7 +144,7 @@ class RecModel:
         """
         # rows are made event by event, in order (query side, item, negatives): the model is
         # the same however the stream is cut into batches
-        users = _QuerySides(self.ranker, self.rater, self._side)
+        users = QuerySides(self.ranker, self.rater, self._side)
         part = self._slot
         rated: list[int] = []  # events with a rating
         ratings: list[float] = []
@@ -337,59 +338,6 @@ class RecModel:
         creating no parameters for features never seen."""
         parts = Parts.of([_find(self.ranker, x) for x in sides])
         return self._learned_sums(parts, np.arange(len(sides)))
-
-
-class _Encoded:
-    """One side's features as rows of the ranker and, side-weighted, of the rater."""
-
-    __slots__ = ("ranking", "rating")
-
-    def __init__(
-        self, features: Features, ranker: FastFMClassifier, rater: FastFMRegressor, side: float
-    ) -> None:
-        self.ranking = ranker.encode(features)
-        self.rating = rater.table.rows(features), np.array(_rating_values(features, side))
-
-
-class _QuerySides:
-    """A batch's query sides encoded end to end, as the ranker's rows and, side-weighted (see
-    :class:`_Encoded`), the rater's: one array each for the batch, not four per event."""
-
-    __slots__ = ("_ends", "_ranker", "_rated_rows", "_rated_xs", "_rater", "_rows", "_side", "_xs")
-
-    def __init__(self, ranker: FastFMClassifier, rater: FastFMRegressor, side: float) -> None:
-        self._ranker, self._rater, self._side = ranker.table, rater.table, side
-        self._rows: list[int] = []
-        self._xs: list[float] = []
-        self._rated_rows: list[int] = []
-        self._rated_xs: list[float] = []
-        self._ends = [0]
-
-    def add(self, x: Features) -> None:
-        """The next event's query side (rows created for new features, in both models)."""
-        self._ranker.extend_rows(x, self._rows)
-        self._rater.extend_rows(x, self._rated_rows)
-        self._xs.extend(x.values())
-        self._rated_xs.extend(_rating_values(x, self._side))
-        self._ends.append(len(self._rows))
-
-    def ranking(self) -> Parts:
-        """Every event's query side, as the ranker's parts."""
-        ends = np.array(self._ends, np.int64)
-        return Parts(np.array(self._rows, np.int64), np.array(self._xs), ends[:-1], ends[1:])
-
-    def rating(self, events: list[int]) -> Parts:
-        """The query sides of ``events``, as the rater's parts."""
-        ends = np.array(self._ends, np.int64)
-        at = np.array(events, np.int64)
-        rows, xs = np.array(self._rated_rows, np.int64), np.array(self._rated_xs)
-        return Parts(rows, xs, ends[at], ends[at + 1])
-
-
-def _rating_values(x: Features, side: float) -> list[float]:
-    """A side's values in the rating model: side features (context, content) weigh ``side``;
-    shared by many events, at full weight they take steps too large for SGD."""
-    return [v if f.startswith(("user=", "item=")) else v * side for f, v in x.items()]
 
 
 #: The features of an expired item's slot: never the item's own, so it is encoded again.
