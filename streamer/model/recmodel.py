@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
 from river import optim
 
+from streamer.beside import BESIDE_MIN, Beside
 from streamer.features import Features, own_features
 from streamer.model import sgd_kernel, side_kernel
 from streamer.model.encoding import Encoded, QuerySides
@@ -177,34 +179,40 @@ class RecModel:
                     weights.append(1.0)
             starts.append(len(labels))
         predicted: list[float | None] = [None] * len(batch)
-        if ratings:
-            raw = self._learn(
-                self.rater,
-                users.rating(rated),
-                self._rating_items.parts(),
-                rated_items,
-                ratings,
-                [1.0] * len(ratings),
-                list(range(len(ratings) + 1)),
-            )
-            raws = self._finite(raw).tolist()
-            keys = [_user_key(batch[n].user_x) for n in rated]
-            known = [at for at, user in enumerate(keys) if user]
-            if not self.settings.rating_neighbours:
-                known = []
-            near = self.neighbours.learn_many(
+        keys = [_user_key(batch[n].user_x) for n in rated]
+        known = [at for at, user in enumerate(keys) if user and self.settings.rating_neighbours]
+        # the rating neighbourhood learns on another core while the two machines learn here
+        # (its own arrays, in the same order: the same predictions, sooner)
+        with Beside(
+            partial(
+                self.neighbours.learn_many,
                 [keys[at] for at in known],
                 [rated_items[at] for at in known],
                 [ratings[at] for at in known],
-            ).tolist()
+            ),
+            worth=len(known) >= BESIDE_MIN,
+        ) as neighbourhood:
+            if ratings:
+                raw = self._learn(
+                    self.rater,
+                    users.rating(rated),
+                    self._rating_items.parts(),
+                    rated_items,
+                    ratings,
+                    [1.0] * len(ratings),
+                    list(range(len(ratings) + 1)),
+                )
+            if batch:
+                pooled = self._ranking_items.parts()
+                self._learn(self.ranker, users.ranking(), pooled, own, labels, weights, starts)
+        if ratings:
+            raws = self._finite(raw).tolist()
+            near = neighbourhood.result().tolist()
             for at, guess in zip(known, near, strict=True):
                 raws[at] = self.rating_mix.learn(raws[at], guess, ratings[at])
             for n, y, value in zip(rated, raws, ratings, strict=True):
                 predicted[n] = self.range.clip(y)
                 self.range.see(value)
-        if batch:
-            pooled = self._ranking_items.parts()
-            self._learn(self.ranker, users.ranking(), pooled, own, labels, weights, starts)
         self.version += len(batch)
         return predicted
 

@@ -36,7 +36,8 @@ class CoCounts:
         self._before.append(observation.recent[-self.windows[0] :])
         self._scored = None
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Learn the observations booked since the last read (one compiled call)."""
         if self._items:
             before, starts = _flat(self._before)
             items = np.array(self._items, np.int64)
@@ -45,26 +46,26 @@ class CoCounts:
 
     def trim(self) -> None:
         """Drop the table's free pool (before a snapshot)."""
-        self._flush()
+        self.flush()
         self.table.trim()
 
     def forget_item(self, item: int) -> None:
         """Clear ``item``'s row (an expired item): it is never proposed again (its norm is 0)
         until it is chosen again; its block is dropped at the next repack."""
-        self._flush()
+        self.flush()
         self.table.forget(item)
         self._scored = None
 
     def renumber(self, mapping: np.ndarray) -> None:
         """Item ids renumbered by ``mapping`` (old -> new, -1: dropped), e.g. a compacted
         catalogue's (``Engine.compact``)."""
-        self._flush()
+        self.flush()
         self.table.renumber(mapping)
         self._last_seen, self._scored = None, None
 
     def neighbours(self, item: int) -> int:
         """How many neighbours ``item`` has now (at most ``2 * max_neighbours``)."""
-        self._flush()
+        self.flush()
         return self.table.row_length(item)
 
     def score(
@@ -95,7 +96,7 @@ class CoCounts:
         k: int,
         weights: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        self._flush()
+        self.flush()
         flat_last, starts = _flat(last)
         exclude_starts = np.zeros(len(exclude) + 1, np.int64)
         np.cumsum([len(e) for e in exclude], out=exclude_starts[1:])
