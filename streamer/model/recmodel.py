@@ -173,10 +173,10 @@ class RecModel:
                 )
                 labels.append(True)
                 weights.append(POSITIVE_WEIGHTS.get(kind, 1.0) if positive else 0.5)
-                for negative in event.negatives:
-                    own.append(part(negative))
-                    labels.append(False)
-                    weights.append(1.0)
+                negatives = event.negatives
+                own.extend([part(negative) for negative in negatives])
+                labels.extend([False] * len(negatives))
+                weights.extend([1.0] * len(negatives))
             starts.append(len(labels))
         predicted: list[float | None] = [None] * len(batch)
         keys = [_user_key(batch[n].user_x) for n in rated]
