@@ -333,7 +333,7 @@ def _learn(
     return True
 
 
-@compiled
+@compiled(nogil=True)  # learns beside the worker's Python (streamer.beside)
 def _learn_many(
     first: int,
     resumed: bool,

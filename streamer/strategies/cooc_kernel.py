@@ -161,7 +161,7 @@ def _add(
             count[cell, w] += 1.0
 
 
-@compiled
+@compiled(nogil=True)  # learns beside the worker's Python (streamer.beside)
 def learn(
     first: int,
     items: np.ndarray,
