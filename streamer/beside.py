@@ -1,9 +1,9 @@
 """Compiled work on another core while Python goes on.
 
-The engine's compiled kernels release the GIL (``streamer.jit.compiled``), so a kernel that
-updates one structure can run in a thread while the worker's Python updates another: item-kNN's
-co-occurrence counts learn a batch while the model learns it, the rating neighbourhood while
-the factorization machines do. Each structure is updated in the same order as before, so the
+A compiled kernel that releases the GIL (``streamer.jit.compiled(nogil=True)``) can update one
+structure in a thread while the worker's Python updates another: item-kNN's co-occurrence
+counts learn a batch while the model learns it, the rating neighbourhood while the
+factorization machines do. Each structure is updated in the same order as before, so the
 results are the same; only the wall time falls, where the machine has a core to spare.
 """
 
