@@ -6,8 +6,9 @@ Starts Tansu + Redis on free loopback ports, produces the dataset into fresh top
 ``streamrec worker`` under ``py-spy record`` (raw collapsed stacks) and prints the functions
 holding the most samples, by their own time and inclusive of callees, and where the worker's
 time per event goes: our agents' batches (``Pipeline.handle``, the engine within it), the rest
-of the event loop (Faust), the other threads (the consumer's). ``--code DIR`` profiles another
-checkout's worker (e.g. ``git worktree add /tmp/before REV``) under this harness.
+of the event loop (Faust), the engine's learning beside it (``streamer.beside``), the other
+threads (the consumer's). ``--code DIR`` profiles another checkout's worker (e.g. ``git
+worktree add /tmp/before REV``) under this harness.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def split(path: Path, events: int, rate: int = 200) -> str:
     parts: collections.Counter[str] = collections.Counter()
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if "cmd_worker" not in stack:
+        if "Beside._run" in stack:
+            part = "learning beside (streamer.beside's threads)"
+        elif "cmd_worker" not in stack:
             part = "other threads (the consumer's)"
         elif "EpollSelector.select" in stack or "_find_and_load" in stack:
             continue
