@@ -69,9 +69,7 @@ class Beside(Generic[T]):
             self._error = exc
 
     def result(self) -> T:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._join()
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -88,6 +86,10 @@ class Beside(Generic[T]):
     ) -> None:
         if kind is None:
             self.result()
-        elif self._thread is not None:  # the block failed: still wait (the work is shared
-            self._thread.join()  # state), its own error yields to the block's
+        else:  # the block failed: still wait (the work is on shared state); its own error
+            self._join()  # yields to the block's
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
             self._thread = None

@@ -139,10 +139,11 @@ class NeighbourRater:
     ) -> np.ndarray:
         """Each rating in order: predicted (:meth:`predict_one`), then learned
         (:meth:`learn_one`). Returns the predictions."""
+        if not len(ratings):  # a batch of clicks only: nothing to allocate
+            return np.zeros(0)
         slots = np.array([self._slot(user) for user in users], np.int64)
         item_slots = np.array(items, np.int64)
-        if len(item_slots):
-            self._reserve(int(item_slots.max()))
+        self._reserve(int(item_slots.max()))
         values = np.array(ratings, np.float64)
         out = np.zeros(len(values))
         scratch = np.zeros(self.last, np.int64), np.zeros(self.last)
