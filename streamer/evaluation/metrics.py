@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+#: Lists whose diversity :class:`ListAudit` keeps (all are dropped when it holds more).
+DIVERSITIES_KEPT = 65_536
+
 
 class RatingMetrics:
     """RMSE and MAE of predictions made before learning, overall and over a rolling window.
@@ -147,7 +150,8 @@ class ListAudit:
         self._shown = 0
         self._masks: dict[Any, tuple[Sequence[str], int]] = {}  # item -> (its tags, as bits)
         self._bits: dict[str, int] = {}  # tag -> its bit
-        self._last: tuple[Sequence[Any], float] = ((), 0.0)  # the last list, its diversity
+        # the diversity of lists by their items' tag masks (what it depends on: never stale)
+        self._diversities: dict[tuple[int, ...], float] = {}
         # the stream's interaction counts and the items' tags, as last given (live mappings)
         self._interactions: Mapping[Any, float] = {}
         self._tags: Mapping[Any, Sequence[str]] = {}
@@ -172,10 +176,14 @@ class ListAudit:
             share = (count + 1.0) / (max(users, 1) + 1.0)
             self._novelty += -math.log2(min(share, 1.0))
         self._shown += len(top)
-        last, diversity = self._last
-        if last != top:  # a user's list is audited at each of their positives until it changes
-            diversity = _diversity_of_masks([self._mask(item, tags) for item in top])
-            self._last = (top, diversity)
+        # a user's list is audited at each of their positives until it changes, and a worker's
+        # batch interleaves its users: the 45 pairs of a list of 10 once per list
+        masks = tuple([self._mask(item, tags) for item in top])
+        diversity = self._diversities.get(masks)
+        if diversity is None:
+            if len(self._diversities) >= DIVERSITIES_KEPT:
+                self._diversities.clear()
+            diversity = self._diversities[masks] = _diversity_of_masks(masks)
         self._diversity += diversity
 
     def renumber(self, mapping: np.ndarray) -> None:
@@ -184,7 +192,6 @@ class ListAudit:
         new = mapping.tolist()
         self.counts = Counter({new[i]: n for i, n in self.counts.items() if new[i] >= 0})
         self._masks = {new[i]: m for i, m in self._masks.items() if new[i] >= 0}
-        self._last = ((), 0.0)
 
     def _mask(self, item: Any, tags: Mapping[Any, Sequence[str]]) -> int:
         """``item``'s tags as the bits of an int (cached while its tags stay the same)."""

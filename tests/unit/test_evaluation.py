@@ -116,3 +116,20 @@ def test_accuracy_is_reported_by_user_group_for_every_model():
         if totals["positives"]:
             hits = sum(g["hit_rate"] * g["positives"] for g in groups.values() if g["positives"])
             assert abs(hits / totals["positives"] - totals["hit_rate"]) < 1e-3, name
+
+
+def test_the_audit_reads_each_lists_diversity_from_its_items_tags_as_they_are_now():
+    """Lists interleave (a batch's users), repeat (a user's positives), and an item's tags
+    may change between two showings of the same list: its diversity follows the tags."""
+    from streamer.evaluation.metrics import ListAudit, intra_list_diversity
+
+    tags = {1: ["x"], 2: ["x"], 3: ["y"]}
+    audit = ListAudit(catalogue_size=3, k=3)
+    shown = [(1, 2), (1, 3), (1, 3), (1, 2)]  # two users' lists, interleaved
+    for items in shown:
+        audit.update(items, {}, tags, users=2)
+    expected = [intra_list_diversity(items, tags) for items in shown]
+    tags[2] = ["z"]  # new metadata: the first list is now as diverse as the second
+    audit.update((1, 2), {}, tags, users=2)
+    expected.append(1.0)
+    assert audit.report()["intra_list_diversity"] == round(sum(expected) / len(expected), 4)
