@@ -43,6 +43,10 @@ Event = Click | ContextEvent | ItemEvent
 #: The most similar-item lists a batch computes: a due set larger than this is spread over the
 #: next batches, so that it does not hold one batch (and its users' freshness) up.
 SIMILAR_PER_BATCH = 200
+#: ... and at most one per this many events of the batch (at least one): a paced stream's small
+#: batches share the due set instead of a few of them computing 200 lists each (~10 ms more
+#: apiece, in a row: the p99 freshness at 1,000 events/s, docs/benchmarks.md).
+EVENTS_PER_SIMILAR = 5
 #: The catalogue is compacted (``Engine.compact``) once it holds at least this many expired
 #: items and as many as it keeps: memory for at most twice the live items, not every item ever.
 COMPACT_MIN = 1024
@@ -196,23 +200,21 @@ class Engine:
         self._remember(out.lists)
         if with_popular:
             out.popular = self.recommender.popular_lists()
-        out.similar = self.similar_lists(with_similar)
+        share = min(SIMILAR_PER_BATCH, max(1, len(events) // EVENTS_PER_SIMILAR))
+        out.similar = self.similar_lists(with_similar, share)
         return out
 
-    def similar_lists(self, due: bool) -> list[SimList]:
+    def similar_lists(self, due: bool, at_most: int = SIMILAR_PER_BATCH) -> list[SimList]:
         """Similar-item lists to publish now: when ``due``, every item chosen since the last
-        time joins the items whose list is due; at most ``SIMILAR_PER_BATCH`` of those are
-        computed (the oldest first), the rest wait for the next call."""
+        time joins the items whose list is due; ``at_most`` of those are computed (the oldest
+        first), the rest wait for the next call."""
         if due:
             waiting = set(self._similar_due)
             self._similar_due += [i for i in self._chosen if i not in waiting]
             self._chosen = {}
         if not self._similar_due:
             return []
-        now, self._similar_due = (
-            self._similar_due[:SIMILAR_PER_BATCH],
-            self._similar_due[SIMILAR_PER_BATCH:],
-        )
+        now, self._similar_due = self._similar_due[:at_most], self._similar_due[at_most:]
         return self.recommender.similar_lists(now)
 
     def _learn_pending(self) -> None:

@@ -69,6 +69,10 @@ def test_similar_items_are_published_and_read_back(fake_redis):
         for item in (("a", "b") if n % 2 else ("c", "d"))
     ]
     asyncio.run(pipeline.handle("clicks", clicks))
+    # a batch computes one list per EVENTS_PER_SIMILAR of its events, the oldest chosen first
+    # (c, d); the others wait for the next batch, or the report timer of a quiet stream
+    assert sorted(k for k in fake_redis.data if k.startswith("t:sim:")) == ["t:sim:c", "t:sim:d"]
+    pipeline.sink.write([], similar=pipeline.stale_similar())
     similar = get_similar(fake_redis, "a", prefix="t:")
     assert [s["item"] for s in similar["items"]] == ["b"]  # co-chosen by the same users
     assert [s["item"] for s in get_similar(fake_redis, "d", prefix="t:")["items"]] == ["c"]
