@@ -50,6 +50,10 @@ class Message:
 DEAD_LETTER_ATTEMPTS = 4
 #: The most raw bytes a dead letter keeps (its size stays well under the producer's 1 MB).
 RAW_KEPT = 64 * 1024
+#: The report timer publishes the similar-item lists batches would only once no batch ended for
+#: this long: while batches run they share the due set (``Engine.similar_lists``), and the timer
+#: taking 200 at once held the loop ~15 ms every report (the p99 freshness at 1,000 events/s).
+QUIET_S = 1.0
 
 
 def dead_letter(message: Message, reason: str) -> bytes:
@@ -147,6 +151,7 @@ class Pipeline:
         )
         #: the engine's positives learned when its popular lists were last published
         self._popular_at = -1
+        self._batch_ended = 0.0  # when the last batch ended (wall clock)
         self.batch_observers: list[BatchObserver] = []  # e.g. the Prometheus histograms
         self.published_observers: list[Callable[[Sequence[RecList]], None]] = []  # the lists
         self._in_batch = 0  # batches in progress (one per agent at most)
@@ -200,8 +205,11 @@ class Pipeline:
         items chosen since their lists were last due, once ``sim_publish_s`` has passed, and
         those still waiting from a due set larger than a batch computes. Lists go out with
         batches; a stream that goes quiet would leave these unpublished until its next batch
-        (the worker's report timer writes them)."""
-        return self.engine.similar_lists(self._similar_every.claim(time.time()))
+        (the worker's report timer writes them, once no batch ended for ``QUIET_S``)."""
+        now = time.time()
+        if now - self._batch_ended < QUIET_S:  # the batches are publishing them
+            return []
+        return self.engine.similar_lists(self._similar_every.claim(now))
 
     async def pause(self) -> None:
         """Take no batch from now on (a worker handing its partitions over), once the batches
@@ -301,6 +309,7 @@ class Pipeline:
             redelivered=redelivered,
         )
         seconds = time.perf_counter() - started
+        self._batch_ended = time.time()
         for observe in self.batch_observers:
             observe(kind, seconds, learn_seconds, fresh)
 

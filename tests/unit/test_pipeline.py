@@ -59,9 +59,12 @@ def test_a_processing_error_isolates_the_event(fake_redis, monkeypatch):
     assert pipeline.engine.events == 2  # the others were learned once each, none re-run
 
 
-def test_similar_items_are_published_and_read_back(fake_redis):
+def test_similar_items_are_published_and_read_back(fake_redis, monkeypatch):
     from streamer.client import get_similar
+    from streamer.pipeline import QUIET_S
 
+    clock = [1000.0]
+    monkeypatch.setattr("streamer.pipeline.time.time", lambda: clock[0])
     pipeline, _ = make_pipeline(fake_redis, pop_publish_s=0.0)
     clicks = [
         message("clicks", {"user": f"u{n}", "item": item})
@@ -72,6 +75,8 @@ def test_similar_items_are_published_and_read_back(fake_redis):
     # a batch computes one list per EVENTS_PER_SIMILAR of its events, the oldest chosen first
     # (c, d); the others wait for the next batch, or the report timer of a quiet stream
     assert sorted(k for k in fake_redis.data if k.startswith("t:sim:")) == ["t:sim:c", "t:sim:d"]
+    assert pipeline.stale_similar() == []  # batches are running: theirs to publish
+    clock[0] += QUIET_S  # no batch since: the timer's
     pipeline.sink.write([], similar=pipeline.stale_similar())
     similar = get_similar(fake_redis, "a", prefix="t:")
     assert [s["item"] for s in similar["items"]] == ["b"]  # co-chosen by the same users
