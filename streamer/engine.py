@@ -43,10 +43,12 @@ Event = Click | ContextEvent | ItemEvent
 #: The most similar-item lists a batch computes: a due set larger than this is spread over the
 #: next batches, so that it does not hold one batch (and its users' freshness) up.
 SIMILAR_PER_BATCH = 200
-#: ... and at most one per this many events of the batch (at least one): a paced stream's small
-#: batches share the due set instead of a few of them computing 200 lists each (~10 ms more
-#: apiece, in a row: the p99 freshness at 1,000 events/s, docs/benchmarks.md).
+#: ... and at most one per this many events of the batch, but at least ``SIMILAR_FLOOR``: a paced
+#: stream's small batches share the due set (~1 ms of lists each) instead of a few of them
+#: computing 200 lists each (~10 ms more apiece, in a row: the p99 freshness at 1,000 events/s,
+#: docs/benchmarks.md), and still drain 20 lists a batch, ~1,000 a second at 50 batches a second.
 EVENTS_PER_SIMILAR = 5
+SIMILAR_FLOOR = 20
 #: The catalogue is compacted (``Engine.compact``) once it holds at least this many expired
 #: items and as many as it keeps: memory for at most twice the live items, not every item ever.
 COMPACT_MIN = 1024
@@ -200,7 +202,7 @@ class Engine:
         self._remember(out.lists)
         if with_popular:
             out.popular = self.recommender.popular_lists()
-        share = min(SIMILAR_PER_BATCH, max(1, len(events) // EVENTS_PER_SIMILAR))
+        share = min(SIMILAR_PER_BATCH, max(SIMILAR_FLOOR, len(events) // EVENTS_PER_SIMILAR))
         out.similar = self.similar_lists(with_similar, share)
         return out
 

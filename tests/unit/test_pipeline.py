@@ -59,12 +59,9 @@ def test_a_processing_error_isolates_the_event(fake_redis, monkeypatch):
     assert pipeline.engine.events == 2  # the others were learned once each, none re-run
 
 
-def test_similar_items_are_published_and_read_back(fake_redis, monkeypatch):
+def test_similar_items_are_published_and_read_back(fake_redis):
     from streamer.client import get_similar
-    from streamer.pipeline import QUIET_S
 
-    clock = [1000.0]
-    monkeypatch.setattr("streamer.pipeline.time.time", lambda: clock[0])
     pipeline, _ = make_pipeline(fake_redis, pop_publish_s=0.0)
     clicks = [
         message("clicks", {"user": f"u{n}", "item": item})
@@ -72,16 +69,40 @@ def test_similar_items_are_published_and_read_back(fake_redis, monkeypatch):
         for item in (("a", "b") if n % 2 else ("c", "d"))
     ]
     asyncio.run(pipeline.handle("clicks", clicks))
-    # a batch computes one list per EVENTS_PER_SIMILAR of its events, the oldest chosen first
-    # (c, d); the others wait for the next batch, or the report timer of a quiet stream
-    assert sorted(k for k in fake_redis.data if k.startswith("t:sim:")) == ["t:sim:c", "t:sim:d"]
-    assert pipeline.stale_similar() == []  # batches are running: theirs to publish
-    clock[0] += QUIET_S  # no batch since: the timer's
-    pipeline.sink.write([], similar=pipeline.stale_similar())
     similar = get_similar(fake_redis, "a", prefix="t:")
     assert [s["item"] for s in similar["items"]] == ["b"]  # co-chosen by the same users
     assert [s["item"] for s in get_similar(fake_redis, "d", prefix="t:")["items"]] == ["c"]
     assert get_similar(fake_redis, "nothing", prefix="t:")["items"] == []
+
+
+def test_a_due_set_is_shared_by_the_batches_then_left_to_the_timer_once_quiet(
+    fake_redis, monkeypatch
+):
+    """A batch computes one similar-item list per EVENTS_PER_SIMILAR of its events (at least
+    SIMILAR_FLOOR), the oldest chosen first; the report timer leaves the rest to the batches
+    while they run, and takes them once no batch has ended for QUIET_S."""
+    from streamer.engine import EVENTS_PER_SIMILAR, SIMILAR_FLOOR
+    from streamer.pipeline import QUIET_S
+
+    clock = [1000.0]
+    monkeypatch.setattr("streamer.pipeline.time.time", lambda: clock[0])
+    pipeline, _ = make_pipeline(fake_redis, sim_publish_s=3600.0)
+
+    def published() -> list[str]:
+        return sorted(k for k in fake_redis.data if k.startswith("t:sim:"))
+
+    chosen = 2 * SIMILAR_FLOOR + 5 * EVENTS_PER_SIMILAR
+    clicks = [message("clicks", {"user": f"u{n}", "item": f"i{n:03d}"}) for n in range(chosen)]
+    asyncio.run(pipeline.handle("clicks", clicks))  # due: the first batch's
+    share = max(SIMILAR_FLOOR, chosen // EVENTS_PER_SIMILAR)
+    assert published() == [f"t:sim:i{n:03d}" for n in range(share)]
+    assert pipeline.stale_similar() == []  # batches are running: theirs to publish
+    asyncio.run(pipeline.handle("clicks", [message("clicks", {"user": "v", "item": "i000"})]))
+    assert len(published()) == share + SIMILAR_FLOOR  # the next ones, not due again
+    clock[0] += QUIET_S  # no batch since: the timer's
+    rest = pipeline.stale_similar()
+    assert [s.item for s in rest] == [f"i{n:03d}" for n in range(share + SIMILAR_FLOOR, chosen)]
+    assert pipeline.stale_similar() == []
 
 
 def test_the_read_helper_imports_nothing_heavy():
