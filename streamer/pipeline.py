@@ -151,7 +151,6 @@ class Pipeline:
         )
         #: the engine's positives learned when its popular lists were last published
         self._popular_at = -1
-        self._batch_ended = 0.0  # when the last batch ended (wall clock)
         self.batch_observers: list[BatchObserver] = []  # e.g. the Prometheus histograms
         self.published_observers: list[Callable[[Sequence[RecList]], None]] = []  # the lists
         self._in_batch = 0  # batches in progress (one per agent at most)
@@ -206,10 +205,9 @@ class Pipeline:
         those still waiting from a due set larger than a batch computes. Lists go out with
         batches; a stream that goes quiet would leave these unpublished until its next batch
         (the worker's report timer writes them, once no batch ended for ``QUIET_S``)."""
-        now = time.time()
-        if now - self._batch_ended < QUIET_S:  # the batches are publishing them
+        if self.stats.clock() - self.stats.last_batch < QUIET_S:  # the batches publish them
             return []
-        return self.engine.similar_lists(self._similar_every.claim(now))
+        return self.engine.similar_lists(self._similar_every.claim(time.time()))
 
     async def pause(self) -> None:
         """Take no batch from now on (a worker handing its partitions over), once the batches
@@ -309,7 +307,6 @@ class Pipeline:
             redelivered=redelivered,
         )
         seconds = time.perf_counter() - started
-        self._batch_ended = time.time()
         for observe in self.batch_observers:
             observe(kind, seconds, learn_seconds, fresh)
 

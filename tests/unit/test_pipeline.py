@@ -87,6 +87,7 @@ def test_a_due_set_is_shared_by_the_batches_then_left_to_the_timer_once_quiet(
     clock = [1000.0]
     monkeypatch.setattr("streamer.pipeline.time.time", lambda: clock[0])
     pipeline, _ = make_pipeline(fake_redis, sim_publish_s=3600.0)
+    pipeline.stats.clock = lambda: clock[0]  # when batches last ended, on the same clock
 
     def published() -> list[str]:
         return sorted(k for k in fake_redis.data if k.startswith("t:sim:"))
@@ -349,6 +350,7 @@ def test_similar_lists_due_after_the_last_batch_are_published_by_the_timer(fake_
     clock = [1000.0]
     monkeypatch.setattr("streamer.pipeline.time.time", lambda: clock[0])
     pipeline, _ = make_pipeline(fake_redis, sim_publish_s=3600.0)
+    pipeline.stats.clock = lambda: clock[0]  # when batches last ended, on the same clock
     asyncio.run(pipeline.handle("clicks", [message("clicks", {"user": "u0", "item": "a"})]))
     assert pipeline.stale_similar() == []  # a's list went with the batch; not due for an hour
     clicks = [
