@@ -6,11 +6,16 @@ The engine learns the whole MovieLens-100K log in process (batches of 500), or w
 ``--clicks N`` the first N events of the soak's synthetic stream (``benchmarks.soak_worker``:
 a new user every three clicks, nothing expiring: N / 3 users kept), then writes and loads a
 snapshot ``--runs`` times; the worker's stream waits for the write (see docs/reliability.md).
+Each run writes and loads it twice, side by side (which goes first alternates): as the worker
+does (the cyclic garbage collector paused meanwhile, :func:`streamer.memory.collector_paused`)
+and with the collector left running, and prints the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import tempfile
 import time
@@ -38,20 +43,28 @@ def main() -> None:
     for n in range(0, len(events), 500):
         engine.process(events[n : n + 500])
     directory = Path(tempfile.mkdtemp())
-    for _ in range(args.runs):
-        started = time.perf_counter()
-        saved = snapshot.save(engine, {}, directory)
-        written = time.perf_counter() - started
-        started = time.perf_counter()
-        snapshot.load(saved.path, settings)
-        loaded = time.perf_counter() - started
-        figures = {
-            "events": engine.events,
-            "users": len(engine.users),
-            "mb": round(saved.path.stat().st_size / 1e6, 1),
-            "write_s": round(written, 2),
-            "load_s": round(loaded, 2),
-        }
+    paused = snapshot.collector_paused
+    ways = [("", paused), ("collector_on_", contextlib.nullcontext)]
+    for run in range(args.runs):
+        figures: dict[str, float] = {"events": engine.events, "users": len(engine.users)}
+        for name, pause in ways[:: 1 if run % 2 == 0 else -1]:  # alternating which goes first
+            snapshot.collector_paused = pause  # type: ignore[assignment]
+            gc.collect()  # each way from the same heap
+            started = time.perf_counter()
+            saved = snapshot.save(engine, {}, directory)
+            figures[f"{name}write_s"] = round(time.perf_counter() - started, 2)
+            started = time.perf_counter()
+            loaded, _ = snapshot.load(saved.path, settings)
+            gc.freeze()  # as the worker does with a restored state (its first batches' walks)
+            figures[f"{name}load_s"] = round(time.perf_counter() - started, 2)
+            del loaded
+            gc.unfreeze()
+        snapshot.collector_paused = paused
+        figures["mb"] = round(saved.path.stat().st_size / 1e6, 1)
+        for step in ("write", "load"):
+            figures[f"{step}_vs_collector_on"] = round(
+                figures[f"{step}_s"] / figures[f"collector_on_{step}_s"], 2
+            )
         print(json.dumps(figures), flush=True)
 
 

@@ -249,6 +249,10 @@ def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pip
         return Pipeline(settings, sink, send_dead_letter, log_check=check)
     log.info("resuming from snapshot %s", snapshot.describe(saved))
     engine_b = _arm_b(settings, saved) if settings.ab else None
+    # The restored state lives as long as the worker: out of the cyclic collector's walks now,
+    # as the report timer does with what has lived since (the load made it with the collector
+    # paused, so its first collections would otherwise walk all of it, in the first batches).
+    gc.freeze()
     return Pipeline(
         settings, sink, send_dead_letter, engine, saved.offsets, saved.stamps, engine_b, check
     )

@@ -31,6 +31,7 @@ import numpy as np
 
 from index.factory import make_index
 from streamer.engine import Engine
+from streamer.memory import collector_paused
 from streamer.settings import Settings
 from streamer.state_codec import StateError, decode, encode
 
@@ -106,10 +107,13 @@ def save(
     engine.trim()  # the row pools' free ends are not state
     # the taps are the live observers of a running worker (streamer.sync), not state
     externals = {"settings": engine.settings, "index": engine.index, "taps": engine.taps}
-    doc, arrays = encode(engine, externals)
+    with collector_paused():  # the graph's walk makes millions of objects (streamer.memory)
+        doc, arrays = encode(engine, externals)
+        state = json.dumps(doc).encode()
+    del doc
     ids, vectors = engine.index.all_items()
     arrays = {**arrays, "index_ids": np.asarray(ids), "index_vectors": np.asarray(vectors)}
-    arrays["state"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
+    arrays["state"] = np.frombuffer(state, np.uint8)
     created = time.time()
     manifest = {
         "format": FORMAT,
@@ -164,8 +168,10 @@ def load(path: Path, settings: Settings) -> tuple[Engine, Snapshot]:
     index = make_index(
         settings.index_backend, settings.n_factors + 1, len(ids), settings.large_index_min_items
     )
-    doc = json.loads(arrays.pop("state").tobytes())
-    engine = decode(doc, arrays, {"settings": settings, "index": index, "taps": []})
+    with collector_paused():  # as in save
+        doc = json.loads(arrays.pop("state").tobytes())
+        engine = decode(doc, arrays, {"settings": settings, "index": index, "taps": []})
+        del doc
     if not isinstance(engine, Engine):
         raise SnapshotError(f"{path.name}: holds a {type(engine).__name__}, not an engine")
     if len(ids):

@@ -1,3 +1,4 @@
+import gc
 import json
 
 import pytest
@@ -63,3 +64,11 @@ def catalogue_events():
 
 
 __all__ = ["Click", "ContextEvent", "catalogue_events", "message"]
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen():
+    """What a test froze out of the cyclic collector (a worker's restore, its report timer:
+    ``gc.freeze()``) goes back to it after the test: the suite's process is not a worker."""
+    yield
+    gc.unfreeze()

@@ -1,6 +1,7 @@
 """The Faust agent, driven with Faust's own ``test_context()`` (no broker)."""
 
 import asyncio
+import gc
 import json
 
 from streamer.app import create_app
@@ -83,9 +84,12 @@ def test_a_broker_that_does_not_answer_does_not_cost_the_snapshot(
         monkeypatch.setattr(app_module, "timestamps_at", lambda *a, answer=answer, **k: {
             ("clicks", 0): answer
         })  # fmt: skip
+        gc.unfreeze()
         work = app_module._restored(settings, sink, lambda k, v: None)
         assert (work.engine.events == 1) is kept, answer
         assert (work.offsets == {"clicks": {0: 10}}) is kept, answer
+        # a resumed state leaves the cyclic collector's walks at once (not a discarded one)
+        assert (gc.get_freeze_count() > 0) is kept, answer
 
 
 def test_a_worker_started_while_the_broker_is_away_waits_for_it_to_check_its_snapshot(
