@@ -163,7 +163,10 @@ class Validator:
 
     def _object(self, raw: bytes) -> dict[str, Any]:
         try:
-            d = json.loads(raw)
+            if raw[:1] == b"{" and raw[1:2] != b"\x00":  # what json.loads reads as UTF-8
+                d = json.loads(raw.decode("utf-8", "surrogatepass"))  # (not guessed again)
+            else:  # a BOM, UTF-16 or -32, not an object: json.loads tells
+                d = json.loads(raw)
         except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer of 4,300+ digits
             raise InvalidEvent(f"not JSON: {_short(exc)}") from None
         except (TypeError, RecursionError):
@@ -222,26 +225,36 @@ class Validator:
         if len(raw) > self.s.max_context_keys:
             raise InvalidEvent(f"context has {len(raw)} keys; at most {self.s.max_context_keys}")
         context: dict[str, str] = {}
+        limit = self.s.max_string_len
         for key, value in raw.items():
-            if len(key) > self.s.max_string_len:
-                raise InvalidEvent(f"context key longer than {self.s.max_string_len} characters")
+            if len(key) > limit:
+                raise InvalidEvent(f"context key longer than {limit} characters")
             key = _text(key, "context key")
-            if isinstance(value, bool) or not isinstance(value, str | int | float):
-                raise InvalidEvent(f"context value of {key!r} must be a string or a number")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise InvalidEvent(f"context value of {key!r} is not finite")
-            if isinstance(value, int) and not -(10**18) < value < 10**18:
-                raise InvalidEvent(f"context value of {key!r} is an integer of 19+ digits")
-            text = _text(str(value), f"context value of {key!r}")
-            if len(text) > self.s.max_string_len:
+            text = value if type(value) is str else _context_number(key, value)
+            if not text.isascii():  # (the name made only then)
+                _text(text, f"context value of {key!r}")
+            if len(text) > limit:
                 raise InvalidEvent(f"context value of {key!r} too long")
             context[key] = text
         return enrich_context(context, ts)
 
 
+def _context_number(key: str, value: Any) -> str:
+    """A context value that is not a string: a finite number of at most 18 digits, as text."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent(f"context value of {key!r} must be a string or a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidEvent(f"context value of {key!r} is not finite")
+    if isinstance(value, int) and not -(10**18) < value < 10**18:
+        raise InvalidEvent(f"context value of {key!r} is an integer of 19+ digits")
+    return str(value)
+
+
 def _text(value: str, name: str) -> str:
     """``value`` if it can be written as UTF-8 (a lone surrogate such as "\\ud800" cannot:
     it would fail later, as a Redis key or a feature name)."""
+    if value.isascii():  # (a flag of the string: no encoding made)
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -136,3 +136,39 @@ def test_a_batch_full_of_poison_loses_no_good_event(fake_redis):
     assert len(dead) == len(poison)
     assert pipeline.engine.events == len(good)
     assert all(f"t:rec:g{n}" in fake_redis.data for n in range(20))
+
+
+def _read(read, raw):
+    try:
+        return read(raw)
+    except Exception as exc:  # what each says of bytes it cannot read
+        return type(exc).__name__
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=60).map(lambda tail: b"{" + tail),  # the validator's own path
+        st.tuples(EVENTS, st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le",
+                                           "utf-32", "utf-32-be"])).map(
+            lambda pair: json.dumps(pair[0], ensure_ascii=False, default=str).encode(
+                pair[1], "surrogatepass"
+            )
+        ),
+    )
+)  # fmt: skip
+def test_a_message_reads_as_json_loads_reads_it(raw):
+    """The validator reads a message that opens with ``{`` as UTF-8 itself, skipping
+    ``json.loads``' guess of the encoding: the same object, or a refusal where it fails."""
+
+    def loads(raw):
+        d = json.loads(raw)
+        if not isinstance(d, dict):
+            raise InvalidEvent("not an object")
+        return d
+
+    ours, theirs = _read(V._object, raw), _read(loads, raw)
+    if isinstance(theirs, str):  # json.loads refused it: so does the validator, with a reason
+        assert ours == "InvalidEvent", (ours, theirs)
+    else:  # (repr: a NaN equals no other NaN)
+        assert repr(ours) == repr(theirs)
