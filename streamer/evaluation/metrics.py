@@ -163,27 +163,37 @@ class ListAudit:
         tags: Mapping[Any, Sequence[str]],
         users: int,
     ) -> None:
-        top = list(items[: self.k])
+        top = items[: self.k]
         self.lists += 1
         self._interactions, self._tags = popularity, tags
         if not top:
             self.empty += 1
             return
         self.counts.update(top)
+        # (per positive in the worker: one pass, the caches read inline)
+        interactions, log2, cached_masks = popularity.get, math.log2, self._masks
+        everyone = max(users, 1) + 1.0
+        popularity_sum, novelty = self._popularity, self._novelty
+        masks = []
         for item in top:
-            count = popularity.get(item, 0.0)
-            self._popularity += count
-            share = (count + 1.0) / (max(users, 1) + 1.0)
-            self._novelty += -math.log2(min(share, 1.0))
+            count = interactions(item, 0.0)
+            popularity_sum += count
+            novelty -= log2(min((count + 1.0) / everyone, 1.0))
+            mine = tags.get(item, ())
+            cached = cached_masks.get(item)
+            masks.append(
+                cached[1] if cached is not None and cached[0] is mine else self._mask(item, tags)
+            )
+        self._popularity, self._novelty = popularity_sum, novelty
         self._shown += len(top)
         # a user's list is audited at each of their positives until it changes, and a worker's
         # batch interleaves its users: the 45 pairs of a list of 10 once per list
-        masks = tuple([self._mask(item, tags) for item in top])
-        diversity = self._diversities.get(masks)
+        key = tuple(masks)
+        diversity = self._diversities.get(key)
         if diversity is None:
             if len(self._diversities) >= DIVERSITIES_KEPT:
                 self._diversities.clear()
-            diversity = self._diversities[masks] = _diversity_of_masks(masks)
+            diversity = self._diversities[key] = _diversity_of_masks(key)
         self._diversity += diversity
 
     def renumber(self, mapping: np.ndarray) -> None:
