@@ -163,7 +163,7 @@ class ListAudit:
         tags: Mapping[Any, Sequence[str]],
         users: int,
     ) -> None:
-        top = items[: self.k]
+        top = list(items[: self.k])
         self.lists += 1
         self._interactions, self._tags = popularity, tags
         if not top:
