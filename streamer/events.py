@@ -231,8 +231,7 @@ class Validator:
                 raise InvalidEvent(f"context key longer than {limit} characters")
             key = _text(key, "context key")
             text = value if type(value) is str else _context_number(key, value)
-            if not text.isascii():  # (the name made only then)
-                _text(text, f"context value of {key!r}")
+            text = _text(text, "context value", of=key)
             if len(text) > limit:
                 raise InvalidEvent(f"context value of {key!r} too long")
             context[key] = text
@@ -250,15 +249,17 @@ def _context_number(key: str, value: Any) -> str:
     return str(value)
 
 
-def _text(value: str, name: str) -> str:
+def _text(value: str, name: str, of: str | None = None) -> str:
     """``value`` if it can be written as UTF-8 (a lone surrogate such as "\\ud800" cannot:
-    it would fail later, as a Redis key or a feature name)."""
+    it would fail later, as a Redis key or a feature name); ``name`` (``of`` what) in the
+    reason, made only then."""
     if value.isascii():  # (a flag of the string: no encoding made)
         return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidEvent(f"{name} is not valid Unicode (a lone surrogate)") from None
+        label = name if of is None else f"{name} of {of!r}"
+        raise InvalidEvent(f"{label} is not valid Unicode (a lone surrogate)") from None
     return value
 
 

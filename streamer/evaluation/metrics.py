@@ -180,9 +180,9 @@ class ListAudit:
             popularity_sum += count
             novelty -= log2(min((count + 1.0) / everyone, 1.0))
             mine = tags.get(item, ())
-            cached = cached_masks.get(item)
+            cached = cached_masks.get(item)  # an item's mask, while its tags stay the same
             masks.append(
-                cached[1] if cached is not None and cached[0] is mine else self._mask(item, tags)
+                cached[1] if cached is not None and cached[0] is mine else self._mask(item, mine)
             )
         self._popularity, self._novelty = popularity_sum, novelty
         self._shown += len(top)
@@ -203,12 +203,9 @@ class ListAudit:
         self.counts = Counter({new[i]: n for i, n in self.counts.items() if new[i] >= 0})
         self._masks = {new[i]: m for i, m in self._masks.items() if new[i] >= 0}
 
-    def _mask(self, item: Any, tags: Mapping[Any, Sequence[str]]) -> int:
-        """``item``'s tags as the bits of an int (cached while its tags stay the same)."""
-        mine = tags.get(item, ())
-        cached = self._masks.get(item)
-        if cached is not None and cached[0] is mine:
-            return cached[1]
+    def _mask(self, item: Any, mine: Sequence[str]) -> int:
+        """``item``'s tags ``mine`` as the bits of an int, kept with them (``update`` reads it
+        back while the item's tags are the same object)."""
         mask = 0
         for tag in mine:
             mask |= 1 << self._bits.setdefault(tag, len(self._bits))
