@@ -57,6 +57,22 @@ def as_ids(ids: np.ndarray | Sequence[int]) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
 
 
+def new_ids(ids: np.ndarray | Sequence[int]) -> np.ndarray:
+    """:func:`as_ids` of ids to write: an id is at least 0 (FAISS answers -1 for "none").
+
+    >>> new_ids([3, 10**12]).tolist()
+    [3, 1000000000000]
+    >>> new_ids([3, -1])
+    Traceback (most recent call last):
+    ...
+    ValueError: item ids must be >= 0 (FAISS answers -1 for no item): got -1
+    """
+    out = as_ids(ids)
+    if len(out) and out.min() < 0:
+        raise ValueError(f"item ids must be >= 0 (FAISS answers -1 for no item): got {out.min()}")
+    return out
+
+
 def as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
     m = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
     if m.ndim == 1:

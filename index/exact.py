@@ -14,6 +14,7 @@ from index.base import (
     as_matrix,
     empty_result,
     last_writes,
+    new_ids,
     search_excluding,
 )
 
@@ -42,6 +43,10 @@ class ExactIndex:
         self._flat = faiss.IndexFlatIP(dim)
         self._index = faiss.IndexIDMap2(self._flat)
         self._ids: dict[int, int] = {}  # id -> its row in the flat storage
+        # the same as an array over ids 0 .. len(_dense) - 1 (-1: not in the index): a list's
+        # ~60 vectors read in one numpy lookup, not ~60 dict lookups (a catalogue's ids are
+        # dense; ids far past the index's size stay in the dict alone, see _cover)
+        self._dense = np.full(0, -1, np.int64)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -50,7 +55,7 @@ class ExactIndex:
         return item in self._ids
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = as_ids(ids)
+        ids = new_ids(ids)
         vectors = as_matrix(vectors, self.dim)
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
@@ -64,13 +69,16 @@ class ExactIndex:
             first = self._flat.ntotal
             self._index.add_with_ids(vectors[~known], new)
             self._ids.update(zip(new.tolist(), range(first, first + len(new)), strict=True))
+            self._cover(new, np.arange(first, first + len(new)))
 
     def remove(self, ids: np.ndarray) -> None:
         present = [i for i in as_ids(ids).tolist() if i in self._ids]
         if present:
             self._index.remove_ids(np.asarray(present, dtype=np.int64))  # type: ignore[arg-type]
-            order = faiss.vector_to_array(self._index.id_map).tolist()  # rows moved up
-            self._ids = {item: row for row, item in enumerate(order)}
+            order = faiss.vector_to_array(self._index.id_map)  # rows moved up
+            self._ids = {item: row for row, item in enumerate(order.tolist())}
+            self._dense[:] = -1
+            self._cover(order.astype(np.int64), np.arange(len(order)))
 
     def all_items(self) -> tuple[np.ndarray, np.ndarray]:
         """All ids and their vectors, in storage order."""
@@ -90,7 +98,24 @@ class ExactIndex:
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         """Each id's row in the flat storage, -1 for ids not in the index."""
+        if len(ids) and ids.min() >= 0 and ids.max() < len(self._dense):
+            return self._dense[ids]
         return np.fromiter((self._ids.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
+
+    def _cover(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        """Enter ``ids``' ``rows`` in the dense lookup, grown to the largest id (when the ids
+        are dense enough: at most twice the index's size, plus 1,024); the others stay in the
+        dict alone, where :meth:`_rows` finds them."""
+        small = (ids >= 0) & (ids < 2 * len(self._ids) + 1024)
+        ids, rows = ids[small], rows[small]
+        if not len(ids):
+            return
+        top = int(ids.max())
+        if top >= len(self._dense):
+            grown = np.full(max(2 * len(self._dense), top + 1), -1, np.int64)
+            grown[: len(self._dense)] = self._dense
+            self._dense = grown
+        self._dense[ids] = rows
 
     def _storage(self) -> np.ndarray:
         """The flat storage's vectors as a writable (rows, dim) view."""

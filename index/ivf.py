@@ -23,7 +23,15 @@ import faiss
 import numpy as np
 
 from index.background import BackgroundBuild
-from index.base import Exclude, SearchResult, as_ids, as_matrix, last_writes, search_excluding
+from index.base import (
+    Exclude,
+    SearchResult,
+    as_ids,
+    as_matrix,
+    last_writes,
+    new_ids,
+    search_excluding,
+)
 from index.exact import ExactIndex
 
 
@@ -73,7 +81,7 @@ class IVFIndex(BackgroundBuild):
         return int(self._ivf.ntotal) if self._ivf is not None else 0
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = as_ids(ids)
+        ids = new_ids(ids)
         vectors = as_matrix(vectors, self.dim)
         with self._lock:
             self._store.put(ids, vectors)

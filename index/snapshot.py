@@ -22,6 +22,7 @@ from index.base import (
     as_ids,
     as_matrix,
     merge_results,
+    new_ids,
     search_excluding,
 )
 from index.exact import ExactIndex
@@ -43,7 +44,11 @@ class SnapshotIndex(BackgroundBuild):
         self.rebuild_fraction, self.rebuild_min = rebuild_fraction, rebuild_min
         self._built: Any = None
         self._built_ids = np.zeros(0, np.int64)  # position in the built index -> item id
-        self._position = np.zeros(0, np.int64)  # item id -> position in the built index, or -1
+        # the built ids sorted, and each one's position in the built index: item id ->
+        # position by a binary search (ids may be sparse: an array as long as the largest id
+        # could not be made for an id of 10**12)
+        self._sorted_ids = np.zeros(0, np.int64)
+        self._sorted_positions = np.zeros(0, np.int64)
         self._stale: set[int] = set()  # positions whose item was rewritten or removed since
         self._fresh = ExactIndex(dim)  # items written after the built index's snapshot
         self._gone: set[int] = set()  # built items removed since its snapshot
@@ -64,7 +69,7 @@ class SnapshotIndex(BackgroundBuild):
         return len(self._built_ids)
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = as_ids(ids)
+        ids = new_ids(ids)
         vectors = as_matrix(vectors, self.dim)
         with self._lock:
             self._store.put(ids, vectors)
@@ -101,9 +106,11 @@ class SnapshotIndex(BackgroundBuild):
         return merge_results(built, fresh, k)
 
     def _mark_stale(self, ids: np.ndarray) -> None:
-        known = ids[ids < len(self._position)]
-        positions = self._position[known]
-        self._stale.update(positions[positions >= 0].tolist())
+        if not len(ids) or not len(self._sorted_ids):
+            return
+        at = np.minimum(np.searchsorted(self._sorted_ids, ids), len(self._sorted_ids) - 1)
+        built = self._sorted_ids[at] == ids
+        self._stale.update(self._sorted_positions[at[built]].tolist())
 
     def _due(self) -> bool:
         pending = len(self._fresh) + len(self._gone)
@@ -114,8 +121,8 @@ class SnapshotIndex(BackgroundBuild):
         with self._lock:
             fresh_ids, fresh_vectors = self._store.since(seq)
             self._built, self._built_ids = built, ids
-            self._position = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, np.int64)
-            self._position[ids] = np.arange(len(ids))
+            self._sorted_positions = np.argsort(ids, kind="stable")
+            self._sorted_ids = ids[self._sorted_positions]
             self._fresh = ExactIndex(self.dim)
             if len(fresh_ids):
                 self._fresh.upsert(fresh_ids, fresh_vectors)

@@ -224,3 +224,29 @@ def test_vectors_of_ids_are_the_stored_ones_and_zeros_for_unknown_ids(data, back
     np.testing.assert_array_equal(got[[2, 4]], vectors[[3, 599]])
     got[2] = 1.0  # a copy: the index is not written through it
     np.testing.assert_array_equal(index.vectors(np.array([3]))[0], vectors[3])
+
+
+@pytest.mark.parametrize("backend", ["exact", "ivf", "hnsw"])
+def test_sparse_ids_among_dense_ones_and_no_negative_ids(data, backend):
+    vectors, queries = data
+    index = make_index(backend, 16)
+    ids = np.concatenate([np.arange(100), [10**12, 5_000]])
+    index.upsert(ids, vectors[: len(ids)])
+    if backend != "exact":
+        index.rebuild()  # the far id in the built index too
+        index.wait()
+    with pytest.raises(ValueError, match="item ids must be >= 0"):
+        index.upsert(np.array([7, -1]), vectors[:2])
+    index.upsert(np.array([10**12, 3]), vectors[500:502])  # rewritten, far and near
+    index.remove(np.array([0, 5_000]))  # (exact: the rows after them move up)
+    got = index.vectors(np.array([10**12, 3, 5_000, -1, 0, 99, 101]))
+    np.testing.assert_array_equal(got[:2], vectors[500:502])
+    np.testing.assert_array_equal(got[[2, 3, 4, 6]], np.zeros((4, 16), np.float32))
+    np.testing.assert_array_equal(got[5], vectors[99])
+    expected = np.concatenate([vectors[1:3], vectors[501:502], vectors[4:100]])
+    np.testing.assert_array_equal(index.vectors(np.arange(1, 100)), expected)
+    live = np.concatenate([np.arange(1, 100), [10**12]])
+    truth = live[np.argsort(-(index.vectors(live) @ queries[0]), kind="stable")[:5]]
+    assert set(index.search(queries[:1], 5).ids[0].tolist()) <= set(live.tolist())
+    if backend == "exact":
+        np.testing.assert_array_equal(index.search(queries[:1], 5).ids[0], truth)
