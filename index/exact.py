@@ -75,10 +75,9 @@ class ExactIndex:
         present = [i for i in as_ids(ids).tolist() if i in self._ids]
         if present:
             self._index.remove_ids(np.asarray(present, dtype=np.int64))  # type: ignore[arg-type]
-            order = faiss.vector_to_array(self._index.id_map)  # rows moved up
-            self._ids = {item: row for row, item in enumerate(order.tolist())}
-            self._dense[:] = -1
-            self._cover(order.astype(np.int64), np.arange(len(order)))
+            order = faiss.vector_to_array(self._index.id_map).tolist()  # rows moved up
+            self._ids = {item: row for row, item in enumerate(order)}
+            self._refill()
 
     def all_items(self) -> tuple[np.ndarray, np.ndarray]:
         """All ids and their vectors, in storage order."""
@@ -103,19 +102,26 @@ class ExactIndex:
         return np.fromiter((self._ids.get(i, -1) for i in ids.tolist()), np.int64, len(ids))
 
     def _cover(self, ids: np.ndarray, rows: np.ndarray) -> None:
-        """Enter ``ids``' ``rows`` in the dense lookup, grown to the largest id (when the ids
-        are dense enough: at most twice the index's size, plus 1,024); the others stay in the
-        dict alone, where :meth:`_rows` finds them."""
-        small = (ids >= 0) & (ids < 2 * len(self._ids) + 1024)
-        ids, rows = ids[small], rows[small]
-        if not len(ids):
-            return
-        top = int(ids.max())
-        if top >= len(self._dense):
-            grown = np.full(max(2 * len(self._dense), top + 1), -1, np.int64)
-            grown[: len(self._dense)] = self._dense
-            self._dense = grown
-        self._dense[ids] = rows
+        """Enter new ``ids``' ``rows`` in the dense lookup, which holds every id of the index
+        below its length (-1 there: not in the index). It grows (filled again from the dict)
+        to take a larger id while the ids are dense (the largest at most twice the index's
+        size, plus 1,024); larger ones stay in the dict alone, which :meth:`_rows` reads for
+        them."""
+        top = int(ids.max()) if len(ids) else -1
+        if len(self._dense) <= top < 2 * len(self._ids) + 1024:
+            self._dense = np.full(max(2 * len(self._dense), top + 1), -1, np.int64)
+            self._refill()
+        else:
+            inside = ids < len(self._dense)
+            self._dense[ids[inside]] = rows[inside]
+
+    def _refill(self) -> None:
+        """The dense lookup from the dict (after rows moved, or to a new length)."""
+        self._dense[:] = -1
+        ids = np.fromiter(self._ids.keys(), np.int64, len(self._ids))
+        rows = np.fromiter(self._ids.values(), np.int64, len(self._ids))
+        inside = ids < len(self._dense)
+        self._dense[ids[inside]] = rows[inside]
 
     def _storage(self) -> np.ndarray:
         """The flat storage's vectors as a writable (rows, dim) view."""

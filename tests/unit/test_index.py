@@ -250,3 +250,34 @@ def test_sparse_ids_among_dense_ones_and_no_negative_ids(data, backend):
     assert set(index.search(queries[:1], 5).ids[0].tolist()) <= set(live.tolist())
     if backend == "exact":
         np.testing.assert_array_equal(index.search(queries[:1], 5).ids[0], truth)
+
+
+def test_exact_index_vectors_follow_any_sequence_of_writes_and_removals():
+    """The exact index's lookups (a dense array over small ids, a dict beyond) against a plain
+    dict, over random upserts and removals of ids near and far, the catalogue growing and
+    shrinking under them."""
+    rng = np.random.default_rng(7)
+    index, truth = ExactIndex(4), {}
+    for _ in range(300):
+        n = int(rng.integers(1, 3_000 if rng.random() < 0.1 else 60))  # now and then, many
+        near = rng.integers(0, 3 * len(truth) + 3_000, n)
+        far = rng.integers(10**6, 10**12, n)
+        ids = np.unique(np.where(rng.random(n) < 0.9, near, far))
+        if rng.random() < 0.1:  # most of what is there goes
+            ids = np.array(sorted(truth)[: int(0.9 * len(truth))], np.int64)
+            index.remove(ids)
+            for i in ids.tolist():
+                del truth[i]
+        elif rng.random() < 0.7:
+            vectors = rng.normal(size=(len(ids), 4)).astype(np.float32)
+            index.upsert(ids, vectors)
+            truth.update(zip(ids.tolist(), vectors, strict=True))
+        else:
+            index.remove(ids)
+            for i in ids.tolist():
+                truth.pop(i, None)
+        some = rng.choice(list(truth) or [0], 20)
+        for asked in (ids, some, np.sort(some), np.array([-1, 10**13]), np.arange(5_000)):
+            want = [truth.get(i, np.zeros(4, np.float32)) for i in asked.tolist()]
+            np.testing.assert_array_equal(index.vectors(asked), np.array(want).reshape(-1, 4))
+        assert len(index) == len(truth)
