@@ -107,3 +107,49 @@ def test_the_model_blends_only_when_asked() -> None:
     assert on.predict_rating(u, i) == pytest.approx(
         on.range.clip(on.rating_mix.predict(fm, on.neighbours.predict_one("user=1", 0)))
     )
+
+
+def test_predictions_are_the_formula_over_a_plain_count_of_co_ratings() -> None:
+    """The compiled rater (its pool grown and repacked) against the module's formula computed
+    in Python dicts: baselines by SGD, residual products and co-rating counts over pairs within
+    a user's last ``last`` ratings (a rating again replacing the old one), the shrunk cosine,
+    the similarity-weighted mean of the user's residuals."""
+    from collections import Counter
+
+    last, shrink, lr, l2, prior = 10, 3.0, 0.02, 0.05, 3.0
+    rater = NeighbourRater(last=last, shrink=shrink, lr=lr, l2=l2, prior=prior, pool=32)
+    rng = np.random.default_rng(5)
+    n, total = 0, 0.0
+    user_bias: Counter = Counter()
+    item_bias: Counter = Counter()
+    energy: Counter = Counter()
+    count: Counter = Counter()
+    product: Counter = Counter()
+    recent: dict[int, list[tuple[int, float]]] = {}
+    for _ in range(3_000):
+        user, item = int(rng.integers(0, 80)), int(rng.integers(0, 50))
+        rating = float(np.clip(round(3 + (user % 3 - 1) * (item % 3 - 1) + rng.normal()), 1, 5))
+        base = (total / n if n else prior) + user_bias[user] + item_bias[item]
+        num = den = 0.0
+        for other, residual in recent.get(user, []):
+            norm = np.sqrt(energy[item] * energy[other])
+            if (item, other) in count and norm > 0:
+                c = count[item, other]
+                s = product[item, other] / norm * c / (c + shrink)
+                if s > 0:
+                    num, den = num + s * residual, den + s
+        expected = base + num / den if den > 0 else base
+        (got,) = rater.learn_many([user], [item], [rating])
+        assert got == pytest.approx(expected, abs=1e-4)
+        residual = rating - base
+        mine = [(o, e) for o, e in recent.get(user, []) if o != item]
+        for other, e in mine:
+            for pair in ((item, other), (other, item)):
+                count[pair] += 1
+                product[pair] += residual * e
+        recent[user] = [*mine[-(last - 1) :], (item, residual)]
+        energy[item] += residual * residual
+        n, total = n + 1, total + rating
+        user_bias[user] += lr * (residual - l2 * user_bias[user])
+        item_bias[item] += lr * (residual - l2 * item_bias[item])
+    assert len(rater.neighbour) > 32  # the pool grew on the way
