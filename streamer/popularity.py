@@ -119,9 +119,8 @@ class Popularity(Generic[Item]):
         for key, counts in self._counts.items():
             kept = {m[i]: c for i, c in counts.items() if m[i] >= 0}
             self._counts[key] = defaultdict(float, kept)
-            leaders = [m[i] for i in self._leaders[key] if m[i] >= 0]
-            self._leaders[key] = leaders
-            self._rank[key] = {item: at for at, item in enumerate(leaders)}
+            self._leaders[key] = [m[i] for i in self._leaders[key] if m[i] >= 0]
+            self._fill(key)
 
     def _halve(self) -> None:
         self._since_halving = 0
@@ -130,5 +129,18 @@ class Popularity(Generic[Item]):
                 counts[item] *= 0.5
                 if counts[item] < 0.01:
                     del counts[item]
-            leaders = self._leaders[key] = [i for i in self._leaders[key] if i in counts]
-            self._rank[key] = {item: at for at, item in enumerate(leaders)}
+            self._leaders[key] = [i for i in self._leaders[key] if i in counts]
+            self._fill(key)
+
+    def _fill(self, key: str) -> None:
+        """Bucket ``key``'s leaders topped up from the counts outside them, after some were
+        dropped: every item outside has a count no larger than theirs, so the largest of those
+        follow them, and the leaders are again the bucket's exact top (a new item that came in
+        after a shortened list would otherwise pass items with larger counts)."""
+        leaders, counts = self._leaders[key], self._counts[key]
+        room = self.leaders - len(leaders)
+        if room > 0 and len(counts) > len(leaders):
+            inside = set(leaders)
+            outside = ((i, c) for i, c in counts.items() if i not in inside)
+            leaders += [i for i, _ in heapq.nlargest(room, outside, key=lambda kv: kv[1])]
+        self._rank[key] = {item: at for at, item in enumerate(leaders)}

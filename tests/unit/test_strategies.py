@@ -137,6 +137,23 @@ def test_popularity_leaders_are_the_exact_top_of_every_bucket():
     )[:3]
 
 
+def test_popularity_leaders_stay_the_exact_top_when_items_are_dropped():
+    """Compactions (items dropped, the others renumbered in order) between the adds: the
+    leaders are topped up from the counts, and new items do not pass larger counts."""
+    pop: Popularity[int] = Popularity(half_life=500, leaders=6)
+    rng = np.random.default_rng(4)
+    for step in range(3_000):
+        item = int(rng.zipf(1.3)) % 60
+        pop.add(item, f"b{item % 3}")
+        if step % 300 == 299:
+            dropped = rng.random(60) < 0.3
+            pop.renumber(np.where(dropped, -1, np.cumsum(~dropped) - 1))
+        for key in ("", "b0", "b1", "b2"):
+            counts = pop.counts(key) or pop.counts("")
+            expected = sorted(counts.values(), reverse=True)[:5]
+            assert [c for _, c in pop.top(key, 5)] == expected
+
+
 def test_the_policy_keeps_each_strategys_own_order_whatever_it_learned():
     from streamer.policy import Blend
 
