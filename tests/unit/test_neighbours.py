@@ -110,46 +110,76 @@ def test_the_model_blends_only_when_asked() -> None:
 
 
 def test_predictions_are_the_formula_over_a_plain_count_of_co_ratings() -> None:
-    """The compiled rater (its pool grown and repacked) against the module's formula computed
-    in Python dicts: baselines by SGD, residual products and co-rating counts over pairs within
-    a user's last ``last`` ratings (a rating again replacing the old one), the shrunk cosine,
-    the similarity-weighted mean of the user's residuals."""
+    """The compiled rater (its pool grown and repacked, items forgotten as expiry does, then
+    renumbered as a compaction does) against the module's formula computed in Python dicts:
+    baselines by SGD, residual products and co-rating counts over pairs within a user's last
+    ``last`` ratings (a rating again replacing the old one), the shrunk cosine, the
+    similarity-weighted mean of the user's residuals."""
     from collections import Counter
 
     last, shrink, lr, l2, prior = 10, 3.0, 0.02, 0.05, 3.0
     rater = NeighbourRater(last=last, shrink=shrink, lr=lr, l2=l2, prior=prior, pool=32)
     rng = np.random.default_rng(5)
-    n, total = 0, 0.0
+    sums = [0, 0.0]  # ratings, their total
     user_bias: Counter = Counter()
     item_bias: Counter = Counter()
     energy: Counter = Counter()
     count: Counter = Counter()
     product: Counter = Counter()
     recent: dict[int, list[tuple[int, float]]] = {}
-    for _ in range(3_000):
-        user, item = int(rng.integers(0, 80)), int(rng.integers(0, 50))
-        rating = float(np.clip(round(3 + (user % 3 - 1) * (item % 3 - 1) + rng.normal()), 1, 5))
-        base = (total / n if n else prior) + user_bias[user] + item_bias[item]
-        num = den = 0.0
-        for other, residual in recent.get(user, []):
-            norm = np.sqrt(energy[item] * energy[other])
-            if (item, other) in count and norm > 0:
-                c = count[item, other]
-                s = product[item, other] / norm * c / (c + shrink)
-                if s > 0:
-                    num, den = num + s * residual, den + s
-        expected = base + num / den if den > 0 else base
-        (got,) = rater.learn_many([user], [item], [rating])
-        assert got == pytest.approx(expected, abs=1e-4)
-        residual = rating - base
-        mine = [(o, e) for o, e in recent.get(user, []) if o != item]
-        for other, e in mine:
-            for pair in ((item, other), (other, item)):
-                count[pair] += 1
-                product[pair] += residual * e
-        recent[user] = [*mine[-(last - 1) :], (item, residual)]
-        energy[item] += residual * residual
-        n, total = n + 1, total + rating
-        user_bias[user] += lr * (residual - l2 * user_bias[user])
-        item_bias[item] += lr * (residual - l2 * item_bias[item])
+    gone: set[int] = set()
+
+    def learn(ratings: int) -> None:
+        for _ in range(ratings):
+            user, item = int(rng.integers(0, 80)), int(rng.integers(0, 50))
+            y = float(np.clip(round(3 + (user % 3 - 1) * (item % 3 - 1) + rng.normal()), 1, 5))
+            base = (sums[1] / sums[0] if sums[0] else prior) + user_bias[user] + item_bias[item]
+            num = den = 0.0
+            for other, residual in recent.get(user, []):
+                norm = np.sqrt(energy[item] * energy[other])
+                if (item, other) in count and norm > 0:
+                    c = count[item, other]
+                    s = product[item, other] / norm * c / (c + shrink)
+                    if s > 0:
+                        num, den = num + s * residual, den + s
+            expected = base + num / den if den > 0 else base
+            (got,) = rater.learn_many([user], [item], [y])
+            assert got == pytest.approx(expected, abs=1e-4)
+            residual = y - base
+            for other, e in recent.get(user, []):
+                if other != item and other not in gone:
+                    for pair in ((item, other), (other, item)):
+                        count[pair] += 1
+                        product[pair] += residual * e
+            gone.discard(item)
+            mine = [(o, e) for o, e in recent.get(user, []) if o != item]
+            recent[user] = [*mine[-(last - 1) :], (item, residual)]
+            energy[item] += residual * residual
+            sums[0], sums[1] = sums[0] + 1, sums[1] + y
+            user_bias[user] += lr * (residual - l2 * user_bias[user])
+            item_bias[item] += lr * (residual - l2 * item_bias[item])
+
+    learn(2_000)
     assert len(rater.neighbour) > 32  # the pool grew on the way
+    for item in rng.choice(50, 5, replace=False).tolist():  # expired: row, bias, energy gone
+        rater.forget_item(item)
+        for pair in [pair for pair in count if pair[0] == item]:
+            del count[pair], product[pair]
+        energy[item] = item_bias[item] = 0.0
+        gone.add(item)
+    learn(500)
+    dropped = rng.random(50) < 0.3  # a compaction: ids dropped, the others renumbered
+    mapping = np.where(dropped, -1, np.cumsum(~dropped) - 1)
+    rater.renumber_items(mapping)
+    m = mapping.tolist()
+
+    def moved(counter: Counter) -> Counter:
+        return Counter({m[i]: v for i, v in counter.items() if m[i] >= 0})
+
+    count = Counter({(m[a], m[b]): c for (a, b), c in count.items() if m[a] >= 0 <= m[b]})
+    product = Counter({(m[a], m[b]): p for (a, b), p in product.items() if m[a] >= 0 <= m[b]})
+    energy, item_bias = moved(energy), moved(item_bias)
+    gone = {m[i] for i in gone if m[i] >= 0}
+    for user, ratings in recent.items():
+        recent[user] = [(m[i], e) for i, e in ratings if m[i] >= 0]
+    learn(1_500)  # ids past the kept ones are new items now

@@ -226,11 +226,11 @@ def test_item_knn_recency_decay_favours_what_follows_the_latest_item():
 
 
 def test_item_knn_scores_are_the_cosine_of_a_plain_count_of_pairs():
-    """The compiled table (two windows, rows grown and moved) against a count of pairs in
-    Python dicts: each positive pairs its item with each of the user's last distinct items,
-    ``d`` steps back counting in the windows at least ``d`` wide; a query's score of ``j`` is
-    ``sum over its items i of w_i c(i, j) / sqrt(n_i n_j)``, the best ``k`` (ties: lower id)
-    without its excluded items."""
+    """The compiled table (two windows, rows grown and moved, then renumbered as a compaction
+    does) against a count of pairs in Python dicts: each positive pairs its item with each of
+    the user's last distinct items, ``d`` steps back counting in the windows at least ``d``
+    wide; a query's score of ``j`` is ``sum over its items i of w_i c(i, j) / sqrt(n_i n_j)``,
+    the best ``k`` (ties: lower id) without its excluded items."""
     from collections import Counter
 
     from streamer.strategies.cooc_kernel import Table
@@ -238,44 +238,63 @@ def test_item_knn_scores_are_the_cosine_of_a_plain_count_of_pairs():
     rng = np.random.default_rng(11)
     windows = [12, 4]
     table = Table(windows, items=4, pool=64)
-    pairs = [Counter(), Counter()]
+    pairs: list[Counter] = [Counter(), Counter()]
     positives: Counter = Counter()
     histories: dict[int, list[int]] = {}
-    for _ in range(4_000):
-        user, item = int(rng.integers(0, 60)), int(rng.zipf(1.5) % 150)
-        history = histories.setdefault(user, [])
-        before = [i for i in history if i != item][-windows[0] :]  # distinct, latest last
-        table.learn(np.array([item]), np.array([0, len(before)]), np.array(before, np.int64),
-                    10_000, 5_000)  # fmt: skip
-        positives[item] += 1
-        for at, other in enumerate(before):
-            for w, width in enumerate(windows):
-                if len(before) - at <= width:
-                    pairs[w][item, other] += 1
-                    pairs[w][other, item] += 1
-        history[:] = [*before, item]
-    for _ in range(50):
-        last = rng.choice(150, int(rng.integers(1, 8)), replace=False)
-        weights = rng.uniform(0.1, 1.0, len(last))
-        exclude = rng.choice(150, int(rng.integers(0, 20)), replace=False)
-        ids, scores, found = table.score(
-            np.array([0, len(last)]), last, np.array([0, len(exclude)]), exclude, 10, weights
-        )
-        for w in range(len(windows)):
-            expected: dict[int, float] = {}
-            for i, weight in zip(last.tolist(), weights.tolist(), strict=True):
-                for (a, j), c in pairs[w].items():
-                    if a == i and j not in exclude:
-                        norm = np.sqrt(positives[i] * positives[j])
-                        expected[j] = expected.get(j, 0.0) + weight * c / norm
-            best = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
-            n = found[w, 0]
-            assert n == len(best)
-            np.testing.assert_allclose(scores[w, 0, :n], [s for _, s in best], rtol=1e-9)
-            # the ids, where the scores are not tied to the float
-            gaps = np.abs(np.diff([s for _, s in best])) > 1e-9
-            distinct = np.concatenate([[True], gaps]) & np.concatenate([gaps, [True]])
-            assert (
-                ids[w, 0, :n][distinct].tolist()
-                == np.array([i for i, _ in best])[distinct].tolist()
+
+    def learn(events: int) -> None:
+        for _ in range(events):
+            user, item = int(rng.integers(0, 60)), int(rng.zipf(1.5) % 150)
+            history = histories.setdefault(user, [])
+            before = [i for i in history if i != item][-windows[0] :]  # distinct, latest last
+            table.learn(np.array([item]), np.array([0, len(before)]),
+                        np.array(before, np.int64), 10_000, 5_000)  # fmt: skip
+            positives[item] += 1
+            for at, other in enumerate(before):
+                for w, width in enumerate(windows):
+                    if len(before) - at <= width:
+                        pairs[w][item, other] += 1
+                        pairs[w][other, item] += 1
+            history[:] = [*before, item]
+
+    def check() -> None:
+        for _ in range(50):
+            last = rng.choice(150, int(rng.integers(1, 8)), replace=False)
+            weights = rng.uniform(0.1, 1.0, len(last))
+            exclude = rng.choice(150, int(rng.integers(0, 20)), replace=False)
+            ids, scores, found = table.score(
+                np.array([0, len(last)]), last, np.array([0, len(exclude)]), exclude, 10, weights
             )
+            for w in range(len(windows)):
+                expected: dict[int, float] = {}
+                for i, weight in zip(last.tolist(), weights.tolist(), strict=True):
+                    for (a, j), c in pairs[w].items():
+                        if a == i and j not in exclude:
+                            norm = np.sqrt(positives[i] * positives[j])
+                            expected[j] = expected.get(j, 0.0) + weight * c / norm
+                best = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+                n = found[w, 0]
+                assert n == len(best)
+                if not n:
+                    continue
+                np.testing.assert_allclose(scores[w, 0, :n], [s for _, s in best], rtol=1e-9)
+                # the ids, where the scores are not tied to the float
+                gaps = np.abs(np.diff([s for _, s in best])) > 1e-9
+                distinct = np.concatenate([[True], gaps]) & np.concatenate([gaps, [True]])
+                got, want = ids[w, 0, :n][distinct], np.array([i for i, _ in best])[distinct]
+                assert got.tolist() == want.tolist()
+
+    learn(3_000)
+    check()
+    dropped = rng.random(150) < 0.3  # a compaction: ids dropped, the others renumbered
+    mapping = np.where(dropped, -1, np.cumsum(~dropped) - 1)
+    table.renumber(mapping)
+    m = mapping.tolist()
+    for w, counts in enumerate(pairs):
+        pairs[w] = Counter({(m[a], m[b]): c for (a, b), c in counts.items() if m[a] >= 0 <= m[b]})
+    positives = Counter({m[i]: c for i, c in positives.items() if m[i] >= 0})
+    for history in histories.values():
+        history[:] = [m[i] for i in history if m[i] >= 0]
+    check()
+    learn(3_000)  # ids past the kept ones are new items now
+    check()
