@@ -12,8 +12,9 @@ from streamer.strategies.base import Observation, Query, Scored
 
 class FreshItems:
     """Items that arrived while the stream ran (not in the catalogue loaded before the first
-    interaction), at most ``max_age`` interactions ago, that fewer than ``cold`` users chose
-    yet: the newest ``window`` of them (``add`` when an item first appears). Exposure for what
+    interaction), at most ``max_age`` interactions ago, chosen fewer than ``cold`` times yet
+    (positives, not distinct users: other workers' positives come without their user): the
+    newest ``window`` of them (``add`` when an item first appears). Exposure for what
     the other sources cannot know yet.
 
     >>> f = FreshItems(window=3, cold=2)
@@ -56,7 +57,7 @@ class FreshItems:
 
     def is_fresh(self, item: int) -> bool:
         """Whether ``item`` arrived while the stream ran, at most ``max_age`` interactions ago,
-        and fewer than ``cold`` users chose it yet."""
+        and was chosen fewer than ``cold`` times yet."""
         if self._chosen.get(item, self.cold) >= self.cold:
             return False
         arrived = next((c for i, c in reversed(self._newest) if i == item), None)
