@@ -133,3 +133,49 @@ def test_the_audit_reads_each_lists_diversity_from_its_items_tags_as_they_are_no
     audit.update((1, 2), {}, tags, users=2)
     expected.append(1.0)
     assert audit.report()["intra_list_diversity"] == round(sum(expected) / len(expected), 4)
+
+
+def test_the_audit_is_its_definitions_computed_again_from_every_list():
+    """The live audit (one pass per positive, its tag masks and diversities cached) against
+    each figure computed from scratch over the same lists: coverage, intra-list diversity,
+    novelty, mean popularity, Gini, with items' tags and counts changing between lists."""
+    import math
+    from collections import Counter
+
+    import numpy as np
+
+    from streamer.evaluation.metrics import ListAudit, gini, intra_list_diversity
+
+    rng = np.random.default_rng(2)
+    catalogue, k = 40, 5
+    audit = ListAudit(catalogue_size=catalogue, k=k)
+    tags = {i: tuple(f"t{t}" for t in rng.choice(6, int(rng.integers(0, 3)), replace=False))
+            for i in range(catalogue)}  # fmt: skip
+    counts: Counter = Counter()
+    lists, diversities, novelty, popularity, users = [], [], [], [], 10  # some counts pass it
+    for _ in range(600):
+        shown = rng.choice(catalogue, int(rng.integers(0, 8)), replace=False).tolist()
+        if rng.random() < 0.3 and lists:  # a list shown again
+            shown = lists[int(rng.integers(0, len(lists)))]
+        audit.update(shown, counts, tags, users)
+        top = shown[:k]
+        lists.append(shown)
+        if top:
+            diversities.append(intra_list_diversity(top, tags))
+        for item in top:
+            novelty.append(-math.log2(min((counts[item] + 1.0) / (users + 1.0), 1.0)))
+            popularity.append(counts[item])
+        counts[int(rng.integers(0, catalogue))] += 1  # the stream moves on
+        if rng.random() < 0.05:  # new metadata for an item
+            changed = int(rng.integers(0, catalogue))
+            tags[changed] = (f"t{int(rng.integers(0, 6))}",)
+    report = audit.report()
+    exposure = Counter(item for shown in lists for item in shown[:k])
+    assert report["lists"] == len(lists)
+    assert report["empty_lists"] == sum(1 for shown in lists if not shown)
+    assert report["coverage"] == round(len(exposure) / catalogue, 4)
+    assert report["intra_list_diversity"] == round(sum(diversities) / len(diversities), 4)
+    assert report["novelty_bits"] == round(sum(novelty) / len(novelty), 4)
+    assert report["mean_popularity"] == round(sum(popularity) / len(popularity), 4)
+    padded = [*exposure.values(), *[0] * (catalogue - len(exposure))]
+    assert report["gini"] == gini(padded)
