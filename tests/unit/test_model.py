@@ -335,3 +335,31 @@ def test_frequent_context_features_stay_bounded_at_a_rate_that_diverged():
     assert np.abs(table.weights[:rows]).max() <= 10.0
     assert model.resets == 0 and model.nonfinite == 0
     assert model.clamped > 0  # the bound acted, and was counted
+
+
+def test_negatives_follow_recent_popularity_and_are_never_an_excluded_item():
+    """The sampler's draws against their definition: a share ``uniform`` from the catalogue,
+    the rest from the ring of the last ``window`` positives (so in proportion to recent
+    counts); never the chosen item, one of the user's, or an expired one."""
+    from collections import Counter, deque
+
+    from streamer.model.sampler import NegativeSampler
+
+    rng = np.random.default_rng(3)
+    sampler = NegativeSampler(window=500, seed=1, uniform=0.25)
+    ring: deque[int] = deque(maxlen=500)
+    for item in (rng.zipf(1.4, 3_000) % 200).tolist():
+        sampler.add(item)
+        ring.append(item)
+    drawn: Counter = Counter()
+    for _ in range(4_000):
+        exclude = set(rng.choice(200, 30).tolist())
+        chosen, gone = int(rng.integers(0, 200)), {int(rng.integers(0, 200))}
+        got = sampler.sample(8, exclude, n_items=200, chosen=chosen, gone=gone)
+        assert len(got) == 8 and not set(got) & (exclude | gone | {chosen})
+        drawn.update(got)
+    recent = Counter(ring)
+    total = sum(drawn.values())
+    for item in [*(i for i, _ in recent.most_common(5)), *range(190, 200)]:
+        expected = 0.75 * recent[item] / len(ring) + 0.25 / 200  # exclusions hit all alike
+        assert abs(drawn[item] / total - expected) < 0.1 * expected + 0.001, item
