@@ -167,3 +167,64 @@ def test_users_not_seen_for_the_ttl_expire_and_their_rows_are_reused():
     assert list(engine.users.history("regular")) == [engine.catalogue.id_of("i1")]
     assert engine.users.history("once5") == set() and "once5" not in engine.shown
     assert engine.report()["expired_users"] == engine.expired_users
+
+
+def test_what_the_engine_learns_is_the_same_however_the_stream_is_cut_into_batches():
+    """Everything the events teach (both machines' parameters, the rating neighbourhood, the
+    co-occurrence counts, popularity, the negative sampler's ring, the histories) and every
+    rating's prequential prediction, for batches of 1, 7 and 160 (threads beside the
+    learning from 100 events on): the lists differ by batch (a list per user per batch), what
+    is learned must not."""
+    import random
+
+    import numpy as np
+
+    from streamer.evaluation.prequential import watched
+
+    rng = random.Random(5)
+    stream = [*catalogue_events()]
+    for n in range(1_200):
+        user, item = f"u{rng.randrange(40)}", rng.choice(stream[:20]).item  # type: ignore[union-attr]
+        context = {"device": rng.choice(["tv", "phone"]), "hour": str(rng.randrange(24))}
+        kind = rng.choice(["rating", "rating", "click", "skip"])
+        value = float(rng.randint(1, 5)) if kind == "rating" else None
+        stream.append(
+            Click(user=user, item=item, type=kind, value=value, ts=float(n), context=context)
+        )
+    learned = []
+    for size in (1, 7, 160):
+        e = watched(engine())
+        for at in range(0, len(stream), size):
+            e.process(stream[at : at + size])
+        model, (counts,) = e.model, e._counts
+        similar = [counts.similar(range(20), window, 10) for window in counts.windows]
+        learned.append(
+            {
+                "ranker": (
+                    model.ranker.table.weights,
+                    model.ranker.table.latents,
+                    model.ranker.intercept,
+                ),
+                "rater": (
+                    model.rater.table.weights,
+                    model.rater.table.latents,
+                    model.rater.intercept,
+                ),
+                "keys": (list(model.ranker.table.ids), list(model.rater.table.ids)),
+                "neighbours": (
+                    model.neighbours.user_bias,
+                    model.neighbours.item_bias,
+                    model.neighbours.energy,
+                ),
+                "mix": model.rating_mix.weight,
+                "counts": (counts.table.positives, similar),
+                "popularity": {k: dict(e.popularity.counts(k)) for k in list(e.popularity.keys())},
+                "sampler": e.sampler._ring,
+                "histories": [list(e.users.history(f"u{u}")) for u in range(40)],
+                "rmse": e.observers[0].ratings.report(),
+            }
+        )
+    first = learned[0]
+    for other in learned[1:]:
+        for name, value in first.items():
+            np.testing.assert_equal(other[name], value, err_msg=name)
