@@ -128,6 +128,7 @@ class NeighbourRater:
         return float(_moved(
             base, item, self.recent_items[slot, :n], self.recent_residuals[slot, :n],
             self.shrink, self.neighbour, self.pairs, self.start, self.size, self.energy,
+            self.gone,
         ))  # fmt: skip
 
     def learn_one(self, user: object, item: int, rating: float) -> None:
@@ -192,10 +193,13 @@ class NeighbourRater:
 
     def forget_item(self, item: int) -> None:
         """Clear ``item``'s row and bias (an expired item): its block is dropped at the next
-        repack; other rows' pairs with it no longer count (its residual energy is 0)."""
+        repack; other rows' pairs with it no longer count until it is rated again. Its
+        residual energy stays: those pairs' sums are over all its ratings, so they weigh what
+        they weighed when it comes back (an energy restarted from its next rating would
+        inflate their similarity)."""
         if item < len(self.size):
             self.size[item] = self.length[item] = 0
-            self.item_bias[item] = self.energy[item] = 0.0
+            self.item_bias[item] = 0.0
             self.gone[item] = True
 
     def renumber_items(self, mapping: np.ndarray) -> None:
@@ -245,16 +249,19 @@ def _moved(
     start: np.ndarray,
     sizes: np.ndarray,
     energy: np.ndarray,
+    gone: np.ndarray,
 ) -> float:
     """The prediction: ``base`` moved by ``sum s_ij e_j / sum s_ij``, the user's residuals
-    ``e_j`` on ``item``'s neighbours ``j`` among ``others`` weighted by their positive
-    similarities (``base`` where there are none)."""
+    ``e_j`` on ``item``'s neighbours ``j`` among ``others`` (none forgotten since they were
+    rated) weighted by their positive similarities (``base`` where there are none)."""
     if len(others) == 0 or sizes[item] == 0:
         return base
     num = 0.0
     den = 0.0
     for at in range(len(others)):
         j = others[at]
+        if gone[j]:
+            continue
         cell = locate(j, start[item], sizes[item], neighbour)
         if neighbour[cell] != j:
             continue
@@ -377,7 +384,7 @@ def _learn_many(
         if not (resumed and e == first):
             out[e] = _moved(
                 base, i, recent_items[u, :n], recent_residuals[u, :n], shrink,
-                neighbour, pairs, start, sizes, energy,
+                neighbour, pairs, start, sizes, energy, gone,
             )  # fmt: skip
         residual = rating - base
         m = 0  # pairs with the user's other recent items, none forgotten since

@@ -95,10 +95,14 @@ class Table:
         self.neighbour, self.count = trimmed(self.neighbour, self.count, self.used)
 
     def forget(self, item: int) -> None:
-        """Clear ``item``'s row and its positives (pairs with it in other rows then score 0)."""
+        """Clear ``item``'s row, and its norm (pairs with it in other rows then score 0, and
+        it pairs with nothing) until it is chosen again. Its count of positives stays: the
+        pairs other rows still hold with it are counted over all of them, so they weigh what
+        they weighed when it comes back (a count restarted at 1 would give them a "cosine"
+        of up to sqrt of its old count)."""
         if item < len(self.size):
             self.size[item] = self.length[item] = 0
-            self.positives[item] = self.norm[item] = 0.0
+            self.norm[item] = 0.0
 
     def renumber(self, mapping: np.ndarray) -> None:
         """Item ids renumbered by ``mapping`` (old -> new, -1: dropped with its pairs)."""
@@ -193,7 +197,7 @@ def learn(
         need = 0
         new = 0
         for other in mine:
-            if other == item or mark[other] or positives[other] == 0.0:
+            if other == item or mark[other] or norm[other] == 0.0:
                 continue  # itself, twice, or an item forgotten (expired) since it was chosen
             mark[other] = 1
             new += 1

@@ -51,7 +51,8 @@ class CoCounts:
 
     def forget_item(self, item: int) -> None:
         """Clear ``item``'s row (an expired item): it is never proposed again (its norm is 0)
-        until it is chosen again; its block is dropped at the next repack."""
+        until it is chosen again, and then weighs as before (:meth:`Table.forget`); its block
+        is dropped at the next repack."""
         self.flush()
         self.table.forget(item)
         self._scored = None

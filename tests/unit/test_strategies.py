@@ -241,6 +241,7 @@ def test_item_knn_scores_are_the_cosine_of_a_plain_count_of_pairs():
     pairs: list[Counter] = [Counter(), Counter()]
     positives: Counter = Counter()
     histories: dict[int, list[int]] = {}
+    gone: set[int] = set()  # forgotten (expired) until chosen again
 
     def learn(events: int) -> None:
         for _ in range(events):
@@ -249,12 +250,13 @@ def test_item_knn_scores_are_the_cosine_of_a_plain_count_of_pairs():
             before = [i for i in history if i != item][-windows[0] :]  # distinct, latest last
             table.learn(np.array([item]), np.array([0, len(before)]),
                         np.array(before, np.int64), 10_000, 5_000)  # fmt: skip
-            positives[item] += 1
             for at, other in enumerate(before):
                 for w, width in enumerate(windows):
-                    if len(before) - at <= width:
+                    if len(before) - at <= width and other not in gone:
                         pairs[w][item, other] += 1
                         pairs[w][other, item] += 1
+            positives[item] += 1
+            gone.discard(item)
             history[:] = [*before, item]
 
     def check() -> None:
@@ -269,7 +271,7 @@ def test_item_knn_scores_are_the_cosine_of_a_plain_count_of_pairs():
                 expected: dict[int, float] = {}
                 for i, weight in zip(last.tolist(), weights.tolist(), strict=True):
                     for (a, j), c in pairs[w].items():
-                        if a == i and j not in exclude:
+                        if a == i and j not in exclude and j not in gone:
                             norm = np.sqrt(positives[i] * positives[j])
                             expected[j] = expected.get(j, 0.0) + weight * c / norm
                 best = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
@@ -286,6 +288,14 @@ def test_item_knn_scores_are_the_cosine_of_a_plain_count_of_pairs():
 
     learn(3_000)
     check()
+    for item in rng.choice(30, 6, replace=False).tolist():  # expired: row and norm gone
+        table.forget(item)  # (its count of positives stays, for the pairs others hold)
+        for w, counts in enumerate(pairs):
+            pairs[w] = Counter({pair: c for pair, c in counts.items() if pair[0] != item})
+        gone.add(item)
+    check()
+    learn(1_000)  # some come back
+    check()
     dropped = rng.random(150) < 0.3  # a compaction: ids dropped, the others renumbered
     mapping = np.where(dropped, -1, np.cumsum(~dropped) - 1)
     table.renumber(mapping)
@@ -293,6 +303,7 @@ def test_item_knn_scores_are_the_cosine_of_a_plain_count_of_pairs():
     for w, counts in enumerate(pairs):
         pairs[w] = Counter({(m[a], m[b]): c for (a, b), c in counts.items() if m[a] >= 0 <= m[b]})
     positives = Counter({m[i]: c for i, c in positives.items() if m[i] >= 0})
+    gone = {m[i] for i in gone if m[i] >= 0}
     for history in histories.values():
         history[:] = [m[i] for i in history if m[i] >= 0]
     check()
@@ -361,3 +372,20 @@ def test_the_policys_compiled_arithmetic_is_its_formulas_in_numpy():
             expected[strategy[c], rank[c]] += 1.0
         np.testing.assert_array_equal(all_hits[b], expected)
     assert not all_hits[1].any() and not all_trials[1].any()
+
+
+def test_an_expired_item_chosen_again_weighs_as_before_in_the_pairs_others_hold():
+    """Item 1 always came before 2 (cosine 1); expired, it is proposed for nobody; chosen
+    again once, its pairs in 2's row weigh as before (a count of positives restarted at 1
+    gave them a "cosine" of sqrt(50) = 7.07)."""
+    knn = ItemKNN(last=1, window=10)
+    for user in range(50):
+        knn.learn(Observation(f"u{user}", 1, "", []))
+        knn.learn(Observation(f"u{user}", 2, "", [1]))
+    (before,) = knn.candidates([Query("v", "", [2])], 5)
+    knn.counts.forget_item(1)
+    (gone,) = knn.candidates([Query("v", "", [2])], 5)
+    knn.learn(Observation("w", 1, "", [3]))
+    (back,) = knn.candidates([Query("v", "", [2])], 5)
+    assert before == [(1, pytest.approx(1.0))] and gone == []
+    assert back == [(1, pytest.approx(50 / np.sqrt(50 * 51)))]
