@@ -313,9 +313,10 @@ class Engine:
         return click.is_positive(self.settings.positive_rating)
 
     def _popular_for(self, key: str, history: Collection[int]) -> tuple[int, ...]:
-        """The popular list of bucket ``key`` without ``history`` (its leaders, walked past
-        ``history``: ``Popularity.top``)."""
-        return tuple(i for i, _ in self.popularity.top(key, self.settings.eval_k, history))
+        """The popular list of bucket ``key`` without ``history`` nor expired items (its
+        leaders, walked past them: ``Popularity.top``)."""
+        k, retired = self.settings.eval_k, self.catalogue.retired
+        return tuple(i for i, _ in self.popularity.top(key, k, history, retired))
 
     def _remember(self, lists: Sequence[RecList]) -> None:
         """Each user's list, to score (and audit) at the user's next positive."""

@@ -88,22 +88,26 @@ class Popularity(Generic[Item]):
     def keys(self) -> list[str]:
         return list(self._counts)
 
-    def top(self, key: str, k: int, exclude: Collection[Item] = ()) -> list[tuple[Item, float]]:
-        """The ``k`` most popular (item, count) of bucket ``key``, or of everyone's."""
+    def top(
+        self, key: str, k: int, exclude: Collection[Item] = (), gone: Collection[Item] = ()
+    ) -> list[tuple[Item, float]]:
+        """The ``k`` most popular (item, count) of bucket ``key``, or of everyone's, none of
+        ``exclude`` (a user's items) nor of ``gone`` (expired items), checked apart: no union
+        is made."""
         if not self._counts.get(key):
             key = ""
         counts: Mapping[Item, float] = self._counts.get(key) or {}
         leaders = self._leaders.get(key, [])
         out = []
         for item in leaders:
-            if item not in exclude:
+            if item not in exclude and item not in gone:
                 out.append((item, counts[item]))
                 if len(out) == k:
                     return out
         if len(leaders) == len(counts):  # the leaders are the whole bucket
             return out
-        best = heapq.nlargest(k + len(exclude), counts.items(), key=lambda kv: kv[1])
-        return [(item, count) for item, count in best if item not in exclude][:k]
+        best = heapq.nlargest(k + len(exclude) + len(gone), counts.items(), key=lambda kv: kv[1])
+        return [(i, count) for i, count in best if i not in exclude and i not in gone][:k]
 
     def renumber(self: Popularity[int], mapping: np.ndarray) -> None:
         """Item ids renumbered by ``mapping`` (old -> new, -1: dropped with its counts).

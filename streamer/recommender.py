@@ -264,9 +264,11 @@ class Recommender:
         ]
 
     def popular_lists(self) -> list[PopList]:
-        """The popular list of every context bucket seen so far."""
+        """The popular list of every context bucket seen so far (no expired item: a count
+        decays by interactions, not by time, and outlives the item's last click)."""
+        retired = self.catalogue.retired
         return [
-            PopList(key, self._named(self.popularity.top(key, self.k)))
+            PopList(key, self._named(self.popularity.top(key, self.k, gone=retired)))
             for key in self.popularity.keys()  # noqa: SIM118 (not a dict)
         ]
 

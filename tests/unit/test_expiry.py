@@ -117,3 +117,25 @@ def test_users_expired_within_their_batch_keep_nothing() -> None:
     remembered = set(engine.shown) | set(engine.recommender.policy._last)
     assert remembered and all(engine.last_seen(user) is not None for user in remembered)
     assert len(engine.users) == 102
+
+
+def test_an_expired_item_is_in_no_popular_list_until_it_is_seen_again() -> None:
+    """A hit clicked 40 times, then never again, keeps its decayed count (counts halve by
+    interactions, not time): expired, it leaves the published popular lists and the list the
+    prequential audit scores a user without one against; clicked again, it is back."""
+    engine = Engine(SETTINGS)
+    engine.process([ItemEvent(item=f"i{i}", ts=0.0, tags=["g"]) for i in range(12)])
+    clicks = [Click(user=f"u{n}", item="i0", type="click", ts=1.0) for n in range(40)]
+    clicks += [
+        Click(user=f"v{n}", item=f"i{1 + n % 11}", type="click", ts=10.0 + n) for n in range(400)
+    ]
+    engine.process(clicks)  # i0 last clicked at 1, expired once the stream passes 201
+    hit = engine.catalogue.id_of("i0")
+    assert hit in engine.catalogue.retired
+    assert engine.popularity.top("", 1) == [(hit, 40.0)]  # still the largest count
+    popular = {item for pop in engine.recommender.popular_lists() for item, _ in pop.items}
+    assert "i0" not in popular and len(popular) == 10
+    assert hit not in engine._popular_for("", ())
+    engine.process([Click(user="w", item="i0", type="click", ts=500.0)])
+    assert "i0" in {item for pop in engine.recommender.popular_lists() for item, _ in pop.items}
+    assert hit in engine._popular_for("", ())
