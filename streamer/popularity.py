@@ -39,6 +39,14 @@ class Popularity(Generic[Item]):
     ([(1, 2.0), (2, 1.0)], [(1, 2.0)], [(2, 1.0)])
     >>> p.top("device=radio", 1)  # a bucket never seen falls back to everyone's
     [(1, 2.0)]
+    >>> q = Popularity(leaders=1)  # past the leaders, what the user had and what expired left out
+    >>> for item, n in ((1, 4), (2, 3), (3, 2), (4, 1)):
+    ...     for _ in range(n):
+    ...         q.add(item, "")
+    >>> q.top("", 2, exclude={1}, gone={2, 3})
+    [(4, 1.0)]
+    >>> q.top("", 2, gone={1, 2})
+    [(3, 2.0), (4, 1.0)]
     """
 
     def __init__(self, half_life: int = 20_000, leaders: int = 256) -> None:
@@ -106,8 +114,16 @@ class Popularity(Generic[Item]):
                     return out
         if len(leaders) == len(counts):  # the leaders are the whole bucket
             return out
-        best = heapq.nlargest(k + len(exclude) + len(gone), counts.items(), key=lambda kv: kv[1])
-        return [(i, count) for i, count in best if i not in exclude and i not in gone][:k]
+        # past the leaders: the largest counts, twice as many each time those left out by
+        # ``gone`` (at most all the expired items: not worth sorting every count for) crowd
+        # them (``exclude`` is at most its own size of them)
+        ask = k + len(exclude)
+        while True:
+            best = heapq.nlargest(ask, counts.items(), key=lambda kv: kv[1])
+            out = [(i, count) for i, count in best if i not in exclude and i not in gone][:k]
+            if len(out) == k or ask >= len(counts):
+                return out
+            ask *= 2
 
     def renumber(self: Popularity[int], mapping: np.ndarray) -> None:
         """Item ids renumbered by ``mapping`` (old -> new, -1: dropped with its counts).

@@ -152,6 +152,12 @@ def test_popularity_leaders_stay_the_exact_top_when_items_are_dropped():
             counts = pop.counts(key) or pop.counts("")
             expected = sorted(counts.values(), reverse=True)[:5]
             assert [c for _, c in pop.top(key, 5)] == expected
+            # past the leaders: a user's items and expired ones left out
+            exclude, gone = set(rng.choice(60, 8).tolist()), set(rng.choice(60, 20).tolist())
+            left = [c for i, c in counts.items() if i not in exclude and i not in gone]
+            top = pop.top(key, 5, exclude, gone)
+            assert [c for _, c in top] == sorted(left, reverse=True)[:5]
+            assert not {i for i, _ in top} & (exclude | gone)
 
 
 def test_the_policy_keeps_each_strategys_own_order_whatever_it_learned():
