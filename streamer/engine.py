@@ -6,6 +6,7 @@ The Faust agent, ``streamrec evaluate`` and the tests all drive this same object
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -291,12 +292,17 @@ class Engine:
         """Positives another worker learned, as ``(item, context bucket, the user's recent
         items)`` by name: learned by everything but the user's own state (their history, the
         neural strategy's user) and the model (whose changes come as parameters, see
-        ``streamer.sync``). Returns the items' ids."""
+        ``streamer.sync``). An item chosen elsewhere is seen here too (item expiry), at this
+        worker's stream time: an item clicked only on other workers' partitions stays alive.
+        Returns the items' ids."""
         strategies = [s for s in self.strategies if not isinstance(s, Neural)]
         size = len(self.catalogue)
+        now = self._item_seen.clock
         ids = []
         for name, bucket, recent in positives:
             item = self.catalogue.id_of(name)
+            if now > -math.inf:  # (before this worker's first event nothing can expire)
+                self._seen_item(item, now)
             before = [self.catalogue.id_of(other) for other in recent]
             self._learn_positive(Observation("", item, bucket, before), strategies)
             ids.append(item)

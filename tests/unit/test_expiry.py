@@ -139,3 +139,21 @@ def test_an_expired_item_is_in_no_popular_list_until_it_is_seen_again() -> None:
     engine.process([Click(user="w", item="i0", type="click", ts=500.0)])
     assert "i0" in {item for pop in engine.recommender.popular_lists() for item, _ in pop.items}
     assert hit in engine._popular_for("", ())
+
+
+def test_an_item_clicked_only_on_other_workers_does_not_expire_here() -> None:
+    """Several workers: clicks are split by user, so an item may be clicked only on other
+    workers' partitions; their positives, shared, keep it alive here (item expiry counts
+    clicks anywhere in the group), at this worker's stream time."""
+    local, alone = Engine(SETTINGS), Engine(SETTINGS)
+    for engine in (local, alone):
+        engine.process([ItemEvent(item=f"i{i}", ts=0.0, tags=["g"]) for i in range(5)])
+        engine.process([Click(user="u", item="i0", type="click", ts=1.0)])
+    for t in range(2, 600, 10):  # this worker's users click i1..i4; others' click i0
+        clicks = [Click(user=f"v{t}", item=f"i{1 + t % 4}", type="click", ts=float(t))]
+        for engine in (local, alone):
+            engine.process(clicks)
+        local.learn_shared([("i0", "", ["i1"])])
+    i0 = local.catalogue.id_of("i0")
+    assert i0 not in local.catalogue.retired and i0 in set(local.index.all_items()[0].tolist())
+    assert alone.catalogue.id_of("i0") in alone.catalogue.retired  # without the shared clicks
