@@ -348,11 +348,13 @@ class Engine:
 
     def _expire(self, user: str) -> None:
         """Forget everything kept for ``user``: history, context, last list, the policy's last
-        candidates, the model's rows of its id (reused by new ids)."""
+        candidates, the model's rows of its id (reused by new ids), the neural strategy's."""
         self.users.forget(user)
         self.shown.pop(user, None)
         self.recommender.policy.forget(user)
         self.model.forget([f"user={user}"])
+        for neural in self._neural:
+            neural.forget_user(user)
         self.expired_users += 1
 
     def _seen_item(self, item: int, ts: float) -> None:

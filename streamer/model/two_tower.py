@@ -8,7 +8,7 @@ checked against finite differences (``tests/unit/test_two_tower.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,14 +21,23 @@ class Tower:
     """One side: an embedding bag over named features, then a residual MLP.
 
     >>> tower = Tower(dim=4, hidden=8, seed=0)
-    >>> tower.forward([{"a": 1.0}, {"a": 0.5, "b": 1.0}]).shape
+    >>> tower.forward([{"a": 1.0}, {"a": 0.5, "b": 1.0}], grow=True).shape
     (2, 4)
+    >>> tower.forget(["a"]).tolist(), sorted(tower.rows)  # a's row goes to the next new name
+    ([0], ['b'])
+    >>> _ = tower.forward([{"c": 1.0}], grow=True); tower.rows["c"], len(tower.embedding) >= 2
+    (0, True)
     """
+
+    #: Rows of forgotten names, reused by new ones (None: a tower from a snapshot written
+    #: before names could be forgotten; none were, so it starts empty).
+    free: list[int] | None = None
 
     def __init__(self, dim: int = 32, hidden: int = 64, seed: int = 0, scale: float = 0.1) -> None:
         rng = np.random.default_rng(seed)
         self.dim, self.hidden, self.scale = dim, hidden, scale
         self.rows: dict[str, int] = {}
+        self.free = []
         self.embedding = np.zeros((0, dim))
         self.w1 = rng.normal(0.0, np.sqrt(2.0 / dim), (hidden, dim))
         self.b1 = np.zeros(hidden)
@@ -38,21 +47,42 @@ class Tower:
     def _ids(self, bags: Sequence[Bag], grow: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per bag feature: its bag, its row (-1: unknown and not grown), its weight."""
         which, rows, weights = [], [], []
+        free = self._free()
+        reused = []
         for b, bag in enumerate(bags):
             for name, weight in bag.items():
                 row = self.rows.get(name)
                 if row is None and grow:
-                    row = self.rows[name] = len(self.rows)
+                    if free:
+                        row = free.pop()
+                        reused.append(row)
+                    else:
+                        row = len(self.rows) + len(free)
+                    self.rows[name] = row
                 if row is not None:
                     which.append(b)
                     rows.append(row)
                     weights.append(weight)
-        if len(self.rows) > len(self.embedding):  # new rows: initialised at random
+        if len(self.rows) + len(free) > len(self.embedding):  # new rows: initialised at random
             old = len(self.embedding)
-            self.embedding = grown(self.embedding, max(2 * old, len(self.rows), 64), 0)
+            self.embedding = grown(self.embedding, max(2 * old, len(self.rows) + len(free), 64), 0)
             fresh = len(self.embedding) - old
             self.embedding[old:] = self._rng.normal(0.0, self.scale, (fresh, self.dim))
+        if reused:  # a forgotten name's row, as a new one
+            self.embedding[reused] = self._rng.normal(0.0, self.scale, (len(reused), self.dim))
         return np.array(which, np.int64), np.array(rows, np.int64), np.array(weights)
+
+    def _free(self) -> list[int]:
+        if self.free is None:
+            self.free = []
+        return self.free
+
+    def forget(self, names: Iterable[str]) -> np.ndarray:
+        """Drop ``names`` (unknown ones are ignored): their rows go to new names, drawn
+        afresh. Returns the rows."""
+        rows = [self.rows.pop(name) for name in names if name in self.rows]
+        self._free().extend(rows)
+        return np.array(rows, np.int64)
 
     def pooled(self, bags: Sequence[Bag], grow: bool = False) -> tuple[np.ndarray, tuple]:
         which, rows, weights = self._ids(bags, grow)
@@ -129,6 +159,14 @@ class TwoTower:
         grads_u = self.users.backward(g @ zi, hu, ids_u)
         grads_i = self.items.backward(g.T @ zu, hi, ids_i)
         return loss, [grads_u, grads_i]
+
+    def forget_users(self, names: Iterable[str]) -> None:
+        """Drop the user tower's rows of ``names`` (an expired user's id) and their
+        Adagrad sums: the rows go to new names as new rows."""
+        rows = self.users.forget(names)
+        rates = self._sums.get("users", {}).get("embedding")
+        if rates is not None:
+            rates[rows[rows < len(rates)]] = 0.0
 
     def step(
         self, users: Sequence[Bag], items: Sequence[Bag], log_q: np.ndarray | None = None

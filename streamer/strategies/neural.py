@@ -97,7 +97,7 @@ class Neural:
             extra = max(self.batch - len(fresh), 0)
             if extra and self._memory:
                 picks = self._rng.integers(len(self._memory), size=min(extra, len(self._memory)))
-                fresh = fresh + [self._memory[int(p)] for p in picks]
+                fresh = fresh + [self._replayed(self._memory[int(p)]) for p in picks]
             users = [u for u, _ in fresh]
             ids = np.array([i for _, i in fresh], np.int64)
             items = [self.item_features(int(i)) for i in ids]
@@ -141,6 +141,21 @@ class Neural:
             setattr(self, name, moved_rows(mapping, getattr(self, name)))
         self._items = int(mapping[: self._items].max(initial=-1)) + 1
         self.gone = {m[i] for i in self.gone if m[i] >= 0}
+
+    def forget_user(self, user: str) -> None:
+        """An expired user: not known until they choose again, their id's row in the user
+        tower freed for new users."""
+        self._users.discard(user)
+        self.model.forget_users([f"user={user}"])
+
+    def _replayed(self, positive: tuple[Bag, int]) -> tuple[Bag, int]:
+        """A remembered positive, without its user's id if the user expired since (a replay
+        must not make their freed row again)."""
+        bag, item = positive
+        key = next(iter(bag))  # the user's id: the first feature of a user bag
+        if key[len("user=") :] in self._users:
+            return positive
+        return {name: weight for name, weight in bag.items() if name != key}, item
 
     def forget_item(self, item: int) -> None:
         """An expired item: proposed no more until learned again."""

@@ -157,3 +157,24 @@ def test_an_item_clicked_only_on_other_workers_does_not_expire_here() -> None:
     i0 = local.catalogue.id_of("i0")
     assert i0 not in local.catalogue.retired and i0 in set(local.index.all_items()[0].tolist())
     assert alone.catalogue.id_of("i0") in alone.catalogue.retired  # without the shared clicks
+
+
+def test_the_neural_strategys_user_rows_are_freed_with_the_users() -> None:
+    """With user expiry and the opt-in neural strategy, the user tower keeps rows for the
+    users still kept only (freed rows go to new users; a remembered positive of an expired
+    user is replayed without its id), not one per user ever seen."""
+    settings = dataclasses.replace(
+        SETTINGS, user_ttl_s=100.0, item_ttl_s=0.0, strategies=(*SETTINGS.strategies, "neural")
+    )
+    engine = Engine(settings)
+    engine.process([ItemEvent(item=f"i{i}", ts=0.0, tags=[f"g{i % 3}"]) for i in range(30)])
+    clicks = [
+        Click(user=f"u{n // 2}", item=f"i{(n * 7) % 30}", type="click", ts=float(n))
+        for n in range(3_000)
+    ]
+    _run(engine, clicks, 50)  # 1,500 users, two clicks each; 100 s of them kept at a time
+    (neural,) = engine._neural
+    ids = [name for name in neural.model.users.rows if name.startswith("user=")]
+    assert engine.expired_users > 1_300
+    assert len(ids) <= len(engine.users) + 50 and len(neural._users) <= len(engine.users)
+    assert not {name[len("user=") :] for name in ids} - {f"u{n}" for n in range(1_440, 1_500)}
