@@ -20,7 +20,7 @@ from streamer.beside import BESIDE_MIN, Beside
 from streamer.catalogue import Catalogue
 from streamer.events import Click, ContextEvent, ItemEvent
 from streamer.expiry import LastSeen
-from streamer.features import Features, user_features
+from streamer.features import Features, user_feature, user_features
 from streamer.index_upkeep import IndexUpkeep
 from streamer.model import NegativeSampler, RecModel
 from streamer.model.recmodel import Interaction
@@ -198,7 +198,7 @@ class Engine:
             # already past its time) gets no list: one would keep their state past expiry
             requests = {u: r for u, r in requests.items() if u in self._last_seen}
         self.upkeep.refresh(touched_items, len(events), self.events)
-        known = {u for u in requests if self.model.knows(f"user={u}")}
+        known = {u for u in requests if self.model.knows(user_feature(u))}
         out = BatchOutput(self.recommender.recommend(list(requests.values()), known), failed=failed)
         self._remember(out.lists)
         if with_popular:
@@ -352,7 +352,7 @@ class Engine:
         self.users.forget(user)
         self.shown.pop(user, None)
         self.recommender.policy.forget(user)
-        self.model.forget([f"user={user}"])
+        self.model.forget([user_feature(user)])
         for neural in self._neural:
             neural.forget_user(user)
         self.expired_users += 1

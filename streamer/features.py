@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 Features = dict[str, float]
 #: The item id feature's prefix: an item side's first feature is ``item=<id>``.
 ITEM_PREFIX = "item="
+#: The user id feature's prefix: a query side's first feature, when it has one (``user_feature``).
+USER_PREFIX = "user="
 
 #: Context keys that describe the moment rather than the user's taste stay out of the model
 #: only when listed here; everything else in the context is a feature.
@@ -59,7 +61,7 @@ def user_features(
     >>> user_features("42", {"device": "tv"}, with_id=False)
     {'device=tv': 1.0}
     """
-    x = {f"user={user}": 1.0} if with_id else {}
+    x = {f"{USER_PREFIX}{user}": 1.0} if with_id else {}
     for key, value in context.items():
         if key not in IGNORED_CONTEXT_KEYS:
             x[f"{key}={value}"] = 1.0
@@ -68,6 +70,16 @@ def user_features(
             key = sequence_feature(item)
             x[key] = x.get(key, 0.0) + weight
     return x
+
+
+def user_feature(user: str) -> str:
+    """The feature of ``user``'s id (their own rows in the models: what expiry frees and what
+    stays with the user's worker).
+
+    >>> user_feature("42")
+    'user=42'
+    """
+    return f"{USER_PREFIX}{user}"
 
 
 def sequence_feature(item: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from streamer.engine import Engine
+from streamer.features import user_feature
 
 #: The factorization machines whose user rows travel with the user, by name.
 MODELS = ("ranker", "rater")
@@ -52,7 +53,7 @@ def export_user(
         "shown": [name(i) for i in engine.shown.get(user, ())],
         "last_seen": engine.last_seen(user),
     }
-    key = f"user={user}"
+    key = user_feature(user)
     for model in MODELS:
         table = getattr(engine.model, model).table
         row = table.ids.get(key)
@@ -84,7 +85,7 @@ def import_user(
     engine.shown[user] = tuple(catalogue.id_of(item) for item in state["shown"])
     if state["last_seen"] is not None:
         engine.seen_at(user, float(state["last_seen"]))
-    key = f"user={user}"
+    key = user_feature(user)
     for model in MODELS:
         values = state.get(model)
         if values is not None:

@@ -34,11 +34,12 @@ from typing import Any
 import numpy as np
 
 from streamer.engine import Engine
+from streamer.features import USER_PREFIX
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor
 from streamer.strategies.base import Observation
 
 #: Feature keys that belong to one user: learned and kept by the user's worker only.
-OWN_PREFIX = "user="
+OWN_PREFIX = USER_PREFIX
 #: The factorization machines whose shared rows travel, by name.
 TABLES = ("ranker", "rater")
 #: A row's change of more learning steps than this since the last collection is sent scaled

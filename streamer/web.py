@@ -27,6 +27,7 @@ from aiokafka.conn import CloseReason
 
 from streamer.client import get_recommendations, get_similar
 from streamer.evaluation.prequential import scoreboard
+from streamer.features import user_feature
 from streamer.pipeline import Pipeline
 from streamer.recommender import RecList
 from streamer.settings import Settings
@@ -207,7 +208,7 @@ def serve(
         engine = work.engine
         state = {  # what this worker's engine holds of the user
             "items": len(engine.users.history(user)),
-            "known": engine.model.knows(f"user={user}"),
+            "known": engine.model.knows(user_feature(user)),
         }
         return view.json({"user": user, "list": found, "history": history.of(user), "state": state})
 

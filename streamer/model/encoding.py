@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.features import Features
+from streamer.features import ITEM_PREFIX, USER_PREFIX, Features
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor
 from streamer.model.sgd_kernel import Parts
 
@@ -72,7 +72,10 @@ class QuerySides:
         return Parts(rows, xs, ends[at], ends[at + 1])
 
 
+_OWN = (USER_PREFIX, ITEM_PREFIX)  # a side's id features: full weight in the rater
+
+
 def rating_values(x: Features, side: float) -> list[float]:
     """A side's values in the rating model: side features (context, content) weigh ``side``;
     shared by many events, at full weight they take steps too large for SGD."""
-    return [v if f.startswith(("user=", "item=")) else v * side for f, v in x.items()]
+    return [v if f.startswith(_OWN) else v * side for f, v in x.items()]

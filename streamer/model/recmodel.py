@@ -23,7 +23,7 @@ import numpy as np
 from river import optim
 
 from streamer.beside import BESIDE_MIN, Beside
-from streamer.features import Features, own_features
+from streamer.features import USER_PREFIX, Features, own_features
 from streamer.model import sgd_kernel, side_kernel
 from streamer.model.encoding import Encoded, QuerySides
 from streamer.model.fast_fm import FastFMClassifier, FastFMRegressor, Flat, Rows
@@ -360,7 +360,7 @@ def _key(side: Features) -> str:
 def _user_key(side: Features) -> str:
     """A query side's user id feature, "" for a user without one (``user_min_events``)."""
     first = next(iter(side), "")
-    return first if first.startswith("user=") else ""
+    return first if first.startswith(USER_PREFIX) else ""
 
 
 def _find(fm: FastFMClassifier, x: Features) -> Rows:

@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 
 from index.base import search_excluding
-from streamer.features import ITEM_PREFIX, Features, sequence_feature
+from streamer.features import ITEM_PREFIX, USER_PREFIX, Features, sequence_feature, user_feature
 from streamer.model.two_tower import Bag, TwoTower
 from streamer.rowpool import grown, moved_rows
 from streamer.strategies.base import Observation, Query, Scored
@@ -73,7 +73,7 @@ class Neural:
         self._rng = np.random.default_rng(seed)
 
     def _user_bag(self, user: str, bucket: str, recent: Sequence[int]) -> Bag:
-        bag = {f"user={user}": 1.0}
+        bag = {user_feature(user): 1.0}
         if bucket:
             bag[f"bucket={bucket}"] = 1.0
         for age, item in enumerate(reversed(recent[-self.last :])):  # by name, not by id
@@ -146,14 +146,14 @@ class Neural:
         """An expired user: not known until they choose again, their id's row in the user
         tower freed for new users."""
         self._users.discard(user)
-        self.model.forget_users([f"user={user}"])
+        self.model.forget_users([user_feature(user)])
 
     def _replayed(self, positive: tuple[Bag, int]) -> tuple[Bag, int]:
         """A remembered positive, without its user's id if the user expired since (a replay
         must not make their freed row again)."""
         bag, item = positive
         key = next(iter(bag))  # the user's id: the first feature of a user bag
-        if key[len("user=") :] in self._users:
+        if key[len(USER_PREFIX) :] in self._users:
             return positive
         return {name: weight for name, weight in bag.items() if name != key}, item
 

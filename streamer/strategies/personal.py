@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from index.base import ItemIndex
-from streamer.features import Features
+from streamer.features import Features, user_feature
 from streamer.model import RecModel
 from streamer.strategies.base import Observation, Query, Scored
 
@@ -31,7 +31,7 @@ class Personal:
 
     def candidates(self, queries: Sequence[Query], k: int) -> list[Scored]:
         out: list[Scored] = [[] for _ in queries]
-        known = [n for n, q in enumerate(queries) if self.model.knows(f"user={q.user}")]
+        known = [n for n, q in enumerate(queries) if self.model.knows(user_feature(q.user))]
         if not known or not len(self.index):
             return out
         vectors = self.model.query_vectors(
