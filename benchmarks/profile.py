@@ -31,9 +31,17 @@ ROOT = Path(__file__).resolve().parents[1]
 _PREFIXES = re.compile(rf"\([^()]*?(?:site-packages/|python3\.\d+/|{re.escape(str(ROOT))}/)")
 
 
-def record(dataset: Path, seconds: int, out: Path, code: Path | None = None) -> int:
+def record(
+    dataset: Path,
+    seconds: int,
+    out: Path,
+    code: Path | None = None,
+    gil: bool = False,
+    module: str = "streamer.cli",
+) -> int:
     """Collapsed py-spy stacks of a worker (``code``'s, else this checkout's) consuming
-    ``dataset``, written to ``out``; returns the number of events produced."""
+    ``dataset``, written to ``out`` (only the samples of a thread holding the GIL if ``gil``);
+    returns the number of events produced."""
     events = list(open_log(dataset))
     with stream.local_stack() as base:
         settings = stream.fresh(base)
@@ -41,7 +49,9 @@ def record(dataset: Path, seconds: int, out: Path, code: Path | None = None) -> 
         replay(events, settings, progress=False)
         spy = Path(sys.executable).with_name("py-spy")
         command = [str(spy), "record", "-r", "200", "-d", str(seconds), "-f", "raw"]
-        command += ["-o", str(out), "--", sys.executable, "-m", "streamer.cli", "worker"]
+        command += ["--gil"] if gil else []
+        command += ["-o", str(out), "--", sys.executable, "-m", module]
+        command += ["worker"] if module == "streamer.cli" else []
         log = (Path(base.state_dir) / "worker.log").open("wb")
         path = {"PYTHONPATH": str(code)} if code else {}  # run from there: -m reads the cwd first
         env = {**os.environ, **settings.as_env(), **path}
@@ -61,7 +71,7 @@ def split(path: Path, events: int, rate: int = 200) -> str:
         stack, _, count = line.rpartition(" ")
         if "Beside._run" in stack:
             part = "learning beside (streamer.beside's threads)"
-        elif "cmd_worker" not in stack:
+        elif "_run_module_as_main" not in stack:  # not the main thread
             part = "other threads (the consumer's)"
         elif "EpollSelector.select" in stack or "_find_and_load" in stack:
             continue
@@ -98,9 +108,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=40)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/worker.pyspy"))
     parser.add_argument("--code", type=Path, default=None, help="another checkout's worker")
+    parser.add_argument(
+        "--gil", action="store_true", help="only samples holding the GIL (its share per part)"
+    )
+    parser.add_argument(
+        "--trivial", action="store_true", help="Faust's empty agents (benchmarks.trivial_app)"
+    )
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    events = record(args.dataset, args.seconds, args.out.resolve(), args.code)
+    module = "benchmarks.trivial_app" if args.trivial else "streamer.cli"
+    events = record(args.dataset, args.seconds, args.out.resolve(), args.code, args.gil, module)
     print(summarize(args.out))
     print()
     print(split(args.out, events))

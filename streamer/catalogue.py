@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Container, Iterable
 
 import numpy as np
 
@@ -66,6 +67,16 @@ class Catalogue:
 
     def features(self, index_id: int) -> Features:
         return self._features[index_id]
+
+    def features_of(self, ids: Iterable[int]) -> list[Features]:
+        """:meth:`features` of each of ``ids``."""
+        features = self._features
+        return [features[i] for i in ids]
+
+    def names_of(self, ids: Iterable[int], leaving_out: Container[int] = ()) -> list[str]:
+        """The names of ``ids`` (:meth:`item_of`), those in ``leaving_out`` left out."""
+        names = self._items
+        return [names[i] for i in ids if i not in leaving_out]
 
     def add_metadata(self, event: ItemEvent) -> int:
         """Record an item's title, tags and text; returns its index id."""

@@ -141,8 +141,8 @@ class Blend:
             rec_id = None  # another arm's list: the click is learned from, not credited here
         if rec_id is not None and rec_id != last.rec_id:
             self.stale += 1
-        if item in last.items:  # features only where there is something to learn from them
-            chosen = int(np.flatnonzero(last.items == item)[0])
+        chosen = policy_kernel.position(last.items, item)
+        if chosen >= 0:  # features only where there is something to learn from them
             x = self._features(last, self.estimates(last.bucket))
             weights = self._stacker(last.group)
             if rec_id is not None and rec_id == last.rec_id:

@@ -93,6 +93,16 @@ def global_prior(
 
 
 @compiled
+def position(items: np.ndarray, item: int) -> int:
+    """Where ``item`` first is in ``items``, -1 if nowhere (one pass: ``item in items`` and
+    ``np.flatnonzero`` took ~1.3 µs each on a list of candidates)."""
+    for c in range(len(items)):
+        if items[c] == item:
+            return c
+    return -1
+
+
+@compiled
 def tally(
     hits: np.ndarray,
     trials: np.ndarray,

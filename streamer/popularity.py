@@ -21,7 +21,7 @@ def context_key(context: Mapping[str, str], keys: Iterable[str]) -> str:
     >>> context_key({"hour": "9"}, ["device"])
     ''
     """
-    return "|".join(f"{k}={context[k]}" for k in sorted(keys) if k in context)
+    return "|".join([f"{k}={context[k]}" for k in sorted(keys) if k in context])
 
 
 class Popularity(Generic[Item]):
@@ -71,15 +71,16 @@ class Popularity(Generic[Item]):
         counts = self._counts.get(key)
         if counts is None:
             counts = self._counts[key] = defaultdict(float)
-        counts[item] += weight
-        count = counts[item]
+        count = counts[item] = counts[item] + weight
         leaders, rank = self._leaders[key], self._rank[key]
         at = rank.get(item)
         if at is None:
             if len(leaders) >= self.leaders and count <= counts[leaders[-1]]:
                 return
-            at = rank[item] = len(leaders)
+            at = len(leaders)
             leaders.append(item)
+        elif not at or counts[leaders[at - 1]] >= count:  # in place (most bumps)
+            return
         while at and counts[leaders[at - 1]] < count:  # climb past the smaller counts
             passed = leaders[at - 1]
             leaders[at - 1], leaders[at] = item, passed

@@ -57,10 +57,12 @@ class NegativeSampler:
         if n <= 0 or (self._size == 0 and n_items == 0):
             return []
         out: list[int] = []
+        turns = 4 * n + 4
+        if len(self._block) < 2 * turns:  # the next block goes under the rest: drawn from
+            # after it, in the same order as when it was drawn once this one ran out
+            self._block = self._rng.random(_BLOCK).tolist() + self._block
         block, ring, size, uniform = self._block, self._ring, self._size, self.uniform
-        for _ in range(4 * n + 4):  # (one draw per turn, inlined: ~9 per event)
-            if len(block) < 2:
-                block = self._block = self._rng.random(_BLOCK).tolist()
+        for _ in range(turns):  # (one draw per turn, inlined: ~9 per event)
             pick, position = block.pop(), block.pop()
             if n_items and (size == 0 or pick < uniform):
                 item = int(position * n_items)

@@ -80,8 +80,8 @@ class ParameterTable:
 
     def extend_rows(self, keys: Iterable[str], out: list[int]) -> None:
         """Append the rows of ``keys`` (created if new) to ``out``."""
-        ids, add = self.ids, self._add
-        out.extend([ids[k] if k in ids else add(k) for k in keys])
+        get, add = self.ids.get, self._add
+        out.extend([row if (row := get(k)) is not None else add(k) for k in keys])
 
     def find(self, keys: Sequence[str]) -> np.ndarray:
         """The rows of ``keys``, -1 for keys never seen (creates nothing)."""

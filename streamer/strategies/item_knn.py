@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -181,8 +182,7 @@ def _scored(ids: np.ndarray, scores: np.ndarray, found: np.ndarray, window: int)
 
 def _flat(groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Groups of ids as one array and its offsets (``group q = flat[starts[q]:starts[q+1]]``)."""
-    flat = [i for group in groups for i in group]
     sizes = np.fromiter((len(g) for g in groups), np.int64, len(groups))
     starts = np.zeros(len(groups) + 1, np.int64)
     np.cumsum(sizes, out=starts[1:])
-    return np.array(flat, np.int64), starts
+    return np.fromiter(itertools.chain.from_iterable(groups), np.int64, starts[-1]), starts
