@@ -379,6 +379,11 @@ def test_the_policys_compiled_arithmetic_is_its_formulas_in_numpy():
         np.testing.assert_array_equal(all_hits[b], expected)
     assert not all_hits[1].any() and not all_trials[1].any()
 
+    repeated = np.array([5, 9, 5, 7])
+    for wanted in (5, 9, 7, 8):  # the first place, as numpy finds it; -1 where absent
+        found = np.flatnonzero(repeated == wanted)
+        assert kernel.position(repeated, wanted) == (int(found[0]) if len(found) else -1)
+
 
 def test_an_expired_item_chosen_again_weighs_as_before_in_the_pairs_others_hold():
     """Item 1 always came before 2 (cosine 1); expired, it is proposed for nobody; chosen
