@@ -164,7 +164,7 @@ class Engine:
         Prequential: every rating is predicted just before its own event is learned, and every
         positive is scored against the list its user had before the batch."""
         touched_items: set[int] = set()
-        requests: dict[str, Request] = {}
+        asked: dict[str, Click | ContextEvent] = {}  # each user's last event (a list each)
         self._pending = []
         failed: list[tuple[int, Exception]] = []
         catalogue, retired, user_ttl = (
@@ -198,16 +198,17 @@ class Engine:
                 failed.append((position, exc))
                 continue
             if not isinstance(event, ItemEvent):
-                requests[event.user] = Request(event.user, event.context, event.ts)
+                asked[event.user] = event
             self.events += 1
             self.catalogue.clock = self.events
         self._learn_pending()
         if self.settings.user_ttl_s:  # a user expired since their event (a lagging partition's,
             # already past its time) gets no list: one would keep their state past expiry
-            requests = {u: r for u, r in requests.items() if u in self._last_seen}
+            asked = {u: e for u, e in asked.items() if u in self._last_seen}
+        requests = [Request(u, e.context, e.ts) for u, e in asked.items()]
         self.upkeep.refresh(touched_items, len(events), self.events)
-        known = {u for u in requests if self.model.knows(user_feature(u))}
-        out = BatchOutput(self.recommender.recommend(list(requests.values()), known), failed=failed)
+        known = {u for u in asked if self.model.knows(user_feature(u))}
+        out = BatchOutput(self.recommender.recommend(requests, known), failed=failed)
         self._remember(out.lists)
         if with_popular:
             out.popular = self.recommender.popular_lists()
@@ -247,37 +248,39 @@ class Engine:
 
     def _take(self, click: Click) -> int:
         """Book one interaction and queue it for learning; returns the index id to refresh."""
-        item = self.catalogue.id_of(click.item)
+        # (the click's fields read once: a Faust record's are descriptors)
+        user, context, kind = click.user, click.context, click.type
+        catalogue, users = self.catalogue, self.users
+        item = catalogue.id_of(click.item)
         if self.settings.item_ttl_s:
             self._seen_item(item, click.ts)
-        history = self.users.history(click.user)
-        recent = self.users.recent(click.user, self._window)  # before this one
-        user_x = self.query_features(click.user, click.context, recent)
-        item_x = self.catalogue.features(item)
-        key = context_key(click.context, self.settings.pop_context_keys)
-        if self.is_positive(click):
-            shown = self.shown.get(click.user)
+        history = users.history(user)
+        recent = users.recent(user, self._window)  # before this one
+        user_x = self.query_features(user, context, recent)
+        key = context_key(context, self.settings.pop_context_keys)
+        if click.is_positive(self.settings.positive_rating):
+            shown = self.shown.get(user)
             if shown is None:  # what the read helper serves a user without a list
                 shown = self._popular_for(key, history)
             for observer in self.observers:
-                observer.positive(click.user, item, shown)
-            self.recommender.policy.credit(click.user, item, click.rec_id)
-        negatives = [] if click.type == "skip" else self._negatives(history, item)
+                observer.positive(user, item, shown)
+            self.recommender.policy.credit(user, item, click.rec_id)
+        negatives = [] if kind == "skip" else self._negatives(history, item)
         self._pending.append(
             Interaction(
                 user_x,
-                item_x,
-                click.type,
+                catalogue.features(item),
+                kind,
                 click.value,
-                self.catalogue.features_of(negatives),
-                click.user,
+                catalogue.features_of(negatives),
+                user,
             )
         )
-        self.users.set_context(click.user, click.context)
-        if click.type != "skip":  # a skip is learned as a negative, never joins the history
-            seen = Observation(click.user, item, key, recent)
+        users.set_context(user, context)
+        if kind != "skip":  # a skip is learned as a negative, never joins the history
+            seen = Observation(user, item, key, recent)
             self._learn_positive(seen, self.strategies)
-            self.users.add(click.user, item)
+            users.add(user, item)
             for tap in self.taps:
                 tap(seen)
         # The negatives' vectors moved too, a little: the round-robin refresh rewrites them

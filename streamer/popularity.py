@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import defaultdict
 from collections.abc import Collection, Hashable, Iterable, Mapping
@@ -81,12 +82,15 @@ class Popularity(Generic[Item]):
             leaders.append(item)
         elif not at or counts[leaders[at - 1]] >= count:  # in place (most bumps)
             return
-        while at and counts[leaders[at - 1]] < count:  # climb past the smaller counts
-            passed = leaders[at - 1]
-            leaders[at - 1], leaders[at] = item, passed
-            rank[passed] = at
-            at -= 1
-        rank[item] = at
+        # climb past the smaller counts (the leaders are in order: found by bisection, the
+        # ones passed moved down by one; bumps pass ~10 of them on MovieLens)
+        to = bisect.bisect_right(leaders, -count, 0, at, key=lambda i: -counts[i])
+        if to < at:
+            leaders[to + 1 : at + 1] = leaders[to:at]
+            leaders[to] = item
+            for place in range(to + 1, at + 1):
+                rank[leaders[place]] = place
+        rank[item] = to
         if len(leaders) > self.leaders:
             del rank[leaders.pop()]
 
