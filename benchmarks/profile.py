@@ -8,7 +8,9 @@ holding the most samples, by their own time and inclusive of callees, and where 
 time per event goes: our agents' batches (``Pipeline.handle``, the engine within it), the rest
 of the event loop (Faust), the engine's learning beside it (``streamer.beside``), the other
 threads (the consumer's). ``--code DIR`` profiles another checkout's worker (e.g. ``git
-worktree add /tmp/before REV``) under this harness.
+worktree add /tmp/before REV``) under this harness. ``--gil`` keeps only the samples of a thread
+holding the GIL (what bounds the worker: its main thread's time holding it, docs/benchmarks.md,
+session 20); ``--trivial`` profiles Faust's empty agents (``benchmarks.trivial_app``) instead.
 """
 
 from __future__ import annotations
