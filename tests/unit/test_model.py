@@ -363,3 +363,34 @@ def test_negatives_follow_recent_popularity_and_are_never_an_excluded_item():
     for item in [*(i for i, _ in recent.most_common(5)), *range(190, 200)]:
         expected = 0.75 * recent[item] / len(ring) + 0.25 / 200  # exclusions hit all alike
         assert abs(drawn[item] / total - expected) < 0.1 * expected + 0.001, item
+
+
+def test_negatives_draw_the_random_numbers_in_order_across_blocks():
+    """The sampler's uniform numbers, drawn by the block and topped up before a call that could
+    run out, come in the order one stream of them would give: the same draws as a sampler that
+    takes each pair from one long sequence of the same generator."""
+    from streamer.model.sampler import _BLOCK, NegativeSampler
+
+    sampler = NegativeSampler(window=50, seed=7, uniform=0.5)
+    for item in range(40):
+        sampler.add(item % 13)
+    generator = np.random.default_rng(7)
+    numbers: list[float] = []  # in the order they are taken: each block from its end
+    for _ in range(6):
+        numbers += generator.random(_BLOCK).tolist()[::-1]
+    ring, taken = sampler._ring[: sampler._size].tolist(), 0
+    rng = np.random.default_rng(11)
+    for _ in range(2_000):
+        exclude = set(rng.choice(60, 10).tolist())
+        chosen, n = int(rng.integers(0, 60)), int(rng.integers(1, 9))
+        want: list[int] = []
+        for _ in range(4 * n + 4):
+            pick, position = numbers[taken], numbers[taken + 1]
+            taken += 2
+            item = int(position * 60) if pick < 0.5 else ring[int(position * len(ring))]
+            if item != chosen and item not in exclude:
+                want.append(item)
+                if len(want) == n:
+                    break
+        assert sampler.sample(n, exclude, n_items=60, chosen=chosen) == want
+    assert taken > 2 * _BLOCK  # the blocks were topped up on the way

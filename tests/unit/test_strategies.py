@@ -137,6 +137,29 @@ def test_popularity_leaders_are_the_exact_top_of_every_bucket():
     )[:3]
 
 
+def test_popularity_leaders_break_ties_by_arrival_as_a_climb_one_by_one_does():
+    """Among equal counts, the leaders keep the order a leader climbing past strictly smaller
+    counts one place at a time gives (what the popular lists serve): against that reference,
+    with many ties (whole counts) and a bound on the leaders."""
+    pop: Popularity[int] = Popularity(half_life=10**9, leaders=12)
+    counts: dict[int, float] = {}
+    leaders: list[int] = []
+    rng = np.random.default_rng(5)
+    for item in (rng.zipf(1.2, 4_000) % 40).tolist():
+        pop.add(item, "")
+        counts[item] = counts.get(item, 0.0) + 1.0
+        if item not in leaders:
+            if len(leaders) >= 12 and counts[item] <= counts[leaders[-1]]:
+                continue
+            leaders.append(item)
+        at = leaders.index(item)
+        while at and counts[leaders[at - 1]] < counts[item]:
+            leaders[at - 1], leaders[at] = leaders[at], leaders[at - 1]
+            at -= 1
+        del leaders[12:]
+        assert [i for i, _ in pop.top("", 12)] == leaders
+
+
 def test_popularity_leaders_stay_the_exact_top_when_items_are_dropped():
     """Compactions (items dropped, the others renumbered in order) between the adds: the
     leaders are topped up from the counts, and new items do not pass larger counts."""
