@@ -114,7 +114,8 @@ class RecModel:
         return slot
 
     def _slots(self, sides: Sequence[Features]) -> list[int]:
-        """:meth:`_slot` of each of ``sides``, its cache read inline."""
+        """:meth:`_slot` of each of ``sides``, in order, its cache read inline (an event's item
+        and its negatives: ~9 sides)."""
         cache, slot = self._items, self._slot
         return [
             c[1] if (c := cache.get(next(iter(x)))) is not None and c[0] is x else slot(x)
@@ -155,7 +156,6 @@ class RecModel:
         # rows are made event by event, in order (query side, item, negatives): the model is
         # the same however the stream is cut into batches
         users = QuerySides(self.ranker, self.rater, self._side)
-        part, slots = self._slot, self._items
         rated: list[int] = []  # events with a rating
         ratings: list[float] = []
         rated_items: list[int] = []
@@ -166,15 +166,14 @@ class RecModel:
         for n, event in enumerate(batch):
             kind, value = event.kind, event.value
             users.add(event.user_x)
-            x = event.item_x  # (_slot's cache read inline: ~9 sides an event)
-            cached = slots.get(next(iter(x)))
-            item = cached[1] if cached is not None and cached[0] is x else part(x)
+            skip = kind == "skip"  # (learned as a negative: no negatives of its own)
+            item, *negatives = self._slots([event.item_x, *(() if skip else event.negatives)])
             if kind == "rating" and value is not None:
                 rated.append(n)
                 ratings.append(value)
                 rated_items.append(item)
             own.append(item)
-            if kind == "skip":
+            if skip:
                 labels.append(False)
                 weights.append(1.0)
             else:
@@ -183,8 +182,7 @@ class RecModel:
                 )
                 labels.append(True)
                 weights.append(POSITIVE_WEIGHTS.get(kind, 1.0) if positive else 0.5)
-                negatives = event.negatives
-                own.extend(self._slots(negatives))
+                own.extend(negatives)
                 labels.extend([False] * len(negatives))
                 weights.extend([1.0] * len(negatives))
             starts.append(len(labels))
