@@ -200,7 +200,7 @@ class Engine:
             if not isinstance(event, ItemEvent):
                 asked[event.user] = event
             self.events += 1
-            self.catalogue.clock = self.events
+            catalogue.clock = self.events
         self._learn_pending()
         if self.settings.user_ttl_s:  # a user expired since their event (a lagging partition's,
             # already past its time) gets no list: one would keep their state past expiry
@@ -258,7 +258,7 @@ class Engine:
         recent = users.recent(user, self._window)  # before this one
         user_x = self.query_features(user, context, recent)
         key = context_key(context, self.settings.pop_context_keys)
-        if click.is_positive(self.settings.positive_rating):
+        if self.is_positive(click):
             shown = self.shown.get(user)
             if shown is None:  # what the read helper serves a user without a list
                 shown = self._popular_for(key, history)

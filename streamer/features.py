@@ -61,7 +61,7 @@ def user_features(
     >>> user_features("42", {"device": "tv"}, with_id=False)
     {'device=tv': 1.0}
     """
-    x = {f"{USER_PREFIX}{user}": 1.0} if with_id else {}
+    x = {user_feature(user): 1.0} if with_id else {}
     for key, value in context.items():
         if key not in IGNORED_CONTEXT_KEYS:
             x[f"{key}={value}"] = 1.0
