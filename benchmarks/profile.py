@@ -51,6 +51,7 @@ def record(
         replay(events, settings, progress=False)
         spy = Path(sys.executable).with_name("py-spy")
         command = [str(spy), "record", "-r", "200", "-d", str(seconds), "-f", "raw"]
+        command += ["--subprocesses"]  # the engine's own process (STREAMREC_ENGINE_PROCESS)
         command += ["--gil"] if gil else []
         command += ["-o", str(out), "--", sys.executable, "-m", module]
         command += ["worker"] if module == "streamer.cli" else []
@@ -73,6 +74,10 @@ def split(path: Path, events: int, rate: int = 200) -> str:
         stack, _, count = line.rpartition(" ")
         if "Beside._run" in stack:
             part = "learning beside (streamer.beside's threads)"
+        elif "Connection._recv" in stack:  # the engine's process, waiting for a call
+            continue
+        elif "spawn_main" in stack:  # the engine's process (streamer.hosts), its main thread
+            part = "engine" if "Engine.process" in stack else "the engine's process, the rest"
         elif "_run_module_as_main" not in stack:  # not the main thread
             part = "other threads (the consumer's)"
         elif "EpollSelector.select" in stack or "_find_and_load" in stack:

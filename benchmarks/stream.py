@@ -94,8 +94,13 @@ class Process:
         raw = self.redis.get(f"{self.settings.redis_prefix}worker")
         return json.loads(raw) if raw else {}
 
+    def _tree(self) -> list[psutil.Process]:
+        """The process and those it started (the engine's own: ``STREAMREC_ENGINE_PROCESS``)."""
+        return [self.ps, *self.ps.children(recursive=True)]
+
     def rss_mb(self) -> float:
-        return self.ps.memory_info().rss / 2**20
+        """Resident memory of the process and of those it started."""
+        return sum(p.memory_info().rss for p in self._tree()) / 2**20
 
     def wait_events(self, count: int, timeout: float = 600) -> Window:
         """Poll until ``count`` events are processed; the window from the first batch on."""
@@ -113,9 +118,10 @@ class Process:
         raise TimeoutError(f"{self.progress()} after {timeout} s, wanted {count}")
 
     def cpu_s(self) -> float:
-        """CPU seconds used so far by all the process's threads."""
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
+        """CPU seconds used so far by all the threads of the process and of those it started
+        (alive: the engine's process lives as long as the worker)."""
+        times = [p.cpu_times() for p in self._tree()]
+        return float(sum(t.user + t.system for t in times))
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)

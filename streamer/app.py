@@ -9,20 +9,21 @@ import gc
 import json
 import logging
 import math
+import os
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import faust
 
 from streamer import snapshot, web
 from streamer.batching import take_batches
-from streamer.engine import Engine
 from streamer.feeds import TopicFeed, read_partitions
-from streamer.pipeline import Message, Pipeline, arm_b_path
+from streamer.hosts import EngineGone, LocalHost, make_host
+from streamer.pipeline import Message, Pipeline
 from streamer.polling import poll
 from streamer.publisher import RedisSink
 from streamer.redelivery import LogCheck
+from streamer.room import EngineRoom
 from streamer.security import faust_credentials, kafka_options, redis_options
 from streamer.settings import Settings
 from streamer.sharing import Sharing
@@ -222,16 +223,17 @@ def _log_check(settings: Settings) -> LogCheck:
 
 
 def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pipeline:
-    """A pipeline on the newest valid snapshot's engine and offsets, or on a new engine."""
-    found = None
+    """A pipeline on the newest valid snapshot's engine and offsets, or on a new engine (in
+    the host ``settings`` ask for: ``streamer.hosts``)."""
+    host = make_host(settings)
     check = _log_check(settings)
+    found = None
     if settings.snapshot_interval_s > 0:  # snapshots off: none is read either
-        found = snapshot.load_latest(settings.snapshot_path, settings)
+        found = host.ask(EngineRoom.restore)
     if found is None:
-        return Pipeline(settings, sink, send_dead_letter, log_check=check)
-    engine, saved = found
-    stamps = {(t, p): ms for t, parts in saved.stamps.items() for p, ms in parts.items()}
-    last = {(t, p): saved.offsets[t][p] - 1 for t, p in stamps}
+        return Pipeline(settings, sink, send_dead_letter, log_check=check, host=host)
+    stamps = {(t, p): ms for t, parts in found.stamps.items() for p, ms in parts.items()}
+    last = {(t, p): found.offsets[t][p] - 1 for t, p in stamps}
     now = _when_reachable(lambda: timestamps_at(settings.broker, last, kafka_options(settings)))
     unanswered = [f"{t}[{p}]" for (t, p) in stamps if now[(t, p)] == UNANSWERED]
     changed = [f"{t}[{p}]" for (t, p), ms in stamps.items() if now[(t, p)] not in (ms, UNANSWERED)]
@@ -243,19 +245,17 @@ def _restored(settings: Settings, sink: RedisSink, send_dead_letter: Any) -> Pip
     if changed:  # not the log it learned from (a memory-only broker restarted, topics remade)
         log.warning(
             "snapshot %s learned from another log than the broker's %s: starting afresh",
-            snapshot.describe(saved),
+            snapshot.describe(found),
             ", ".join(changed),
         )
-        return Pipeline(settings, sink, send_dead_letter, log_check=check)
-    log.info("resuming from snapshot %s", snapshot.describe(saved))
-    engine_b = _arm_b(settings, saved) if settings.ab else None
-    # The restored state lives as long as the worker: out of the cyclic collector's walks now,
-    # as the report timer does with what has lived since (the load made it with the collector
-    # paused, so its first collections would otherwise walk all of it, in the first batches).
-    gc.freeze()
+        host.ask(EngineRoom.start_afresh)
+        return Pipeline(settings, sink, send_dead_letter, log_check=check, host=host)
+    log.info("resuming from snapshot %s", snapshot.describe(found))
+    host.ask(EngineRoom.keep_restored)
     return Pipeline(
-        settings, sink, send_dead_letter, engine, saved.offsets, saved.stamps, engine_b, check
-    )
+        settings, sink, send_dead_letter, offsets=found.offsets, stamps=found.stamps,
+        log_check=check, host=host,
+    )  # fmt: skip
 
 
 def _when_reachable(check: Callable[[], T], retry_s: float = BROKER_RETRY_S) -> T:
@@ -278,26 +278,44 @@ def _when_reachable(check: Callable[[], T], retry_s: float = BROKER_RETRY_S) -> 
     return answered[0]
 
 
-def _arm_b(settings: Settings, saved: snapshot.Snapshot) -> Engine | None:
-    """Arm b's engine from its snapshot at the same offsets as arm a's; None (a new arm b,
-    logged) if there is none, e.g. when the arms were just turned on or arm b changed."""
-    found = snapshot.load_matching(
-        arm_b_path(settings), replace(settings, **settings.ab_changes()), saved.offsets
-    )
-    if found is None:
-        log.warning("no snapshot of arm b at the offsets of %s: arm b starts afresh", saved.path)
-        return None
-    log.info("arm b resumes from snapshot %s", snapshot.describe(found[1]))
-    return found[0]
-
-
 def _agent(kind: str, work: Pipeline, settings: Settings) -> Any:
     async def process(stream: faust.StreamT) -> None:
         """Decode, learn, refresh, publish: one micro-batch at a time."""
-        async for events in batches(stream, settings):
-            await work.handle(kind, [_message(event) for event in events])
+        try:
+            if isinstance(work.host, LocalHost):
+                async for events in batches(stream, settings):
+                    await work.handle(kind, [_message(event) for event in events])
+            else:
+                await _overlapped(kind, stream, work, settings)
+        except EngineGone as exc:  # its state is the last snapshot's: a restart resumes there
+            log.critical("%s: exiting (1)", exc)
+            logging.shutdown()
+            os._exit(1)
 
     return process
+
+
+async def _overlapped(kind: str, stream: faust.StreamT, work: Pipeline, settings: Settings) -> Any:
+    """The agent's loop with the engine in a process of its own: the next batch is read
+    (Faust's share of the work, in this process) while the engine learns the last one (in
+    its own). One batch waits at most: Faust's back pressure holds the rest."""
+    ready: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=1)
+
+    async def read() -> None:
+        async for events in batches(stream, settings):
+            await ready.put([_message(event) for event in events])
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while True:
+            batch = asyncio.ensure_future(ready.get())
+            await asyncio.wait([batch, reader], return_when=asyncio.FIRST_COMPLETED)
+            if not batch.done():  # the stream ended (or failed): no more batches
+                batch.cancel()
+                return reader.result()
+            await work.handle(kind, batch.result())
+    finally:
+        reader.cancel()
 
 
 def _message(event: Any) -> Message:

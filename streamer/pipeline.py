@@ -9,18 +9,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from streamer import snapshot
-from streamer.arms import Arms
-from streamer.engine import BatchOutput, Engine, Event
-from streamer.evaluation.prequential import metrics_report, watched
-from streamer.events import InvalidEvent, Validator
-from streamer.memory import release_free_memory
+from streamer.engine import Engine
+from streamer.hosts import Host, LocalHost
 from streamer.publisher import RedisSink
 from streamer.recommender import PopList, RecList, SimList
 from streamer.redelivery import LogCheck, Redeliveries, stamp_ms
+from streamer.room import EngineRoom, Status
 from streamer.settings import Settings
 from streamer.sharing import Sharing
 from streamer.snapshot import Offsets, Snapshot, Stamps
@@ -100,13 +97,10 @@ class _Every:
         return True
 
 
-def arm_b_path(settings: Settings) -> Path:
-    """Where arm b's snapshots are written (each with the same offsets as arm a's)."""
-    return settings.snapshot_path / "arm-b"
-
-
 class Pipeline:
-    """The worker's per-batch work; Faust only feeds it batches of messages."""
+    """The worker's per-batch work; Faust only feeds it batches of messages. The engine is
+    asked through its ``host`` (``streamer.hosts``): in this process by default (``engine``,
+    ``engine_b``: arm a's and arm b's to start from), or in one of its own."""
 
     def __init__(
         self,
@@ -118,17 +112,14 @@ class Pipeline:
         stamps: Stamps | None = None,
         engine_b: Engine | None = None,
         log_check: LogCheck | None = None,
+        host: Host | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
         self.send_dead_letter = send_dead_letter
-        self.engine = watched(engine or Engine(settings))  # its prequential scoreboard
-        #: A/B arms (``STREAMREC_AB``): ``engine`` is arm a's, ``engine_b`` (or a new one) b's
-        self.arms = (
-            Arms(settings, settings.ab_changes(), settings.ab_share, self.engine, engine_b)
-            if settings.ab
-            else None
-        )
+        self.host: Host = host or LocalHost(EngineRoom(settings, engine, engine_b))
+        #: the engine's running figures, as of its last batch
+        self.status: Status = self.host.ask(EngineRoom.status)
         #: per topic and partition, the offset of the next message the engine has not seen:
         #: what a snapshot of the engine includes, and where a partition resumes
         self.offsets: Offsets = offsets or {}
@@ -138,12 +129,6 @@ class Pipeline:
         #: (``log_check``: asked when they come from further back than the last remembered)
         self.redeliveries = Redeliveries(self._position, self._stamp, log_check)
         self.stats = Stats()
-        validator = Validator(settings)
-        self._decoders: dict[str, Callable[[bytes], Event]] = {
-            "clicks": validator.click,
-            "contexts": validator.context,
-            "items": validator.item,
-        }
         #: popular and similar lists go out with a batch at most this often
         self._popular_every, self._similar_every = (
             _Every(settings.pop_publish_s),
@@ -163,6 +148,13 @@ class Pipeline:
         self.stopped = False  # the final snapshot taken (final_snapshot)
         #: several workers (``STREAMREC_SYNC_INTERVAL_S``): this worker's part in the sharing
         self.sharing = Sharing(self) if settings.sync_interval_s > 0 else None
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, when it is in this process (arm a's with arms)."""
+        if not isinstance(self.host, LocalHost):
+            raise AttributeError("the engine is in a process of its own: ask self.host")
+        return self.host.room.engine
 
     async def handle(self, kind: str, messages: Sequence[Message]) -> None:
         """Process messages of one topic kind (``clicks``, ``contexts`` or ``items``)."""
@@ -187,6 +179,7 @@ class Pipeline:
         try:
             self.sharing.receive(messages)
             self._advance(messages)
+            self.status = self.host.ask(EngineRoom.status)  # (what they taught it)
         finally:
             self._in_batch -= 1
 
@@ -194,10 +187,10 @@ class Pipeline:
         """The popular lists, if the engine learned positives since they were last published
         (once every ``pop_publish_s`` by a batch: a stream that goes quiet before the next is
         due would leave them unpublished; the worker's report timer writes these)."""
-        if self.engine.interactions == self._popular_at:
+        if self.status.interactions == self._popular_at:
             return []
-        self._popular_at = self.engine.interactions
-        return self.engine.recommender.popular_lists()
+        self._popular_at = self.status.interactions
+        return self.host.ask(EngineRoom.popular_lists)
 
     def stale_similar(self) -> list[SimList]:
         """The similar-item lists a batch would publish now (:meth:`Engine.similar_lists`):
@@ -207,7 +200,7 @@ class Pipeline:
         (the worker's report timer writes them, once no batch ended for ``QUIET_S``)."""
         if self.stats.clock() - self.stats.last_batch < QUIET_S:  # the batches publish them
             return []
-        return self.engine.similar_lists(self._similar_every.claim(time.time()))
+        return self.host.ask(EngineRoom.similar_lists, self._similar_every.claim(time.time()))
 
     async def pause(self) -> None:
         """Take no batch from now on (a worker handing its partitions over), once the batches
@@ -239,51 +232,40 @@ class Pipeline:
 
     async def _handle(self, kind: str, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
-        decode = self._decoders[kind]
-        events: list[Event] = []
-        sources: list[Message] = []
-        rejected = 0
         again = await self.redeliveries.learned(messages)
         new = [m for m in messages if id(m) not in again] if again else list(messages)
         redelivered = len(messages) - len(new)
-        for message in new:
-            try:
-                events.append(decode(message.value))
-                sources.append(message)
-            except InvalidEvent as exc:
-                rejected += 1
-                await self._dead_letter(message, str(exc))
-            except Exception as exc:  # a decoder bug: still the message's dead letter, not ours
-                rejected += 1
-                reason = f"undecodable: {type(exc).__name__}: {str(exc)[:200]}"
-                await self._dead_letter(message, reason)
         now = time.time()
         with_popular = self._popular_every.claim(now)
         with_similar = self._similar_every.claim(now)
-        batch_failed = False
         learn_started = time.perf_counter()
-        try:
-            out = (self.arms or self.engine).process(events, with_popular, with_similar)
-        except Exception:  # past the per-event stage (learning, index, recommending): log, go on
-            log.exception("batch of %d events failed after they were booked", len(events))
-            self.stats.errors += 1
-            out = BatchOutput()
-            batch_failed = True
+        done = await self.host.call(
+            EngineRoom.process, kind, [m.value for m in new], with_popular, with_similar
+        )
         learn_seconds = time.perf_counter() - learn_started
-        if with_popular and not batch_failed:
-            self._popular_at = self.engine.interactions
-        self._advance(messages)  # no await since process(): a snapshot sees both or neither
+        self.status, out = done.status, done.out
+        if with_popular and not done.failed:
+            self._popular_at = done.status.interactions
+        # no await since the engine answered: a snapshot sees both or neither
+        self._advance(messages)
+        refused = {position for position, _ in done.rejected}
+        sources = [m for position, m in enumerate(new) if position not in refused]
         if self.sharing is not None and kind != "items":  # their users' state, to publish
-            self.sharing.touched(events, sources)
+            self.sharing.touched(done.users, sources)
+        for position, reason in done.rejected:
+            await self._dead_letter(new[position], reason)
+        if done.failed:
+            self.stats.errors += 1
         for position, error in out.failed:  # one event's error is that event's dead letter
             self.stats.errors += 1
             source = sources[position]
             reason = f"processing error: {type(error).__name__}: {error}"
             await self._dead_letter(source, reason)
+        rejected = len(done.rejected)
         progress = {
             "events": self.stats.events + len(messages),
             "rejected": self.stats.rejected + rejected,
-            "model_version": self.engine.model.version,
+            "model_version": done.status.model_version,
             "ts": now,
         }
         published = self.sink.write(
@@ -295,14 +277,14 @@ class Pipeline:
         fresh = (
             [] if published is None else [published - m.timestamp for m in sources if m.timestamp]
         )
-        failed = len(events) if batch_failed else len(out.failed)
+        failed = len(sources) if done.failed else len(out.failed)
         self.stats.observe(
             events=len(messages),
             rejected=rejected,
             lists=len(out.lists),
             freshness_s=fresh,
             topic=kind,
-            learned=len(events) - failed,
+            learned=len(sources) - failed,
             failed=failed,
             redelivered=redelivered,
         )
@@ -363,41 +345,26 @@ class Pipeline:
 
     def _snapshot(self) -> Snapshot:
         started = time.perf_counter()
-        if self.arms is not None:  # arm b first: arm a's snapshot is the one a restart reads
-            snapshot.save(
-                self.arms.engines["b"],
-                self.offsets,
-                arm_b_path(self.settings),
-                self.settings.snapshot_keep,
-                self.stamps,
-            )
-        saved = snapshot.save(
-            self.engine,
-            self.offsets,
-            self.settings.snapshot_path,
-            self.settings.snapshot_keep,
-            self.stamps,
-        )
-        release_free_memory()  # the snapshot's buffers, back to the system (streamer.memory)
+        saved = self.host.ask(EngineRoom.snapshot, self.offsets, self.stamps)
         self.stats.snapshot_pause_s = time.perf_counter() - started
         log.info("snapshot %s in %.2f s", snapshot.describe(saved), self.stats.snapshot_pause_s)
         return saved
 
     def model_report(self) -> dict[str, Any]:
-        """The engine's prequential metrics and guards (:func:`metrics_report`)."""
-        return metrics_report(self.engine)
+        """The engine's prequential metrics and guards (:meth:`EngineRoom.metrics`)."""
+        return self.host.ask(EngineRoom.metrics)
 
     def report(self, advance: bool = True) -> dict[str, Any]:
         """The worker's figures (:meth:`Stats.report`; ``advance``: the periodic report's)."""
         figures = self.stats.report(advance)
-        figures["model_version"] = self.engine.model.version
-        figures["catalogue"] = len(self.engine.catalogue)
-        figures["users"] = len(self.engine.users)
+        figures["model_version"] = self.status.model_version
+        figures["catalogue"] = self.status.catalogue
+        figures["users"] = self.status.users
         figures["redis_failed_writes"] = self.sink.failed_writes
         figures["redis_pending"] = self.sink.pending
         figures["redis_dropped"] = self.sink.dropped
-        if self.arms is not None:
-            figures["ab"] = self.arms.report()
+        if self.settings.ab:
+            figures["ab"] = self.host.ask(EngineRoom.ab_report)
         if self.sharing is not None:
             figures["sync"] = self.sharing.report()
         return figures

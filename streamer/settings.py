@@ -60,6 +60,9 @@ class Settings:
     batch_size: int = 1000
     batch_within_s: float = 0.02
     stream_buffer: int = 4096  # messages Faust may prefetch per stream (its back pressure)
+    # The engine in a process of its own beside Faust's (streamer.hosts): the two overlap on
+    # two cores instead of taking turns on one (off, or with sharing: in the worker's process).
+    engine_process: bool = True
     session_timeout_s: float = 10.0
     fetch_max_wait_ms: int = 10
     log_interval_s: float = 10.0

@@ -16,7 +16,6 @@ from streamer.handover import export_user, import_user, item_slot_keys
 from streamer.sync import Sync
 
 if TYPE_CHECKING:
-    from streamer.engine import Event
     from streamer.pipeline import Message, Pipeline
 
 log = logging.getLogger(__name__)
@@ -43,10 +42,11 @@ class Sharing:
         self.handed_over: dict[int, dict[str, Any]] = {}
         self.users_sent_bytes = 0  # users' state published (topic_users)
 
-    def touched(self, events: Sequence[Event], sources: Sequence[Message]) -> None:
-        """The users of a batch of clicks or contexts: their state is published next time."""
-        for event, source in zip(events, sources, strict=True):
-            self._dirty.setdefault(source.partition, set()).add(event.user)
+    def touched(self, users: Sequence[str], sources: Sequence[Message]) -> None:
+        """The users of a batch of clicks or contexts (``sources``: their messages): their
+        state is published next time."""
+        for user, source in zip(users, sources, strict=True):
+            self._dirty.setdefault(source.partition, set()).add(user)
 
     def receive(self, messages: Sequence[Message]) -> None:
         """Other workers' deltas, applied; a message that is not a delta is logged and

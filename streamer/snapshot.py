@@ -50,7 +50,7 @@ OPERATIONAL = frozenset(
         "broker", "redis_url", "redis_prefix", "state_dir", "app_id", "topic_clicks",
         "topic_contexts", "topic_items", "topic_dead_letters", "partitions", "items_everywhere",
         "topic_sync", "topic_users", "worker_id",
-        "batch_size", "stream_buffer",
+        "batch_size", "stream_buffer", "engine_process",
         "batch_within_s", "session_timeout_s", "fetch_max_wait_ms", "log_interval_s",
         "web_enabled", "web_port", "web_bind", "health_stall_s", "ready_max_lag",
         "stall_exit_s",

@@ -205,9 +205,9 @@ class _Figures:
         index = GaugeMetricFamily(
             "streamrec_index_items", "Item vectors in the index", labels=["backend"]
         )
-        engine = getattr(self.pipeline, "engine", None)
-        if engine is not None:
-            index.add_metric([type(engine.index).__name__], len(engine.index))
+        status = getattr(self.pipeline, "status", None)  # the engine's, as of its last batch
+        if status is not None:
+            index.add_metric([status.index_backend], status.index_items)
         yield index
         hit_rates = GaugeMetricFamily(
             "streamrec_strategy_hit_rate",

@@ -26,10 +26,9 @@ import numpy as np
 from aiokafka.conn import CloseReason
 
 from streamer.client import get_recommendations, get_similar
-from streamer.evaluation.prequential import scoreboard
-from streamer.features import user_feature
 from streamer.pipeline import Pipeline
 from streamer.recommender import RecList
+from streamer.room import EngineRoom
 from streamer.settings import Settings
 from streamer.telemetry import CONTENT_TYPE_LATEST, Health, Telemetry
 
@@ -198,30 +197,29 @@ def serve(
 
     @app.page("/api/summary")
     async def summary(view: Any, request: Any) -> Any:
-        return view.json(_summary(work, series))
+        exposure = await work.host.call(EngineRoom.exposure)
+        return view.json(_summary(work, series, exposure))
 
     @app.page("/api/user/{user}")
     async def user(view: Any, request: Any, user: str) -> Any:
         found = get_recommendations(
             work.sink.client, user, settings.top_k, prefix=settings.redis_prefix
         )
-        engine = work.engine
-        state = {  # what this worker's engine holds of the user
-            "items": len(engine.users.history(user)),
-            "known": engine.model.knows(user_feature(user)),
-        }
+        # what this worker's engine holds of the user
+        state = await work.host.call(EngineRoom.user_state, user)
         return view.json({"user": user, "list": found, "history": history.of(user), "state": state})
 
     @app.page("/api/item/{item}")
     async def item(view: Any, request: Any, item: str) -> Any:
-        return view.json(_item(work, settings, item))
+        state = await work.host.call(EngineRoom.item_state, item)
+        return view.json(_item(work, settings, item, state))
 
 
-def _summary(work: Pipeline, series: Series) -> dict[str, Any]:
+def _summary(work: Pipeline, series: Series, exposure: np.ndarray) -> dict[str, Any]:
+    """The dashboard's figures; ``exposure``: how many lists showed each item shown."""
     model = work.model_report()
-    engine = work.engine
-    exposure = np.fromiter(scoreboard(engine).audit.counts.values(), float)
-    lorenz = _lorenz(exposure, len(engine.catalogue))  # sorts it
+    status = work.status
+    lorenz = _lorenz(exposure, status.catalogue)  # sorts it
     return {
         "worker": work.report(advance=False),
         "model": model,
@@ -229,30 +227,21 @@ def _summary(work: Pipeline, series: Series) -> dict[str, Any]:
         "partitions": {f"{t}[{p}]": lag for (t, p), lag in sorted(series.telemetry.lags().items())},
         "strategies": model.get("strategies", {}),
         "lorenz": lorenz,
-        "index": {"backend": type(engine.index).__name__, "items": len(engine.index)},
+        "index": {"backend": status.index_backend, "items": status.index_items},
     }
 
 
-def _item(work: Pipeline, settings: Settings, item: str) -> dict[str, Any]:
-    engine = work.engine
-    known = item in engine.catalogue
-    shown_to: list[str] = []
-    vector: list[float] = []
-    tags: list[str] = []
-    if known:
-        wanted = engine.catalogue.id_of(item)
-        shown_to = [u for u, shown in engine.shown.items() if wanted in shown]
-        tags = list(engine.catalogue.tags.get(wanted, ()))
-        vector = engine.model.item_vectors([engine.catalogue.features(wanted)])[0].tolist()
+def _item(work: Pipeline, settings: Settings, item: str, state: dict[str, Any]) -> dict[str, Any]:
+    """The item page: ``state`` (:meth:`EngineRoom.item_state`) and its similar items."""
     similar = get_similar(work.sink.client, item, 10, settings.redis_prefix)
     return {
         "item": item,
-        "known": known,
-        "tags": tags,
+        "known": state["known"],
+        "tags": state["tags"],
         "similar": similar,
-        "shown_to": shown_to[:100],
-        "shown_to_users": len(shown_to),
-        "vector": vector,  # the ranking model's [b_i, e_i], as the index holds it (no prior)
+        "shown_to": state["shown_to"],
+        "shown_to_users": state["shown_to_users"],
+        "vector": state["vector"],  # the ranking model's [b_i, e_i] as the index holds it
     }
 
 

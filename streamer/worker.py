@@ -109,3 +109,4 @@ def run_worker(settings: Settings, loglevel: str = "info") -> Any:
             publish_at_stop(pipeline, settings)
         except Exception:  # the broker gone: the next owner learns the events since again
             logging.getLogger("streamrec").exception("last users' state and deltas not sent")
+        pipeline.host.close()  # the engine's process, if it has one (its state is saved)

@@ -4,20 +4,27 @@ import asyncio
 import gc
 import json
 
+import pytest
+
 from streamer.app import create_app
+from streamer.hosts import ProcessHost
 from streamer.pipeline import Pipeline
 from streamer.publisher import RedisSink
 from streamer.settings import Settings
 
 
-def test_agent_feeds_batches_to_the_pipeline(fake_redis):
+@pytest.mark.parametrize("apart", [False, True], ids=["engine-here", "engine-apart"])
+def test_agent_feeds_batches_to_the_pipeline(fake_redis, apart):
+    """With the engine in a process of its own, the agent reads the next batch while the
+    engine learns the last one (``app._overlapped``): the same events, lists, dead letters."""
     settings = Settings(n_factors=4, app_id="test-agent", batch_within_s=0.01)
     dead = []
 
     async def send(key, value):
         dead.append(json.loads(value))
 
-    pipeline = Pipeline(settings, RedisSink(fake_redis, "t:"), send)
+    host = ProcessHost(settings) if apart else None
+    pipeline = Pipeline(settings, RedisSink(fake_redis, "t:"), send, host=host)
     app, _ = create_app(settings, pipeline=pipeline)
     agent = app.agents["streamrec.clicks"]
 
@@ -30,10 +37,14 @@ def test_agent_feeds_batches_to_the_pipeline(fake_redis):
                     break
                 await asyncio.sleep(0.02)
 
-    asyncio.run(drive())
+    try:
+        asyncio.run(drive())
+    finally:
+        pipeline.host.close()
     assert pipeline.stats.events == 2
     assert "t:rec:u1" in fake_redis.data
     assert len(dead) == 1 and dead[0]["reason"].startswith("not JSON")
+    assert pipeline.status.interactions == 1
 
 
 def test_the_worker_connects_with_the_kafka_credentials_of_its_settings(fake_redis, tmp_path):
@@ -75,7 +86,7 @@ def test_a_broker_that_does_not_answer_does_not_cost_the_snapshot(
     from streamer.events import Click
     from streamer.stack import UNANSWERED
 
-    settings = Settings(n_factors=4, state_dir=str(tmp_path))
+    settings = Settings(n_factors=4, state_dir=str(tmp_path), engine_process=False)
     engine = Engine(settings)
     engine.process([Click(user="u", item="i", type="click", ts=1.0)])
     snapshot.save(engine, {"clicks": {0: 10}}, settings.snapshot_path, stamps={"clicks": {0: 7}})
@@ -104,7 +115,7 @@ def test_a_worker_started_while_the_broker_is_away_waits_for_it_to_check_its_sna
     from streamer.engine import Engine
     from streamer.events import Click
 
-    settings = Settings(n_factors=4, state_dir=str(tmp_path))
+    settings = Settings(n_factors=4, state_dir=str(tmp_path), engine_process=False)
     engine = Engine(settings)
     engine.process([Click(user="u", item="i", type="click", ts=1.0)])
     snapshot.save(engine, {"clicks": {0: 10}}, settings.snapshot_path, stamps={"clicks": {0: 7}})

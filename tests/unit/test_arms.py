@@ -13,8 +13,10 @@ from streamer import snapshot
 from streamer.arms import Arms
 from streamer.evaluation.ab import ArmFigures, Split, ratio_ci
 from streamer.events import Click, ItemEvent
-from streamer.pipeline import Pipeline, arm_b_path
+from streamer.hosts import LocalHost
+from streamer.pipeline import Pipeline
 from streamer.publisher import RedisSink
+from streamer.room import EngineRoom, arm_b_path
 from streamer.settings import Settings
 
 SETTINGS = Settings(n_factors=4, top_k=5, candidates=5, seed=1)
@@ -101,9 +103,11 @@ def test_a_snapshot_holds_both_arms_at_the_same_offsets(tmp_path: Path) -> None:
 
     sink = RedisSink.from_url("redis://127.0.0.1:1/0", "t:", 60, 10)  # never reached here
     work = Pipeline(settings, sink, no_letters)
-    assert work.arms is not None
+    assert isinstance(work.host, LocalHost)
+    arms = work.host.room.arms
+    assert arms is not None
     events = _events()
-    work.arms.process(events)
+    arms.process(events)
     work.offsets = {"clicks": {0: len(events)}}
     work.snapshot()
     engine_a, saved = snapshot.load_latest(settings.snapshot_path, settings) or (None, None)
@@ -113,10 +117,15 @@ def test_a_snapshot_holds_both_arms_at_the_same_offsets(tmp_path: Path) -> None:
     assert found is not None
     engine_b = found[0]
     np.testing.assert_array_equal(
-        engine_b.model.ranker.table.latents, work.arms.engines["b"].model.ranker.table.latents
+        engine_b.model.ranker.table.latents, arms.engines["b"].model.ranker.table.latents
     )
     restored = Arms(settings, settings.ab_changes(), settings.ab_share, engine_a, engine_b)
-    assert restored.report()["arms"] == work.arms.report()["arms"] | {
-        arm: work.arms.report()["arms"][arm] | {"lists": 0} for arm in ("a", "b")
+    assert restored.report()["arms"] == arms.report()["arms"] | {
+        arm: arms.report()["arms"][arm] | {"lists": 0} for arm in ("a", "b")
     }  # the figures came back with the engines (the lists count is the process's own)
+    room = EngineRoom(settings)  # as a restarted worker's: both arms back, at those offsets
+    assert room.restore() == saved and room.arms is not None
+    np.testing.assert_array_equal(
+        room.arms.engines["b"].model.ranker.table.latents, engine_b.model.ranker.table.latents
+    )
     assert snapshot.load_matching(arm_b_path(settings), arm_b, {"clicks": {0: 1}}) is None
