@@ -18,7 +18,7 @@ import faust
 from streamer import snapshot, web
 from streamer.batching import take_batches
 from streamer.feeds import TopicFeed, read_partitions
-from streamer.hosts import EngineGone, LocalHost, make_host
+from streamer.hosts import EngineGone, LocalHost, ProcessHost, make_host
 from streamer.pipeline import Message, Pipeline
 from streamer.polling import poll
 from streamer.publisher import RedisSink
@@ -33,6 +33,8 @@ log = logging.getLogger("streamrec")
 
 #: Seconds between attempts to reach a broker that is away when the worker starts.
 BROKER_RETRY_S = 5.0
+#: Seconds between checks that the engine's process is alive (``STREAMREC_ENGINE_PROCESS``).
+ENGINE_CHECK_S = 1.0
 T = TypeVar("T")
 
 
@@ -124,6 +126,15 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         # What has lived this long is the model's state: the cyclic collector need not scan it
         # again (a full collection of the whole heap held a batch up for tens of ms).
         gc.freeze()
+
+    if isinstance(work.host, ProcessHost):  # its end, noticed even when no batch comes
+        engine_process = work.host.process
+
+        @app.timer(ENGINE_CHECK_S)
+        async def engine_alive() -> None:
+            code = engine_process.poll()
+            if code is not None:
+                _engine_gone(EngineGone(f"the engine's process ended (exit code {code})"))
 
     if settings.snapshot_interval_s > 0:
 
@@ -287,23 +298,38 @@ def _agent(kind: str, work: Pipeline, settings: Settings) -> Any:
                     await work.handle(kind, [_message(event) for event in events])
             else:
                 await _overlapped(kind, stream, work, settings)
-        except EngineGone as exc:  # its state is the last snapshot's: a restart resumes there
-            log.critical("%s: exiting (1)", exc)
-            logging.shutdown()
-            os._exit(1)
+        except EngineGone as exc:
+            _engine_gone(exc)
 
     return process
 
 
+def _engine_gone(exc: EngineGone) -> None:
+    """The engine's process ended: the worker cannot go on without its state, which is the
+    last snapshot's; it exits 1, and a restart resumes there."""
+    log.critical("%s: exiting (1)", exc)
+    logging.shutdown()
+    os._exit(1)
+
+
 async def _overlapped(kind: str, stream: faust.StreamT, work: Pipeline, settings: Settings) -> Any:
-    """The agent's loop with the engine in a process of its own: the next batch is read
-    (Faust's share of the work, in this process) while the engine learns the last one (in
-    its own). One batch waits at most: Faust's back pressure holds the rest."""
+    """The agent's loop with the engine in a process of its own. Catching up on a backlog
+    (the batch came full: ``streamer.batching`` fills batches while the log holds enough), the
+    next batch is read (Faust's share of the work, in this process) while the engine learns
+    the last one (in its own); one batch waits at most, Faust's back pressure holds the rest.
+    On a paced stream the next batch is cut once the last is handled, as in one process: read
+    ahead, it would be cut early and wait behind the last, a batch's time more for its events
+    (at 3,000 MovieLens events/s here, p50 127 ms against 62, docs/benchmarks.md session 21)."""
     ready: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=1)
+    handled = asyncio.Event()
 
     async def read() -> None:
         async for events in batches(stream, settings):
+            full = len(events) >= settings.batch_size
             await ready.put([_message(event) for event in events])
+            if not full:
+                handled.clear()  # (no await since the put: the batch is not handled yet)
+                await handled.wait()
 
     reader = asyncio.ensure_future(read())
     try:
@@ -314,6 +340,7 @@ async def _overlapped(kind: str, stream: faust.StreamT, work: Pipeline, settings
                 batch.cancel()
                 return reader.result()
             await work.handle(kind, batch.result())
+            handled.set()
     finally:
         reader.cancel()
 

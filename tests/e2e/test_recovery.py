@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from streamer import snapshot
@@ -135,3 +136,66 @@ def test_kill_9_then_restart_learns_every_event_once(stack):
             assert crashed.model.predict_rating(user_x, item_x) == pytest.approx(
                 reference.model.predict_rating(user_x, item_x)
             )
+
+
+@pytest.mark.skipif(not DATASET.exists(), reason="MovieLens-100K not found")
+def test_the_engines_process_killed_the_worker_exits_and_its_restart_learns_every_event_once(
+    stack,
+):
+    """The engine lives in a process of its own (``STREAMREC_ENGINE_PROCESS``): killed, the
+    worker cannot go on without it and exits 1; restarted, it resumes from the last snapshot
+    and ends where an uninterrupted engine ends."""
+    uid = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        stack.isolated(f"engine-{uid}"), partitions=1, log_interval_s=1.0, snapshot_interval_s=2.0
+    )
+    log = Path(settings.state_dir) / f"worker-{uid}.log"
+    rated = 20_000
+    items, ratings, _, first = worker_on_the_catalogue(settings, rated, log)
+    try:  # killed past a snapshot, with events learned since and events still to come
+        replay(ratings[: rated // 2], settings, progress=False)
+        wait_for(lambda: (s := _newest(settings)) and s.events >= 1682 + rated // 8, timeout=120)
+        _engine_of(first).kill()
+        code = first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert code == 1, f"worker exited {code}; see {log}"
+    assert "the engine's process ended" in log.read_text()
+    at_kill = _newest(settings)
+    assert at_kill is not None and at_kill.events < 1682 + rated
+
+    replay(ratings[rated // 2 :], settings, progress=False)
+    second = start_worker(settings, log)
+    done = {settings.topic_clicks: {0: rated}, settings.topic_items: {0: 1682}}
+    try:
+        engine = wait_for(lambda: _engine_of(second), timeout=60)
+        wait_for(lambda: (s := _newest(settings)) and s.offsets == done, timeout=180)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        code = second.wait(timeout=30)
+    assert code == 0, f"worker exited {code}; see {log}"
+    assert not engine.is_running()  # it ended with its worker
+    found = snapshot.load_latest(settings.snapshot_path, settings)
+    assert found is not None
+    restarted = found[0]
+    events, _ = decode(items + ratings, settings)
+    reference = Engine(settings)
+    for n in range(0, len(events), 500):
+        reference.process(events[n : n + 500])
+    assert restarted.events == reference.events == 1682 + rated  # each event learned once
+    for side in ("ranker", "rater"):
+        np.testing.assert_allclose(
+            getattr(restarted.model, side).table.latents,
+            getattr(reference.model, side).table.latents,
+            rtol=1e-9,
+            atol=1e-12,
+        )
+
+
+def _engine_of(worker) -> psutil.Process | None:
+    """The engine's process of ``worker`` (``python -m streamer.hosts``), None before it
+    started."""
+    engines = [p for p in psutil.Process(worker.pid).children() if "streamer.hosts" in p.cmdline()]
+    assert len(engines) <= 1, engines
+    return engines[0] if engines else None

@@ -13,11 +13,18 @@ from streamer.publisher import RedisSink
 from streamer.settings import Settings
 
 
-@pytest.mark.parametrize("apart", [False, True], ids=["engine-here", "engine-apart"])
-def test_agent_feeds_batches_to_the_pipeline(fake_redis, apart):
+@pytest.mark.parametrize(
+    ("apart", "batch_size"),
+    [(False, 1000), (True, 1000), (True, 1)],
+    ids=["engine-here", "engine-apart", "engine-apart-reading-ahead"],
+)
+def test_agent_feeds_batches_to_the_pipeline(fake_redis, apart, batch_size):
     """With the engine in a process of its own, the agent reads the next batch while the
-    engine learns the last one (``app._overlapped``): the same events, lists, dead letters."""
-    settings = Settings(n_factors=4, app_id="test-agent", batch_within_s=0.01)
+    engine learns the last one when the batch came full (``app._overlapped``; batches of one
+    here): the same events, lists, dead letters."""
+    settings = Settings(
+        n_factors=4, app_id="test-agent", batch_within_s=0.01, batch_size=batch_size
+    )
     dead = []
 
     async def send(key, value):
