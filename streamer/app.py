@@ -9,7 +9,6 @@ import gc
 import json
 import logging
 import math
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,6 +16,7 @@ import faust
 
 from streamer import snapshot, web
 from streamer.batching import take_batches
+from streamer.exits import exit_for_restart
 from streamer.feeds import TopicFeed, read_partitions
 from streamer.hosts import EngineGone, LocalHost, ProcessHost, make_host
 from streamer.pipeline import Message, Pipeline
@@ -128,13 +128,13 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> tuple[fa
         gc.freeze()
 
     if isinstance(work.host, ProcessHost):  # its end, noticed even when no batch comes
-        engine_process = work.host.process
+        host = work.host
 
         @app.timer(ENGINE_CHECK_S)
         async def engine_alive() -> None:
-            code = engine_process.poll()
-            if code is not None:
-                _engine_gone(EngineGone(f"the engine's process ended (exit code {code})"))
+            gone = host.ended()
+            if gone is not None:
+                _engine_gone(gone)
 
     if settings.snapshot_interval_s > 0:
 
@@ -307,9 +307,7 @@ def _agent(kind: str, work: Pipeline, settings: Settings) -> Any:
 def _engine_gone(exc: EngineGone) -> None:
     """The engine's process ended: the worker cannot go on without its state, which is the
     last snapshot's; it exits 1, and a restart resumes there."""
-    log.critical("%s: exiting (1)", exc)
-    logging.shutdown()
-    os._exit(1)
+    exit_for_restart(log, "%s", exc)
 
 
 async def _overlapped(kind: str, stream: faust.StreamT, work: Pipeline, settings: Settings) -> Any:

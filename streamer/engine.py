@@ -18,7 +18,7 @@ from index.base import ItemIndex
 from index.factory import set_threads
 from streamer.beside import BESIDE_MIN, Beside
 from streamer.catalogue import Catalogue
-from streamer.events import Click, ContextEvent, ItemEvent
+from streamer.events import Click, ContextEvent, Event, ItemEvent
 from streamer.expiry import LastSeen
 from streamer.features import Features, user_feature, user_features
 from streamer.index_upkeep import IndexUpkeep
@@ -40,7 +40,6 @@ from streamer.strategies.factory import make_strategies
 from streamer.strategies.neural import Neural
 from streamer.users import UserState
 
-Event = Click | ContextEvent | ItemEvent
 #: The most similar-item lists a batch computes: a due set larger than this is spread over the
 #: next batches, so that it does not hold one batch (and its users' freshness) up.
 SIMILAR_PER_BATCH = 200

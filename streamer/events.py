@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,6 +82,10 @@ class ItemEvent(faust.Record, serializer="json"):
     text: str = ""
 
 
+#: An event of any of the three input topics.
+Event = Click | ContextEvent | ItemEvent
+
+
 def daypart(hour: int) -> str:
     """Coarse time of day, a context key for popular-in-context lists.
 
@@ -101,6 +106,14 @@ class Validator:
 
     def __init__(self, settings: Settings) -> None:
         self.s = settings
+
+    def decoders(self) -> dict[str, Callable[[bytes], Event]]:
+        """The decoder of each input topic, by its kind (``clicks``, ``contexts``, ``items``).
+
+        >>> Validator(Settings()).decoders()["items"](b'{"item": "7"}').item
+        '7'
+        """
+        return {"clicks": self.click, "contexts": self.context, "items": self.item}
 
     def click(self, raw: bytes) -> Click:
         d = self._object(raw)

@@ -150,12 +150,17 @@ class ProcessHost:
             raise answer
         return answer
 
+    def ended(self) -> EngineGone | None:
+        """The error of the engine's process having ended, None while it runs."""
+        code = self.process.poll()
+        return None if code is None else _ended(code)
+
     def _gone(self) -> EngineGone:
+        """The socket failed: the process's end (waited for a moment), as an error."""
         try:
-            code = self.process.wait(1.0)
+            return _ended(self.process.wait(1.0))
         except subprocess.TimeoutExpired:
-            code = None
-        return EngineGone(f"the engine's process ended (exit code {code})")
+            return _ended(None)
 
     def close(self) -> None:
         """End the engine's process (its state is in the last snapshot): the socket closed, it
@@ -173,6 +178,10 @@ class ProcessHost:
             self.process.kill()  # (it ignores SIGTERM)
             self.process.wait()
         atexit.unregister(self.close)
+
+
+def _ended(code: int | None) -> EngineGone:
+    return EngineGone(f"the engine's process ended (exit code {code})")
 
 
 def serve(conn: Connection) -> None:

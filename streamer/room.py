@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,7 +72,7 @@ class Processed:
     failed: bool = False
 
 
-def arm_b_path(settings: Settings) -> Any:
+def arm_b_path(settings: Settings) -> Path:
     """Where arm b's snapshots are written (each with the same offsets as arm a's)."""
     return settings.snapshot_path / "arm-b"
 
@@ -84,12 +85,7 @@ class EngineRoom:
     ) -> None:
         self.settings = settings
         self.engine, self.arms = self._housed(engine, engine_b)
-        validator = Validator(settings)
-        self._decoders: dict[str, Callable[[bytes], Event]] = {
-            "clicks": validator.click,
-            "contexts": validator.context,
-            "items": validator.item,
-        }
+        self._decoders = Validator(settings).decoders()
 
     def _housed(self, engine: Engine | None, engine_b: Engine | None) -> tuple[Engine, Arms | None]:
         """``engine`` (or a new one) with its prequential scoreboard, and with

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ import numpy as np
 from aiokafka.conn import CloseReason
 
 from streamer.client import get_recommendations, get_similar
+from streamer.exits import exit_for_restart
 from streamer.pipeline import Pipeline
 from streamer.recommender import RecList
 from streamer.room import EngineRoom
@@ -147,9 +147,7 @@ def watch(app: faust.App, work: Pipeline, settings: Settings) -> tuple[Telemetry
             # the consumer stopped fetching while messages wait (seen on the local broker: a
             # fetch it never answered, not ended by a new connection either): exit non-zero,
             # so that a supervisor restarts the worker, which resumes from its snapshot
-            log.critical("no batch for %.0f s while messages wait: exiting (1)", stalled)
-            logging.shutdown()
-            os._exit(1)
+            exit_for_restart(log, "no batch for %.0f s while messages wait", stalled)
 
     async def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         work.stats.rebalances += 1

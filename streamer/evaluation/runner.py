@@ -182,8 +182,7 @@ def best_baselines(models: dict[str, Any], segment: str = "all") -> dict[str, An
 
 def decode(records: Iterable[LogRecord], settings: Settings) -> tuple[list[Event], int]:
     """Valid events in time order (stable), and how many records were invalid."""
-    validator = Validator(settings)
-    decoders = {"clicks": validator.click, "contexts": validator.context, "items": validator.item}
+    decoders = Validator(settings).decoders()
     events: list[Event] = []
     invalid = 0
     for record in records:

@@ -82,8 +82,10 @@ def test_an_error_in_the_engines_process_comes_back_as_itself(tmp_path: Path) ->
 
 def test_a_worker_whose_engine_process_ended_is_told_so(tmp_path: Path) -> None:
     apart = ProcessHost(Settings(n_factors=4, state_dir=str(tmp_path)))
+    assert apart.ended() is None
     apart.process.kill()
     apart.process.wait()
+    assert str(apart.ended()) == "the engine's process ended (exit code -9)"
     with pytest.raises(EngineGone, match="exit code -9"):
         apart.ask(EngineRoom.status)
     apart.close()
