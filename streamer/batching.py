@@ -24,7 +24,7 @@ in the consumer's last fetch response): when more messages wait there than the b
 waits for them as Faust's would.
 
 Catching up on a backlog, Faust's own rule still cuts a batch ``within`` after the previous one
-ended, at whatever has been buffered by then (~200 events at 20 ms here): when the log holds
+ended, at whatever has been buffered by then (~100 events at 10 ms here): when the log holds
 enough to fill the batch, it waits on until the batch is full (``batch_size``), for at most
 ``CATCH_UP_S`` (:func:`catching_up`; session 15: on pre-produced MovieLens ratings the worker
 learned ~15% more events a second, docs/benchmarks.md). A paced stream is never that far behind.
@@ -83,7 +83,7 @@ def catching_up(now: float, ended: float, room: int, backlog: Callable[[], int])
     fills it (``backlog()``, messages past the buffered ones, against the ``room`` left in the
     batch), and the previous batch ended less than ``CATCH_UP_S`` ago. A worker reading a
     backlog (after a restart, an outage, a burst) then learns it in batches of ``batch_size``
-    instead of what ``within`` buffers (~200 events at 20 ms): a list per user per batch, and
+    instead of what ``within`` buffers (~100 events at 10 ms): a list per user per batch, and
     the batch's fixed costs, over 5 times as many events (the engine's CPU per event at batches
     of 1,000 is ~0.7 of that at 100, docs/benchmarks.md). A paced stream never holds a batch's
     worth past the buffered events, so its batches, and its freshness, are as before.

@@ -58,7 +58,9 @@ class Settings:
     worker_id: str = ""
     # Worker.
     batch_size: int = 1000
-    batch_within_s: float = 0.02
+    # a paced stream's batch at most this often: one per fetch (Tansu answers a fetch when its
+    # wait, fetch_max_wait_ms, ends); catching up, batches fill to batch_size (streamer.batching)
+    batch_within_s: float = 0.01
     stream_buffer: int = 4096  # messages Faust may prefetch per stream (its back pressure)
     # The engine in a process of its own beside Faust's (streamer.hosts): the two overlap on
     # two cores instead of taking turns on one (off, or with sharing: in the worker's process).
