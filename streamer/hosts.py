@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -193,6 +194,9 @@ def serve(conn: Connection) -> None:
     logging.basicConfig(
         level=level, format="[%(asctime)s] [engine %(process)d] %(levelname)s %(name)s: %(message)s"
     )
+    # a snapshot's forked copy (streamer.forked) leaves the socket to this process: the
+    # worker sees its end when this process ends, not when the copy does
+    os.register_at_fork(after_in_child=conn.close)
     room = EngineRoom(settings)
     while True:
         try:

@@ -13,7 +13,8 @@ from typing import Any
 
 from streamer import snapshot
 from streamer.engine import Engine
-from streamer.hosts import Host, LocalHost
+from streamer.forked import Written
+from streamer.hosts import EngineGone, Host, LocalHost
 from streamer.publisher import RedisSink
 from streamer.recommender import PopList, RecList, SimList
 from streamer.redelivery import LogCheck, Redeliveries, stamp_ms
@@ -144,6 +145,7 @@ class Pipeline:
         #: sent (a crash then resumes before the batch: its failures are dead-lettered again)
         self.turn = asyncio.Lock()
         self._snapshot_due = False
+        self._writing: Snapshot | None = None  # the snapshot being written apart
         self._stopping = False  # set by pause(): no more batches
         self.stopped = False  # the final snapshot taken (final_snapshot)
         #: several workers (``STREAMREC_SYNC_INTERVAL_S``): this worker's part in the sharing
@@ -168,7 +170,7 @@ class Pipeline:
             self._in_batch -= 1
             if self._snapshot_due and not self._in_batch:
                 self._snapshot_due = False
-                self.snapshot()
+                self.periodic_snapshot()
 
     async def handle_deltas(self, messages: Sequence[Message]) -> None:
         """Other workers' deltas (the ``sync`` topic), applied between batches
@@ -228,7 +230,46 @@ class Pipeline:
         if self._in_batch:
             self._snapshot_due = True
         else:
+            self.periodic_snapshot()
+
+    def periodic_snapshot(self) -> None:
+        """A snapshot between batches: written apart, by a fork of the engine's process
+        (:mod:`streamer.forked`), when the engine has a process of its own (the stream waits
+        for the fork only); else here and now (:meth:`snapshot`)."""
+        if isinstance(self.host, LocalHost):
             self.snapshot()
+            return
+        started = time.perf_counter()
+        try:
+            begun, written = self.host.ask(EngineRoom.snapshot_apart, self.offsets, self.stamps)
+        except EngineGone:
+            raise
+        except Exception:
+            self.stats.snapshot_failures += 1
+            log.exception("snapshot not begun; the last one written stands")
+            return
+        self._written(written)
+        if begun is None:
+            log.warning("the last snapshot is still being written: none begun now")
+            return
+        self.stats.snapshot_pause_s = time.perf_counter() - started
+        self._writing = begun
+        log.info("snapshot %s begun apart", begun.path.name)
+
+    def _written(self, written: Written | None) -> None:
+        """The outcome of the snapshot written apart, once told (logged and counted)."""
+        if written is None or self._writing is None:
+            return
+        begun, self._writing = self._writing, None
+        self.stats.snapshot_write_s = written.seconds
+        if written.ok:
+            log.info("snapshot %s written in %.2f s", snapshot.describe(begun), written.seconds)
+        else:
+            self.stats.snapshot_failures += 1
+            log.error(
+                "snapshot %s not written (the engine's log says why); the last one written "
+                "stands", begun.path.name,
+            )  # fmt: skip
 
     async def _handle(self, kind: str, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
@@ -244,6 +285,7 @@ class Pipeline:
         )
         learn_seconds = time.perf_counter() - learn_started
         self.status, out = done.status, done.out
+        self._written(done.written)
         if with_popular and not done.failed:
             self._popular_at = done.status.interactions
         # no await since the engine answered: a snapshot sees both or neither
@@ -346,7 +388,7 @@ class Pipeline:
     def _snapshot(self) -> Snapshot:
         started = time.perf_counter()
         saved = self.host.ask(EngineRoom.snapshot, self.offsets, self.stamps)
-        self.stats.snapshot_pause_s = time.perf_counter() - started
+        self.stats.snapshot_pause_s = self.stats.snapshot_write_s = time.perf_counter() - started
         log.info("snapshot %s in %.2f s", snapshot.describe(saved), self.stats.snapshot_pause_s)
         return saved
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ from streamer.engine import BatchOutput, Engine, Event
 from streamer.evaluation.prequential import metrics_report, scoreboard, watched
 from streamer.events import InvalidEvent, Validator
 from streamer.features import user_feature
+from streamer.forked import Forked, Written
 from streamer.memory import release_free_memory
 from streamer.recommender import PopList, SimList
 from streamer.settings import Settings
@@ -70,6 +72,8 @@ class Processed:
     users: list[str] = field(default_factory=list)
     #: the batch failed past the per-event stage (learning, the index, the lists): logged
     failed: bool = False
+    #: how the snapshot being written apart ended, if it did since the last answer
+    written: Written | None = None
 
 
 def arm_b_path(settings: Settings) -> Path:
@@ -86,6 +90,8 @@ class EngineRoom:
         self.settings = settings
         self.engine, self.arms = self._housed(engine, engine_b)
         self._decoders = Validator(settings).decoders()
+        self._writer = Forked()  # snapshots written apart (snapshot_apart)
+        self._written: Written | None = None  # how the last one ended, not told yet
 
     def _housed(self, engine: Engine | None, engine_b: Engine | None) -> tuple[Engine, Arms | None]:
         """``engine`` (or a new one) with its prequential scoreboard, and with
@@ -125,7 +131,7 @@ class EngineRoom:
             log.exception("batch of %d events failed after they were booked", len(events))
             out, failed = BatchOutput(), True
         users = [getattr(event, "user", "") for event in events]
-        return Processed(out, self.status(), rejected, users, failed)
+        return Processed(out, self.status(), rejected, users, failed, self._told(wait=False))
 
     def status(self) -> Status:
         engine = self.engine
@@ -183,21 +189,48 @@ class EngineRoom:
         return found[0]
 
     def snapshot(self, offsets: Offsets, stamps: Stamps) -> Snapshot:
-        """Write the engines' state with the ``offsets`` (and ``stamps``) it includes."""
-        settings = self.settings
-        if self.arms is not None:  # arm b first: arm a's snapshot is the one a restart reads
-            snapshot.save(
-                self.arms.engines["b"],
-                offsets,
-                arm_b_path(settings),
-                settings.snapshot_keep,
-                stamps,
-            )
-        saved = snapshot.save(
-            self.engine, offsets, settings.snapshot_path, settings.snapshot_keep, stamps
-        )
+        """Write the engines' state with the ``offsets`` (and ``stamps``) it includes, here
+        and now (once a snapshot being written apart has ended: its outcome is told with the
+        next answer that tells one)."""
+        self._written = self._told(wait=True)
+        keep = self.settings.snapshot_keep
+        saved = [snapshot.save(e, offsets, d, keep, stamps) for e, d in self._engines()]
         release_free_memory()  # the snapshot's buffers, back to the system (streamer.memory)
-        return saved
+        return saved[-1]
+
+    def snapshot_apart(
+        self, offsets: Offsets, stamps: Stamps
+    ) -> tuple[Snapshot | None, Written | None]:
+        """Begin a snapshot written by a fork of this process (:mod:`streamer.forked`) while
+        this one goes on learning: the snapshot it will be (None, and nothing begun, while the
+        last one is still being written), and how the last one ended if it did since told."""
+        written = self._told(wait=False)
+        if self._writer.busy:
+            return None, written
+        keep = self.settings.snapshot_keep
+        plan = [  # the index's vectors read here: the copy must not take the index's locks
+            (engine, directory, engine.index.all_items(), snapshot.next_path(directory))
+            for engine, directory in self._engines()
+        ]
+
+        def write() -> None:
+            for engine, directory, items, path in plan:
+                snapshot.save(engine, offsets, directory, keep, stamps, items=items, path=path)
+
+        self._writer.begin(write)
+        engine, _, _, path = plan[-1]
+        return Snapshot(path, offsets, engine.events, time.time(), stamps), written
+
+    def _engines(self) -> list[tuple[Engine, Path]]:
+        """Each engine and where its snapshots go: arm b's first (arm a's snapshot, the last
+        written, is the one a restart reads)."""
+        arm_b = [] if self.arms is None else [(self.arms.engines["b"], arm_b_path(self.settings))]
+        return [*arm_b, (self.engine, self.settings.snapshot_path)]
+
+    def _told(self, wait: bool) -> Written | None:
+        """How the snapshot written apart ended, if it did and was not told yet."""
+        written, self._written = self._written, None
+        return self._writer.done(wait) or written
 
     # -- what the worker reports and shows -----------------------------------------------------
 

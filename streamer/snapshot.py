@@ -100,10 +100,16 @@ def save(
     directory: Path,
     keep: int = 3,
     stamps: Stamps | None = None,
+    *,
+    items: tuple[np.ndarray, np.ndarray] | None = None,
+    path: Path | None = None,
 ) -> Snapshot:
-    """Write ``engine``'s state and ``offsets`` as the next snapshot in ``directory``."""
+    """Write ``engine``'s state and ``offsets`` as the next snapshot in ``directory`` (or as
+    ``path``: :func:`next_path`). ``items``: the index's ids and vectors, read beforehand
+    (``engine.index.all_items()``; a forked copy of the engine's process must not take the
+    index's locks, :mod:`streamer.forked`)."""
     stamps = stamps or {}
-    directory.mkdir(parents=True, exist_ok=True)
+    path = path or next_path(directory)
     engine.trim()  # the row pools' free ends are not state
     # the taps are the live observers of a running worker (streamer.sync), not state
     externals = {"settings": engine.settings, "index": engine.index, "taps": engine.taps}
@@ -111,7 +117,7 @@ def save(
         doc, arrays = encode(engine, externals)
         state = json.dumps(doc).encode()
     del doc
-    ids, vectors = engine.index.all_items()
+    ids, vectors = items or engine.index.all_items()
     arrays = {**arrays, "index_ids": np.asarray(ids), "index_vectors": np.asarray(vectors)}
     arrays["state"] = np.frombuffer(state, np.uint8)
     created = time.time()
@@ -125,8 +131,7 @@ def save(
         "sha256": _checksum(arrays),
     }
     arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), np.uint8)
-    path = directory / f"snapshot-{_next_number(directory):012d}.npz"
-    temporary = directory / f".{path.name}.tmp"
+    temporary = path.with_name(f".{path.name}.tmp")
     try:
         with open(temporary, "wb") as f:
             np.savez(f, **arrays)  # type: ignore[arg-type]
@@ -227,9 +232,11 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _next_number(directory: Path) -> int:
+def next_path(directory: Path) -> Path:
+    """Where the next snapshot in ``directory`` goes (made if missing)."""
+    directory.mkdir(parents=True, exist_ok=True)
     numbers = [int(m.group(1)) for p in directory.iterdir() if (m := _NAME.match(p.name))]
-    return max(numbers, default=0) + 1
+    return directory / f"snapshot-{max(numbers, default=0) + 1:012d}.npz"
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -254,5 +261,6 @@ __all__ = [
     "load",
     "load_latest",
     "load_matching",
+    "next_path",
     "save",
 ]

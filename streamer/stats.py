@@ -38,6 +38,7 @@ class Stats:
         self.dead_letters = 0  # sent
         self.dead_letter_failures = 0  # not sent after every retry (logged)
         self.snapshot_pause_s: float | None = None  # how long the last snapshot held the stream
+        self.snapshot_write_s: float | None = None  # how long the last one took to write
         self.snapshot_failures = 0  # snapshots not written (a full disk...: logged)
         self.by_topic: Counter[tuple[str, str]] = Counter()  # (topic, outcome) -> messages
         self.batches: Counter[str] = Counter()  # topic -> micro-batches
@@ -102,6 +103,7 @@ class Stats:
             "freshness_p99_ms": round(float(np.percentile(fresh, 99)), 1) if len(fresh) else None,
             "uptime_s": round(now - self.started, 1),
             "snapshot_pause_s": _round(self.snapshot_pause_s, 3),
+            "snapshot_write_s": _round(self.snapshot_write_s, 3),
             "snapshot_failures": self.snapshot_failures,
         }
 

@@ -184,6 +184,8 @@ class _Figures:
             ("model_version", "Events learned by the model", figures.get("model_version")),
             ("snapshot_pause_seconds", "How long the last snapshot held the stream",
              figures.get("snapshot_pause_s")),
+            ("snapshot_write_seconds", "How long the last snapshot took to write (beside the "
+             "stream when the engine has a process of its own)", figures.get("snapshot_write_s")),
             ("prequential_rmse", "RMSE of ratings predicted before learning them",
              model.get("rmse")),
             ("prequential_hit_rate", "Share of positives found in the list shown before",

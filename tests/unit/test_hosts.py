@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from streamer import snapshot
 from streamer.hosts import EngineGone, LocalHost, ProcessHost, make_host
 from streamer.room import EngineRoom
 from streamer.settings import Settings
@@ -99,3 +100,36 @@ def test_the_engine_has_a_process_of_its_own_unless_workers_share_it() -> None:
         alone.close()
     assert isinstance(make_host(Settings(n_factors=4, engine_process=False)), LocalHost)
     assert isinstance(make_host(Settings(n_factors=4, sync_interval_s=1.0)), LocalHost)
+
+
+def test_a_snapshot_written_apart_is_the_engine_at_its_fork_while_it_learns_on(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(n_factors=4, top_k=5, state_dir=str(tmp_path))
+    here, apart = LocalHost(EngineRoom(settings)), ProcessHost(settings)
+    batches = _batches()
+    try:
+        for kind, values in batches[:5]:
+            here.ask(EngineRoom.process, kind, values)
+            apart.ask(EngineRoom.process, kind, values)
+        at_fork = here.ask(EngineRoom.status), here.ask(EngineRoom.metrics)
+        begun, told = apart.ask(EngineRoom.snapshot_apart, {"clicks": {0: 5}}, {})
+        assert begun is not None and told is None
+        written = []
+        for kind, values in batches[5:]:  # the engine learns on meanwhile, unchanged by it
+            mine = here.ask(EngineRoom.process, kind, values)
+            theirs = apart.ask(EngineRoom.process, kind, values)
+            assert theirs.out.lists == mine.out.lists and theirs.status == mine.status
+            written += [theirs.written] if theirs.written else []
+        if not written:  # still writing: a snapshot here and now waits for it, then tells it
+            apart.ask(EngineRoom.snapshot, {"clicks": {0: 9}}, {})
+            written.append(apart.ask(EngineRoom.process, "contexts", []).written)
+        assert len(written) == 1 and written[0].ok
+        engine, saved = snapshot.load(begun.path, settings)
+        assert saved.offsets == {"clicks": {0: 5}} and saved.events == begun.events
+        room = EngineRoom(settings, engine)
+        assert (room.status(), room.metrics()) == at_fork  # what it held at the fork
+        assert room.status() != here.ask(EngineRoom.status)  # not what it learned after
+    finally:
+        apart.close()
+    assert apart.process.poll() == 0

@@ -5,6 +5,7 @@ import json
 from streamer.engine import SIMILAR_PER_BATCH
 from streamer.pipeline import Pipeline
 from streamer.publisher import RedisSink
+from streamer.room import EngineRoom
 from streamer.settings import Settings
 
 from .conftest import message
@@ -387,3 +388,47 @@ def test_popular_lists_learned_after_the_last_due_batch_are_published_by_the_tim
     popular = pipeline.stale_popular()
     assert [(p.key, [i for i, _ in p.items]) for p in popular if p.key == ""] == [("", ["i1"])]
     assert pipeline.stale_popular() == []  # nothing learned since
+
+
+def test_periodic_snapshots_are_written_apart_and_a_failed_one_is_counted(fake_redis, tmp_path):
+    """With the engine in a process of its own, the timer's snapshot is written by a fork of
+    it while batches go on; how it ended is told with a later answer: its time, or a failure
+    counted (the last one written stands)."""
+    from streamer import snapshot
+    from streamer.hosts import ProcessHost
+    from streamer.polling import poll
+
+    settings = Settings(n_factors=4, top_k=3, state_dir=str(tmp_path))
+    host = ProcessHost(settings)
+    try:
+        pipeline = Pipeline(settings, RedisSink(fake_redis, "t:"), lambda k, v: None, host=host)
+        clicks = [message("clicks", {"user": f"u{n}", "item": "i"}, offset=n) for n in range(4)]
+
+        def told() -> None:  # batches until the outcome of the snapshot apart is told
+            poll(
+                lambda: asyncio.run(pipeline.handle("contexts", [])) or pipeline.stats,
+                lambda stats: stats.snapshot_write_s is not None or stats.snapshot_failures,
+                timeout=30,
+                interval=0.05,
+            )
+
+        asyncio.run(pipeline.handle("clicks", clicks[:2]))
+        pipeline.snapshot_when_idle()  # between batches: begun at once, written apart
+        first = settings.snapshot_path / "snapshot-000000000001.npz"
+        asyncio.run(pipeline.handle("clicks", clicks[2:3]))  # the stream goes on meanwhile
+        told()
+        assert pipeline.stats.snapshot_failures == 0 and pipeline.stats.snapshot_write_s > 0
+        assert snapshot.load(first, settings)[1].offsets == {"clicks": {0: 2}}
+        # the next one cannot be written (its temporary file's name taken by a directory)
+        blocked = snapshot.next_path(settings.snapshot_path)
+        blocked.with_name(f".{blocked.name}.tmp").mkdir()
+        pipeline.stats.snapshot_write_s = None
+        pipeline.snapshot_when_idle()
+        told()
+        assert pipeline.stats.snapshot_failures == 1
+        assert pipeline.report()["snapshot_failures"] == 1
+        assert not blocked.exists()  # the last one written stands
+        asyncio.run(pipeline.handle("clicks", clicks[3:]))
+        assert host.ask(EngineRoom.status).users == 4  # learning went on
+    finally:
+        host.close()
