@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -105,13 +105,18 @@ class Process:
         and the engine's process map, and a snapshot's forked copy (``streamer.forked``),
         which shares nearly all the engine's pages (one `make bench` summed 2.6 GB of RSS
         where the tree held ~1.1 GB and the copy)."""
-        total = 0
+        return self._tree_sum(lambda p: p.memory_full_info().pss) / 2**20
+
+    def _tree_sum(self, read: Callable[[psutil.Process], float]) -> float:
+        """``read`` summed over the process and those it started; a snapshot's forked copy
+        that ended meanwhile is left out."""
+        total = 0.0
         for p in self._tree():
             try:
-                total += p.memory_full_info().pss
-            except psutil.NoSuchProcess:  # a snapshot's copy that ended meanwhile
+                total += read(p)
+            except psutil.NoSuchProcess:
                 continue
-        return total / 2**20
+        return total
 
     def wait_events(self, count: int, timeout: float = 600) -> Window:
         """Poll until ``count`` events are processed; the window from the first batch on."""
@@ -133,14 +138,12 @@ class Process:
         (the engine's process lives as long as the worker; a snapshot's forked copy counts
         while it runs, and once it ended and was waited for, in its parent's children's
         times)."""
-        total = 0.0
-        for p in self._tree():
-            try:
-                t = p.cpu_times()
-            except psutil.NoSuchProcess:  # a snapshot's copy that ended meanwhile
-                continue
-            total += t.user + t.system + t.children_user + t.children_system
-        return total
+
+        def used(p: psutil.Process) -> float:
+            t = p.cpu_times()
+            return float(t.user + t.system + t.children_user + t.children_system)
+
+        return self._tree_sum(used)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
